@@ -1,0 +1,71 @@
+// swift-tools-version:6.0
+//
+// The package layout tells the architecture (DESIGN §3): C shims over the system libraries,
+// libraries holding all logic, and one thin executable per pipeline stage.
+
+import PackageDescription
+import Foundation
+
+/// The BLAS provider is chosen at build time: `CXR_BLAS=blis` (default, fastest on the skinny
+/// GEMM shapes of EfficientNet, DESIGN §5) or `CXR_BLAS=openblas`. The Makefile builds each
+/// provider in its own scratch folder so switching never reuses stale objects.
+let blasProvider = ProcessInfo.processInfo.environment["CXR_BLAS"] ?? "blis"
+let blasLibrary: String
+let blasDefine: String
+switch blasProvider {
+case "openblas":
+    blasLibrary = "openblas"
+    blasDefine = "CXR_BLAS_OPENBLAS"
+default:
+    blasLibrary = "blis"
+    blasDefine = "CXR_BLAS_BLIS"
+}
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "MultiLossCXR",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "prepare", targets: ["prepare"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // C libraries, reached through module maps (CBLAS has no `link`: the provider is linked below).
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+        .systemLibrary(name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng",
+                       providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CJPEG", path: "Sources/CJPEG", pkgConfig: "libjpeg",
+                       providers: [.apt(["libjpeg-dev"])]),
+        // C shims: setjmp/longjmp error handling for the codecs, provider-specific BLAS controls.
+        .target(name: "CCodecs", dependencies: ["CPNG", "CJPEG"]),
+        .target(name: "CBLASRuntime", dependencies: ["CBLAS"],
+                cSettings: [.define(blasDefine)],
+                linkerSettings: [.linkedLibrary(blasLibrary)]),
+
+        // Libraries.
+        .target(name: "Imaging", dependencies: ["CCodecs"], swiftSettings: swiftSettings),
+        .target(name: "Engine", dependencies: ["CBLAS", "CBLASRuntime"], swiftSettings: swiftSettings),
+        .target(name: "Models", dependencies: ["Engine"], swiftSettings: swiftSettings),
+        .target(name: "Losses", dependencies: ["Engine"], swiftSettings: swiftSettings),
+        .target(name: "Metrics", swiftSettings: swiftSettings),
+        .target(name: "Pipeline", dependencies: ["Imaging"], swiftSettings: swiftSettings),
+        .target(name: "StageCLI",
+                dependencies: ["Pipeline", "Engine",
+                               .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                swiftSettings: swiftSettings),
+
+        // Stages: thin executables.
+        .executableTarget(name: "prepare", dependencies: ["StageCLI", "Pipeline"],
+                          swiftSettings: swiftSettings),
+
+        .testTarget(name: "ImagingTests", dependencies: ["Imaging"],
+                    resources: [.copy("Fixtures")], swiftSettings: swiftSettings),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Imaging"],
+                    swiftSettings: swiftSettings),
+    ]
+)

@@ -1,0 +1,15 @@
+#include "cxr_blas_runtime.h"
+
+#if defined(CXR_BLAS_OPENBLAS)
+void openblas_set_num_threads(int);
+char *openblas_get_config(void);
+const char *cxr_blas_provider(void) { return "openblas"; }
+const char *cxr_blas_version(void) { return openblas_get_config(); }
+void cxr_blas_set_threads(int threads) { openblas_set_num_threads(threads); }
+#else
+void bli_thread_set_num_threads(long);
+char *bli_info_get_version_str(void);
+const char *cxr_blas_provider(void) { return "blis"; }
+const char *cxr_blas_version(void) { return bli_info_get_version_str(); }
+void cxr_blas_set_threads(int threads) { bli_thread_set_num_threads(threads); }
+#endif

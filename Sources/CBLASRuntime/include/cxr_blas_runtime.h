@@ -1,0 +1,15 @@
+// Provider-specific BLAS controls behind one interface: which library was linked, and how many
+// threads it may use. Compiled with CXR_BLAS_BLIS or CXR_BLAS_OPENBLAS (see Package.swift).
+#ifndef CXR_BLAS_RUNTIME_H
+#define CXR_BLAS_RUNTIME_H
+
+/// "blis" or "openblas".
+const char *cxr_blas_provider(void);
+
+/// The provider's version or build configuration string.
+const char *cxr_blas_version(void);
+
+/// Fixes the provider's thread count (results are reproducible only at a fixed count).
+void cxr_blas_set_threads(int threads);
+
+#endif

@@ -1,0 +1,35 @@
+// The engine's door to BLAS: which provider is linked, its thread count, and single-precision GEMM.
+// Tensors, ops and autodiff arrive with the engine issue; this file is what the foundation needs.
+
+import CBLAS
+import CBLASRuntime
+
+/// The BLAS library this build links (chosen at build time, recorded in every manifest).
+public enum BLAS {
+    /// "blis" or "openblas".
+    public static var provider: String { String(cString: cxr_blas_provider()) }
+
+    /// The provider's own version or configuration string.
+    public static var version: String { String(cString: cxr_blas_version()) }
+
+    /// Fixes the number of threads BLAS may use; results are reproducible only at a fixed count.
+    public static func setThreads(_ threads: Int) {
+        precondition(threads >= 1, "thread count must be positive")
+        cxr_blas_set_threads(Int32(threads))
+    }
+
+    /// Row-major C = alpha·op(A)·op(B) + beta·C with op(A): m×k, op(B): k×n.
+    ///
+    /// - Precondition: the buffers hold at least the elements their shapes imply.
+    public static func sgemm(
+        transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
+        alpha: Float, a: UnsafePointer<Float>, lda: Int,
+        b: UnsafePointer<Float>, ldb: Int,
+        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans,
+                    transposeB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb),
+                    beta, c, Int32(ldc))
+    }
+}

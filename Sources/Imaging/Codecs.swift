@@ -1,0 +1,218 @@
+// Decoding PNG/JPEG into a `GrayImage`, and encoding gray, RGB and 16-bit gray images.
+//
+// The C side (CCodecs) turns libpng/libjpeg longjmp errors into status codes, so a corrupt file
+// becomes a thrown `ImagingError` naming the file, never a crash. The format is recognised by its
+// signature, not by the file name.
+
+import CCodecs
+import Foundation
+
+/// Image file formats the pipeline reads and writes.
+public enum ImageFormat: String, Sendable {
+    case png
+    case jpeg
+
+    /// The format whose signature starts `bytes`, or nil.
+    public static func sniff(_ bytes: [UInt8]) -> ImageFormat? {
+        if bytes.count >= 8, bytes[0..<8].elementsEqual([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) {
+            return .png
+        }
+        if bytes.count >= 3, bytes[0] == 0xFF, bytes[1] == 0xD8, bytes[2] == 0xFF { return .jpeg }
+        return nil
+    }
+}
+
+/// What a decoded file held before conversion to gray.
+public struct DecodedInfo: Sendable, Equatable {
+    public let format: ImageFormat
+    /// 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA (palettes arrive as RGB).
+    public let channels: Int
+    public let bitDepth: Int
+}
+
+extension GrayImage {
+    /// Decodes a PNG or JPEG held in memory.
+    ///
+    /// Colour becomes gray by ITU-R BT.601 luma, 0.299 R + 0.587 G + 0.114 B (the weights of
+    /// OpenCV's and PIL's gray conversion), kept as a fraction; a pixel with R = G = B keeps its
+    /// value exactly. Alpha is ignored. 16-bit PNGs keep all 16 bits.
+    ///
+    /// - Parameter source: the name used in error messages (usually the file path).
+    /// - Throws: `ImagingError.corrupt` / `.unsupported` naming `source`.
+    public static func decode(_ bytes: [UInt8], source: String = "<memory>") throws(ImagingError)
+        -> (image: GrayImage, info: DecodedInfo)
+    {
+        if bytes.isEmpty { throw .corrupt(source: source, message: "the file is empty (0 bytes)") }
+        guard let format = ImageFormat.sniff(bytes) else {
+            throw .corrupt(source: source, message: "not a PNG or JPEG file (unknown signature)")
+        }
+        var raster = cxr_raster()
+        var message = [CChar](repeating: 0, count: Int(CXR_MESSAGE_SIZE))
+        let status = bytes.withUnsafeBufferPointer { buffer in
+            message.withUnsafeMutableBufferPointer { text in
+                switch format {
+                case .png: cxr_png_decode(buffer.baseAddress, buffer.count, &raster, text.baseAddress)
+                case .jpeg: cxr_jpeg_decode(buffer.baseAddress, buffer.count, &raster, text.baseAddress)
+                }
+            }
+        }
+        defer { cxr_free(raster.pixels) }
+        let text = String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        switch Int(status) {
+        case Int(CXR_OK): break
+        case Int(CXR_UNSUPPORTED): throw .unsupported(source: source, message: text)
+        case Int(CXR_NO_MEMORY): throw .corrupt(source: source, message: "out of memory while decoding")
+        default: throw .corrupt(source: source, message: "\(format.rawValue.uppercased()): \(text)")
+        }
+        let width = Int(raster.width), height = Int(raster.height)
+        let channels = Int(raster.channels), depth = Int(raster.bit_depth)
+        let count = width * height
+        var gray = [Float](repeating: 0, count: count)
+        func convert<T: BinaryInteger>(_ samples: UnsafePointer<T>) {
+            for i in 0..<count {
+                let base = i * channels
+                if channels <= 2 {
+                    gray[i] = Float(samples[base])
+                } else {
+                    let r = samples[base], g = samples[base + 1], b = samples[base + 2]
+                    gray[i] = (r == g && g == b)
+                        ? Float(r) : 0.299 * Float(r) + 0.587 * Float(g) + 0.114 * Float(b)
+                }
+            }
+        }
+        if depth == 16 {
+            convert(raster.pixels.assumingMemoryBound(to: UInt16.self))
+        } else {
+            convert(raster.pixels.assumingMemoryBound(to: UInt8.self))
+        }
+        let image = GrayImage(width: width, height: height, bitDepth: depth == 16 ? 16 : 8, pixels: gray)
+        return (image, DecodedInfo(format: format, channels: channels, bitDepth: depth))
+    }
+
+    /// Reads and decodes the image file at `path`.
+    ///
+    /// - Throws: `ImagingError` naming `path`.
+    public init(contentsOf path: String) throws(ImagingError) {
+        self = try GrayImage.decode(try readFile(path), source: path).image
+    }
+
+    /// PNG bytes: 8-bit gray for 8-bit images, 16-bit gray for 16-bit ones (samples quantized).
+    public func pngData() throws(ImagingError) -> [UInt8] {
+        if bitDepth == 16 {
+            let samples = quantized().pixels.map { UInt16($0) }
+            return try encode(samples, width: width, height: height, channels: 1, bitDepth: 16)
+        }
+        return try encode(bytes(), width: width, height: height, channels: 1, bitDepth: 8)
+    }
+
+    /// 8-bit gray JPEG bytes at `quality` (1...100).
+    public func jpegData(quality: Int = 95) throws(ImagingError) -> [UInt8] {
+        try encodeJPEG(bytes(), width: width, height: height, channels: 1, quality: quality)
+    }
+}
+
+extension RGBImage {
+    /// 8-bit RGB PNG bytes.
+    public func pngData() throws(ImagingError) -> [UInt8] {
+        try encode(pixels, width: width, height: height, channels: 3, bitDepth: 8)
+    }
+
+    /// 8-bit RGB JPEG bytes at `quality` (1...100).
+    public func jpegData(quality: Int = 95) throws(ImagingError) -> [UInt8] {
+        try encodeJPEG(pixels, width: width, height: height, channels: 3, quality: quality)
+    }
+}
+
+private func encode<T>(_ samples: [T], width: Int, height: Int, channels: Int, bitDepth: Int)
+    throws(ImagingError) -> [UInt8]
+{
+    var out: UnsafeMutablePointer<UInt8>?
+    var size = 0
+    var message = [CChar](repeating: 0, count: Int(CXR_MESSAGE_SIZE))
+    let status = samples.withUnsafeBytes { raw in
+        message.withUnsafeMutableBufferPointer { text in
+            cxr_png_encode(raw.baseAddress, Int32(width), Int32(height), Int32(channels),
+                           Int32(bitDepth), &out, &size, text.baseAddress)
+        }
+    }
+    return try collect(status: status, out: out, size: size, message: message, format: "PNG")
+}
+
+private func encodeJPEG(_ samples: [UInt8], width: Int, height: Int, channels: Int, quality: Int)
+    throws(ImagingError) -> [UInt8]
+{
+    var out: UnsafeMutablePointer<UInt8>?
+    var size = 0
+    var message = [CChar](repeating: 0, count: Int(CXR_MESSAGE_SIZE))
+    let status = samples.withUnsafeBufferPointer { buffer in
+        message.withUnsafeMutableBufferPointer { text in
+            cxr_jpeg_encode(buffer.baseAddress, Int32(width), Int32(height), Int32(channels),
+                            Int32(min(max(quality, 1), 100)), &out, &size, text.baseAddress)
+        }
+    }
+    return try collect(status: status, out: out, size: size, message: message, format: "JPEG")
+}
+
+private func collect(status: Int32, out: UnsafeMutablePointer<UInt8>?, size: Int,
+                     message: [CChar], format: String) throws(ImagingError) -> [UInt8]
+{
+    defer { cxr_free(out) }
+    guard status == CXR_OK, let out else {
+        let text = String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        throw .unsupported(source: "<\(format) encoder>", message: text)
+    }
+    return Array(UnsafeBufferPointer(start: out, count: size))
+}
+
+/// The bytes of the file at `path`.
+///
+/// - Throws: `ImagingError.io` naming `path` when it is missing or unreadable.
+public func readFile(_ path: String) throws(ImagingError) -> [UInt8] {
+    guard let handle = FileHandle(forReadingAtPath: path) else {
+        let exists = FileManager.default.fileExists(atPath: path)
+        throw .io(path: path, message: exists ? "cannot be opened for reading" : "no such file")
+    }
+    defer { try? handle.close() }
+    do {
+        return [UInt8](try handle.readToEnd() ?? Data())
+    } catch {
+        throw .io(path: path, message: "read failed: \(error.localizedDescription)")
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename.
+/// A reader never sees a half-written file, and a crash leaves the old file (or none) in place.
+///
+/// - Throws: `ImagingError.io` naming `path`.
+public func writeFileAtomically(_ bytes: [UInt8], to path: String) throws(ImagingError) {
+    let url = URL(fileURLWithPath: path)
+    let folder = url.deletingLastPathComponent().path
+    do {
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+    } catch {
+        throw .io(path: folder, message: "cannot create folder: \(error.localizedDescription)")
+    }
+    let temporary = folder + "/.\(url.lastPathComponent).tmp-\(getpid())"
+    let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    guard fd >= 0 else { throw .io(path: temporary, message: "cannot create: \(String(cString: strerror(errno)))") }
+    var written = 0
+    let ok = bytes.withUnsafeBytes { raw -> Bool in
+        while written < raw.count {
+            let n = write(fd, raw.baseAddress! + written, raw.count - written)
+            if n <= 0 { return false }
+            written += n
+        }
+        return fsync(fd) == 0
+    }
+    let reason = String(cString: strerror(errno))
+    close(fd)
+    guard ok else {
+        unlink(temporary)
+        throw .io(path: path, message: "write failed: \(reason)")
+    }
+    guard rename(temporary, path) == 0 else {
+        let reason = String(cString: strerror(errno))
+        unlink(temporary)
+        throw .io(path: path, message: "cannot move the finished file into place: \(reason)")
+    }
+}

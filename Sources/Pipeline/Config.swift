@@ -1,0 +1,189 @@
+// `pipeline.json`: every hyper-parameter with the paper's values, and profiles that override
+// sizes and epochs. Decoded strictly: an unknown key or a wrong type is an error naming the key
+// path. A profile is a partial tree merged over the base before decoding, so it is checked the
+// same way.
+
+import Foundation
+
+/// The whole pipeline configuration after a profile has been applied.
+public struct PipelineConfig: Codable, Sendable, Equatable {
+    /// The schema version of `pipeline.json` this build reads.
+    public static let formatVersion = 1
+
+    public var formatVersion: Int
+    /// The root seed; each stage derives its own streams from it.
+    public var seed: UInt64
+    /// Worker threads for data-parallel loops and BLAS (recorded in every manifest).
+    public var threads: Int
+    public var prepare: PrepareConfig
+    public var synthetic: SyntheticConfig
+}
+
+/// How `prepare` assigns validation and test splits (SPEC §0).
+public struct PrepareConfig: Codable, Sendable, Equatable {
+    /// `auto` (Keras rule for classification layouts, patient-grouped otherwise), `keras`, `patient`.
+    public var validation: ValidationRule
+    /// The fraction of each class (Keras rule) or of the images (patient rule) held out.
+    public var validationFraction: Double
+    /// Seed of the patient-grouped splits.
+    public var splitSeed: UInt64
+    /// Thumbnails on the dataset's contact sheet.
+    public var contactSheetImages: Int
+}
+
+/// Validation split rules.
+public enum ValidationRule: String, Codable, Sendable, CaseIterable {
+    /// Keras for classification layouts (kermany, synthetic), patient-grouped for the others.
+    case auto
+    /// Keras `validation_split`: per class, files sorted by name, the first int(f·n) (SPEC §0).
+    case keras
+    /// Seeded shuffle of patients; whole patients go to validation until f·n images.
+    case patient
+    /// No validation images.
+    case none
+}
+
+/// The built-in synthetic chest X-ray generator (DESIGN §6).
+public struct SyntheticConfig: Codable, Sendable, Equatable {
+    /// Image width in pixels; heights vary between 85 % and 100 % of it.
+    public var size: Int
+    /// Classification images per class in the Kermany `train` folder.
+    public var trainPerClass: Int
+    /// Classification images per class in the Kermany `test` folder.
+    public var testPerClass: Int
+    /// Images in the Montgomery-layout lung segmentation set.
+    public var lungImages: Int
+    public var seed: UInt64
+}
+
+/// A `pipeline.json` problem, naming the file and key path.
+public enum ConfigError: Error, CustomStringConvertible, Equatable {
+    case unreadable(path: String, message: String)
+    case invalidJSON(path: String, message: String)
+    case unknownKey(path: String, key: String)
+    case wrongType(path: String, key: String, expected: String)
+    case missingKey(path: String, key: String)
+    case badValue(path: String, key: String, message: String)
+    case unknownProfile(path: String, name: String, known: [String])
+
+    public var description: String {
+        switch self {
+        case let .unreadable(path, message): "\(path): cannot read the configuration: \(message)"
+        case let .invalidJSON(path, message): "\(path): not valid JSON: \(message)"
+        case let .unknownKey(path, key): "\(path): unknown key '\(key)' (misspelt, or from another version?)"
+        case let .wrongType(path, key, expected): "\(path): key '\(key)' must be \(expected)"
+        case let .missingKey(path, key): "\(path): missing key '\(key)'"
+        case let .badValue(path, key, message): "\(path): key '\(key)': \(message)"
+        case let .unknownProfile(path, name, known):
+            "\(path): no profile '\(name)'; profiles: \(known.joined(separator: ", "))"
+        }
+    }
+}
+
+extension PipelineConfig {
+    /// Reads `path` and applies `profile` (a key of its `profiles` object).
+    ///
+    /// - Throws: `ConfigError` naming the file and key.
+    public static func load(path: String, profile: String) throws(ConfigError) -> PipelineConfig {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            let exists = FileManager.default.fileExists(atPath: path)
+            throw .unreadable(path: path, message: exists ? "permission denied" : "no such file")
+        }
+        return try parse(data, path: path, profile: profile)
+    }
+
+    /// Parses configuration bytes; `path` only names the source in errors.
+    public static func parse(_ data: Data, path: String, profile: String) throws(ConfigError) -> PipelineConfig {
+        let tree: JSONValue
+        do {
+            tree = try JSONDecoder().decode(JSONValue.self, from: data)
+        } catch {
+            throw .invalidJSON(path: path, message: describe(error))
+        }
+        guard case var .object(members) = tree else {
+            throw .wrongType(path: path, key: "(top level)", expected: "an object")
+        }
+        var merged = JSONValue.object(members)
+        let profiles = members.removeValue(forKey: "profiles")
+        if let profiles {
+            guard case let .object(named) = profiles else {
+                throw .wrongType(path: path, key: "profiles", expected: "an object of profiles")
+            }
+            guard let overlay = named[profile] else {
+                throw .unknownProfile(path: path, name: profile, known: named.keys.sorted())
+            }
+            merged = JSONValue.object(members).merged(with: overlay)
+        } else if profile != "paper" {
+            throw .unknownProfile(path: path, name: profile, known: ["paper"])
+        } else {
+            merged = .object(members)
+        }
+        let config: PipelineConfig
+        do {
+            let bytes = try JSONEncoder().encode(merged)
+            config = try JSONDecoder().decode(PipelineConfig.self, from: bytes)
+        } catch let error as DecodingError {
+            throw translate(error, path: path)
+        } catch {
+            throw .invalidJSON(path: path, message: describe(error))
+        }
+        // Every key the typed config did not read is unknown.
+        let known = ((try? JSONValue(encoding: config)) ?? .null).keyPaths()
+        if let unknown = merged.keyPaths().subtracting(known).sorted().first {
+            throw .unknownKey(path: path, key: unknown)
+        }
+        try config.validate(path: path)
+        return config
+    }
+
+    private func validate(path: String) throws(ConfigError) {
+        if formatVersion != Self.formatVersion {
+            throw .badValue(path: path, key: "formatVersion",
+                            message: "this build reads version \(Self.formatVersion), the file has \(formatVersion)")
+        }
+        if threads < 1 { throw .badValue(path: path, key: "threads", message: "must be at least 1") }
+        if !(0..<1).contains(prepare.validationFraction) {
+            throw .badValue(path: path, key: "prepare.validationFraction", message: "must be in [0, 1)")
+        }
+        if synthetic.size < 32 { throw .badValue(path: path, key: "synthetic.size", message: "must be at least 32") }
+        if synthetic.trainPerClass < 1 || synthetic.testPerClass < 0 || synthetic.lungImages < 1 {
+            throw .badValue(path: path, key: "synthetic", message: "image counts must be positive")
+        }
+    }
+
+    private static func translate(_ error: DecodingError, path: String) -> ConfigError {
+        func dotted(_ codingPath: [any CodingKey]) -> String {
+            codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }
+                .joined(separator: ".").replacingOccurrences(of: ".[", with: "[")
+        }
+        switch error {
+        case let .typeMismatch(type, context):
+            return .wrongType(path: path, key: dotted(context.codingPath), expected: typeName(type))
+        case let .valueNotFound(type, context):
+            return .wrongType(path: path, key: dotted(context.codingPath), expected: typeName(type))
+        case let .keyNotFound(key, context):
+            return .missingKey(path: path, key: dotted(context.codingPath + [key]))
+        case let .dataCorrupted(context):
+            return .badValue(path: path, key: dotted(context.codingPath), message: context.debugDescription)
+        @unknown default:
+            return .invalidJSON(path: path, message: "\(error)")
+        }
+    }
+
+    private static func typeName(_ type: Any.Type) -> String {
+        switch type {
+        case is Int.Type, is UInt64.Type: "an integer"
+        case is Double.Type: "a number"
+        case is String.Type: "a string"
+        case is Bool.Type: "true or false"
+        default: "\(type)"
+        }
+    }
+}
+
+private func describe(_ error: any Error) -> String {
+    if case let DecodingError.dataCorrupted(context) = error {
+        return (context.underlyingError.map { "\($0.localizedDescription)" }) ?? context.debugDescription
+    }
+    return "\(error)"
+}
