@@ -67,5 +67,7 @@ let package = Package(
                     resources: [.copy("Fixtures")], swiftSettings: swiftSettings),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Imaging"],
                     swiftSettings: swiftSettings),
+        // End-to-end: runs the stage executables as a user would, checking exit codes and output.
+        .testTarget(name: "CLITests", dependencies: ["prepare", "Imaging"], swiftSettings: swiftSettings),
     ]
 )

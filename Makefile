@@ -1,0 +1,62 @@
+# The reproduction's front door. `make demo` and `make test` install what is missing, build in
+# release mode and run; the stages themselves are separate executables (see README.md).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# BLAS provider: blis (default, fastest here on EfficientNet's GEMM shapes) or openblas.
+BLAS ?= blis
+# Configuration profile for the demo: demo (minutes) or ci (smaller).
+PROFILE ?= demo
+ARTIFACTS ?= artifacts
+CONFIG ?= pipeline.json
+
+SCRATCH := $(if $(filter blis,$(BLAS)),.build,.build-$(BLAS))
+BIN := $(SCRATCH)/release
+STAGE_FLAGS = --config $(CONFIG) --profile $(PROFILE) --artifacts $(ARTIFACTS)
+export CXR_BLAS := $(BLAS)
+
+DEB_PACKAGES := pkg-config libpng-dev libjpeg-dev libblis-dev libopenblas-dev
+
+.PHONY: help deps build test demo clean
+
+help:
+	@echo "make demo     install missing C libraries, build, and run every built stage on synthetic data"
+	@echo "make test     install missing C libraries, build, and run the test suite"
+	@echo "make build    release build of every stage (BLAS=blis|openblas)"
+	@echo "make deps     apt-get install the C libraries that are missing"
+	@echo "make clean    remove build folders and artifacts/"
+
+deps:
+	@if ! command -v dpkg >/dev/null 2>&1; then \
+	  echo "deps: not a Debian/Ubuntu system; install libpng, libjpeg and BLIS or OpenBLAS development files by hand"; \
+	  exit 0; \
+	fi; \
+	missing=""; \
+	for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  sudo=""; [ "$$(id -u)" -ne 0 ] && sudo=sudo; \
+	  echo "deps: installing$$missing"; \
+	  $$sudo apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+build: deps
+	swift build -c release --scratch-path $(SCRATCH)
+
+# Tests build in release mode (numerics are 10-50x slower in debug) with testing enabled, in
+# their own folder so they never force a rebuild of the stage binaries.
+test: build
+	swift build -c release --scratch-path .build-test -Xswiftc -enable-testing --build-tests
+	swift test -c release --scratch-path .build-test -Xswiftc -enable-testing --skip-build
+
+demo: build
+	@mkdir -p data
+	$(BIN)/prepare $(STAGE_FLAGS) --layout synthetic --source data/synthetic-$(PROFILE) --name synthetic
+	$(BIN)/prepare $(STAGE_FLAGS) --layout montgomery --source data/synthetic-$(PROFILE)/montgomery --name synthetic-lungs
+	@echo
+	@echo "demo: datasets are in $(ARTIFACTS)/prepare/{synthetic,synthetic-lungs}/<key>/"
+	@echo "demo: look at their contact-sheet.png; the later stages are not built yet (README.md)"
+
+clean:
+	rm -rf .build .build-* $(ARTIFACTS)

@@ -1,0 +1,87 @@
+// `prepare` as a user runs it: --help, exit codes, the artifact folder as the last stdout line,
+// and a rerun that reuses it.
+
+import Foundation
+import Imaging
+import XCTest
+
+/// Runs a built stage executable (found beside the test bundle).
+func runStage(_ name: String, _ arguments: [String], in folder: String) throws -> (status: Int32, stdout: String, stderr: String) {
+    // On Linux the test bundle's URL is the products folder itself; on macOS it is the .xctest.
+    let bundle = Bundle(for: PrepareCommandTests.self).bundleURL
+    let products = bundle.pathExtension == "xctest" ? bundle.deletingLastPathComponent() : bundle
+    let process = Process()
+    process.executableURL = products.appendingPathComponent(name)
+    process.arguments = arguments
+    process.currentDirectoryURL = URL(fileURLWithPath: folder)
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    return (process.terminationStatus, stdout, stderr)
+}
+
+final class PrepareCommandTests: XCTestCase {
+    var scratch = ""
+    static let config = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("pipeline.json").path
+
+    override func setUp() {
+        scratch = NSTemporaryDirectory() + "cli-\(UUID().uuidString)"
+        try? FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() {
+        try? FileManager.default.removeItem(atPath: scratch)
+    }
+
+    func prepare(_ extra: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+        try runStage("prepare", ["--config", Self.config, "--profile", "ci", "--artifacts", "art", "--progress", "none"] + extra,
+                     in: scratch)
+    }
+
+    func testHelpExplainsLayouts() throws {
+        let result = try runStage("prepare", ["--help"], in: scratch)
+        XCTAssertEqual(result.status, 0)
+        for layout in ["kermany", "montgomery", "shenzhen", "pairs", "synthetic", "--validation"] {
+            XCTAssertTrue(result.stdout.contains(layout), layout)
+        }
+    }
+
+    func testLastStdoutLineIsTheArtifactAndARerunReusesIt() throws {
+        let first = try prepare(["--layout", "synthetic", "--source", "syn", "--name", "s"])
+        XCTAssertEqual(first.status, 0, first.stderr)
+        let folder = try XCTUnwrap(first.stdout.split(separator: "\n").last.map(String.init))
+        XCTAssertTrue(folder.hasPrefix("art/prepare/s/"), folder)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: scratch + "/" + folder + "/manifest.json"))
+        let second = try prepare(["--layout", "synthetic", "--source", "syn", "--name", "s", "--progress", "text"])
+        XCTAssertEqual(second.stdout.split(separator: "\n").last.map(String.init), folder)
+        XCTAssertTrue(second.stderr.contains("reusing the complete artifact"), second.stderr)
+    }
+
+    func testExitCodesNameTheProblem() throws {
+        let missing = try prepare(["--layout", "kermany", "--source", "nowhere", "--name", "k"])
+        XCTAssertEqual(missing.status, 66)
+        XCTAssertTrue(missing.stderr.contains("nowhere: missing folder"), missing.stderr)
+        XCTAssertEqual(missing.stdout, "")
+
+        try writeFileAtomically(Array("not a jpeg".utf8), to: scratch + "/bad/train/NORMAL/IM-0001-0001.jpeg")
+        try writeFileAtomically(try GrayImage(width: 4, height: 4, filledWith: 9).jpegData(),
+                                to: scratch + "/bad/train/PNEUMONIA/person1_virus_1.jpeg")
+        let corrupt = try prepare(["--layout", "kermany", "--source", "bad", "--name", "k"])
+        XCTAssertEqual(corrupt.status, 65)
+        XCTAssertTrue(corrupt.stderr.contains("IM-0001-0001.jpeg: corrupt or unreadable image"), corrupt.stderr)
+
+        let usage = try prepare(["--layout", "dicom", "--source", "bad", "--name", "k"])
+        XCTAssertEqual(usage.status, 64)
+        XCTAssertTrue(usage.stderr.contains("dicom"), usage.stderr)
+
+        let profile = try runStage("prepare", ["--config", Self.config, "--profile", "huge", "--layout", "kermany",
+                                               "--source", "bad", "--name", "k"], in: scratch)
+        XCTAssertEqual(profile.status, 78)
+        XCTAssertTrue(profile.stderr.contains("no profile 'huge'"), profile.stderr)
+    }
+}

@@ -1,0 +1,69 @@
+// pipeline.json: the repository's own file in every profile, and errors that name the key.
+
+import Foundation
+import XCTest
+@testable import Pipeline
+
+final class ConfigTests: XCTestCase {
+    /// The repository's pipeline.json (tests run from the package root).
+    static let repositoryConfig = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("pipeline.json").path
+
+    func testRepositoryConfigLoadsInEveryProfile() throws {
+        let paper = try PipelineConfig.load(path: Self.repositoryConfig, profile: "paper")
+        XCTAssertEqual(paper.prepare.validationFraction, 0.1)  // SPEC §0
+        let ci = try PipelineConfig.load(path: Self.repositoryConfig, profile: "ci")
+        XCTAssertLessThan(ci.synthetic.size, paper.synthetic.size)
+        XCTAssertEqual(ci.prepare, paper.prepare)  // a profile overrides only what it names
+        XCTAssertNoThrow(try PipelineConfig.load(path: Self.repositoryConfig, profile: "demo"))
+    }
+
+    private func parse(_ edit: (inout [String: Any]) -> Void, profile: String = "paper") throws -> PipelineConfig {
+        let data = try Data(contentsOf: URL(fileURLWithPath: Self.repositoryConfig))
+        var tree = try JSONSerialization.jsonObject(with: data) as! [String: Any]
+        edit(&tree)
+        return try PipelineConfig.parse(JSONSerialization.data(withJSONObject: tree), path: "p.json", profile: profile)
+    }
+
+    private func assertError(_ expected: ConfigError, profile: String = "paper",
+                             _ edit: (inout [String: Any]) -> Void, line: UInt = #line) {
+        XCTAssertThrowsError(try parse(edit, profile: profile), line: line) { error in
+            XCTAssertEqual(error as? ConfigError, expected, line: line)
+        }
+    }
+
+    func testUnknownKeysAreNamedWithTheirPath() {
+        assertError(.unknownKey(path: "p.json", key: "prepare.validatonFraction")) { tree in
+            var prepare = tree["prepare"] as! [String: Any]
+            prepare["validatonFraction"] = 0.2
+            tree["prepare"] = prepare
+        }
+        assertError(.unknownKey(path: "p.json", key: "epochs")) { $0["epochs"] = 3 }
+        assertError(.unknownKey(path: "p.json", key: "synthetic.sise"), profile: "ci") { tree in
+            var profiles = tree["profiles"] as! [String: Any]
+            profiles["ci"] = ["synthetic": ["sise": 64]]
+            tree["profiles"] = profiles
+        }
+    }
+
+    func testWrongTypesAndMissingKeysAreNamed() {
+        assertError(.wrongType(path: "p.json", key: "synthetic.size", expected: "an integer")) { tree in
+            var synthetic = tree["synthetic"] as! [String: Any]
+            synthetic["size"] = "big"
+            tree["synthetic"] = synthetic
+        }
+        assertError(.missingKey(path: "p.json", key: "threads")) { $0.removeValue(forKey: "threads") }
+        assertError(.badValue(path: "p.json", key: "threads", message: "must be at least 1")) { $0["threads"] = 0 }
+    }
+
+    func testUnknownProfileAndInvalidJSON() throws {
+        assertError(.unknownProfile(path: "p.json", name: "fast", known: ["ci", "demo", "paper"]), profile: "fast") { _ in }
+        XCTAssertThrowsError(try PipelineConfig.parse(Data("{\"seed\": ".utf8), path: "p.json", profile: "paper")) { error in
+            guard case .invalidJSON(path: "p.json", _) = error as? ConfigError else { return XCTFail("\(error)") }
+        }
+        XCTAssertThrowsError(try PipelineConfig.load(path: "/nonexistent/pipeline.json", profile: "paper")) { error in
+            XCTAssertEqual(error as? ConfigError, .unreadable(path: "/nonexistent/pipeline.json", message: "no such file"))
+        }
+    }
+}
