@@ -141,3 +141,13 @@ public struct Dataset: Sendable {
 func datasetCSV(_ rows: [DatasetRow]) -> String {
     csvText(header: DatasetRow.header, rows: rows.map(\.fields))
 }
+
+extension Dataset {
+    /// The dataset prepared under `name` (what a stage's `--data NAME` resolves to).
+    ///
+    /// - Throws: `ArtifactError.notFound` naming the stage and name when it was never prepared.
+    public static func named(_ name: String, in store: ArtifactStore) throws(ArtifactError) -> Dataset {
+        let (folder, manifest) = try store.current(stage: "prepare", variant: name)
+        return try Dataset(folder: folder, manifest: manifest)
+    }
+}

@@ -199,8 +199,11 @@ final class IngestionTests: XCTestCase {
         XCTAssertFalse(forced.reused)
         XCTAssertEqual(tree(forced.folder).filter { $0.key != "manifest.json" }, before)
         XCTAssertEqual(forced.manifest.outputs, first.manifest.outputs)
-        let found = try ArtifactStore(root: scratch + "/artifacts").current(stage: "prepare", variant: "d")
-        XCTAssertEqual(found.folder, first.folder)
+        let store = ArtifactStore(root: scratch + "/artifacts")
+        XCTAssertEqual(try Dataset.named("d", in: store).folder, first.folder)
+        XCTAssertThrowsError(try Dataset.named("never", in: store)) { error in
+            XCTAssertTrue("\(error)".contains("no complete 'prepare' artifact named 'never'"), "\(error)")
+        }
     }
 
     // MARK: bad input
