@@ -53,7 +53,7 @@ let package = Package(
         .target(name: "Models", dependencies: ["Engine"], swiftSettings: swiftSettings),
         .target(name: "Losses", dependencies: ["Engine"], swiftSettings: swiftSettings),
         .target(name: "Metrics", swiftSettings: swiftSettings),
-        .target(name: "Pipeline", dependencies: ["Imaging"], swiftSettings: swiftSettings),
+        .target(name: "Pipeline", dependencies: ["Imaging", "Metrics"], swiftSettings: swiftSettings),
         .target(name: "StageCLI",
                 dependencies: ["Pipeline", "Engine",
                                .product(name: "ArgumentParser", package: "swift-argument-parser")],
@@ -67,6 +67,8 @@ let package = Package(
                     resources: [.copy("Fixtures")], swiftSettings: swiftSettings),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Imaging"],
                     swiftSettings: swiftSettings),
+        .testTarget(name: "MetricsTests", dependencies: ["Metrics", "Pipeline"],
+                    resources: [.copy("Fixtures")], swiftSettings: swiftSettings),
         // End-to-end: runs the stage executables as a user would, checking exit codes and output.
         .testTarget(name: "CLITests", dependencies: ["prepare", "Imaging"], swiftSettings: swiftSettings),
     ]
