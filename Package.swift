@@ -30,6 +30,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "prepare", targets: ["prepare"]),
+        .executable(name: "evaluate", targets: ["evaluate"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -62,6 +63,8 @@ let package = Package(
         // Stages: thin executables.
         .executableTarget(name: "prepare", dependencies: ["StageCLI", "Pipeline"],
                           swiftSettings: swiftSettings),
+        .executableTarget(name: "evaluate", dependencies: ["StageCLI", "Pipeline"],
+                          swiftSettings: swiftSettings),
 
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"],
                     resources: [.copy("Fixtures")], swiftSettings: swiftSettings),
@@ -70,6 +73,6 @@ let package = Package(
         .testTarget(name: "MetricsTests", dependencies: ["Metrics", "Pipeline"],
                     resources: [.copy("Fixtures")], swiftSettings: swiftSettings),
         // End-to-end: runs the stage executables as a user would, checking exit codes and output.
-        .testTarget(name: "CLITests", dependencies: ["prepare", "Imaging"], swiftSettings: swiftSettings),
+        .testTarget(name: "CLITests", dependencies: ["prepare", "evaluate", "Imaging"], swiftSettings: swiftSettings),
     ]
 )

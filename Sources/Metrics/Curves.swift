@@ -31,6 +31,11 @@ public struct Curve: Sendable, Equatable, Codable {
     public var x: [Double]
     public var y: [Double]
 
+    public init(x: [Double], y: [Double]) {
+        self.x = x
+        self.y = y
+    }
+
     /// Trapezoidal area (`sklearn.metrics.auc`): positive whichever way x runs.
     ///
     /// - Precondition: x is monotonic.

@@ -17,6 +17,17 @@ public struct PipelineConfig: Codable, Sendable, Equatable {
     public var threads: Int
     public var prepare: PrepareConfig
     public var synthetic: SyntheticConfig
+    public var evaluate: EvaluateConfig
+}
+
+/// The `evaluate` stage's intervals and calibration bins.
+public struct EvaluateConfig: Codable, Sendable, Equatable {
+    /// Stratified bootstrap resamples per metric (and for the paired ΔMCC test).
+    public var bootstrapResamples: Int
+    /// Two-sided level of the bootstrap intervals.
+    public var confidenceLevel: Double
+    /// Bins of the calibration errors and reliability diagrams.
+    public var calibrationBins: Int
 }
 
 /// How `prepare` assigns validation and test splits (SPEC §0).
@@ -145,6 +156,13 @@ extension PipelineConfig {
         if !(0..<1).contains(prepare.validationFraction) {
             throw .badValue(path: path, key: "prepare.validationFraction", message: "must be in [0, 1)")
         }
+        if evaluate.bootstrapResamples < 10 {
+            throw .badValue(path: path, key: "evaluate.bootstrapResamples", message: "must be at least 10")
+        }
+        if !(0.5..<1).contains(evaluate.confidenceLevel) {
+            throw .badValue(path: path, key: "evaluate.confidenceLevel", message: "must be in [0.5, 1)")
+        }
+        if evaluate.calibrationBins < 2 { throw .badValue(path: path, key: "evaluate.calibrationBins", message: "must be at least 2") }
         if synthetic.size < 32 { throw .badValue(path: path, key: "synthetic.size", message: "must be at least 32") }
         if synthetic.trainPerClass < 1 || synthetic.testPerClass < 0 || synthetic.lungImages < 1 {
             throw .badValue(path: path, key: "synthetic", message: "image counts must be positive")

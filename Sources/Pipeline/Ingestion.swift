@@ -85,8 +85,8 @@ struct Candidate {
     var fixedSplit: Split?
 }
 
-/// Result of `prepareDataset`.
-public struct PreparedDataset: Sendable {
+/// What a stage run produced: its artifact folder and manifest.
+public struct StageResult: Sendable {
     public let folder: String
     public let manifest: Manifest
     /// True when a complete artifact with the same key already existed.
@@ -101,7 +101,7 @@ public struct PreparedDataset: Sendable {
 ///   decoded, and no manifest is written on failure.
 public func prepareDataset(source: String, name: String, settings: PrepareSettings, store: ArtifactStore,
                            seed: UInt64, threads: Int, blasProvider: String, force: Bool,
-                           sink: EventSink) throws(IngestError) -> PreparedDataset
+                           sink: EventSink) throws(IngestError) -> StageResult
 {
     let root = URL(fileURLWithPath: source).standardizedFileURL.path
     if settings.layout == .synthetic, let synthetic = settings.synthetic {
@@ -131,7 +131,7 @@ public func prepareDataset(source: String, name: String, settings: PrepareSettin
         do {
             try writeFileAtomically(Array((key + "\n").utf8), to: "\(store.root)/prepare/\(name)/current")
         } catch { throw .image(error) }
-        return PreparedDataset(folder: folder, manifest: manifest, reused: true)
+        return StageResult(folder: folder, manifest: manifest, reused: true)
     }
 
     // Decode everything before writing anything.
@@ -170,7 +170,7 @@ public func prepareDataset(source: String, name: String, settings: PrepareSettin
         let summary = summarize(rows, layout: settings.layout, imageRoot: imageRoot, maskRoot: maskRoot,
                                 validationRule: rule, skipped: skipped)
         let manifest = try writer.finish(summary: try JSONValue(encoding: summary))
-        return PreparedDataset(folder: folder, manifest: manifest, reused: false)
+        return StageResult(folder: folder, manifest: manifest, reused: false)
     } catch let error as ArtifactError {
         throw .artifact(error)
     } catch let error as IngestError {

@@ -155,6 +155,12 @@ public func runStage(_ stage: String, _ body: () throws -> String) throws {
         }
     } catch let error as ArtifactError {
         fail(stage, error.description, StageExit.noInput)
+    } catch let error as EvaluateError {
+        switch error {
+        case .predictions(.unreadable): fail(stage, error.description, StageExit.noInput)
+        case .artifact: fail(stage, error.description, StageExit.ioError)
+        default: fail(stage, error.description, StageExit.dataError)
+        }
     }
 }
 

@@ -84,4 +84,14 @@ final class PrepareCommandTests: XCTestCase {
         XCTAssertEqual(profile.status, 78)
         XCTAssertTrue(profile.stderr.contains("no profile 'huge'"), profile.stderr)
     }
+
+    func testEvaluateRejectsAMalformedFileNamingRowAndColumn() throws {
+        try writeFileAtomically(Array("image,label,p_bacterial,p_normal,p_viral\na,normal,0.2,0.3,0.5\nb,normal,0.2,0.9,0.5\n".utf8),
+                                to: scratch + "/p.csv")
+        let result = try runStage("evaluate", ["--config", Self.config, "--profile", "ci", "--artifacts", "art", "p.csv"], in: scratch)
+        XCTAssertEqual(result.status, 65)
+        XCTAssertTrue(result.stderr.contains("p.csv: row 3, column 'p_bacterial..p_viral': probabilities sum to 1.6"), result.stderr)
+        let missing = try runStage("evaluate", ["--config", Self.config, "--profile", "ci", "--artifacts", "art", "none.csv"], in: scratch)
+        XCTAssertEqual(missing.status, 66)
+    }
 }

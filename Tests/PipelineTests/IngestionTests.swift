@@ -29,7 +29,7 @@ final class IngestionTests: XCTestCase {
 
     @discardableResult
     func prepare(_ source: String, _ layout: Layout, name: String = "d", validation: ValidationRule = .auto,
-                 testFraction: Double = 0, synthetic: SyntheticConfig? = nil, force: Bool = false) throws -> (PreparedDataset, Dataset) {
+                 testFraction: Double = 0, synthetic: SyntheticConfig? = nil, force: Bool = false) throws -> (StageResult, Dataset) {
         let store = ArtifactStore(root: scratch + "/artifacts")
         let result = try prepareDataset(source: source, name: name,
                                         settings: settings(layout, validation: validation, testFraction: testFraction, synthetic: synthetic),

@@ -1,0 +1,203 @@
+// Everything `evaluate` reports for one model, and for a pair of models on the same images, as
+// Codable values (the schema of metrics.json, documented in the README).
+
+/// Per-class numbers.
+public struct ClassMetrics: Sendable, Codable, Equatable {
+    public var name: String
+    public var support: Int
+    public var precision: Double
+    public var recall: Double
+    public var f1: Double
+    public var auroc: Double
+}
+
+/// Calibration before and, when a validation file was given, after temperature scaling.
+public struct CalibrationReport: Sendable, Codable, Equatable {
+    public var brier: Double
+    public var negativeLogLikelihood: Double
+    public var equalWidth: CalibrationSummary
+    public var equalMass: CalibrationSummary
+    /// Temperature fitted on the validation predictions, and this file's calibration after it.
+    public var temperature: Double?
+    public var scaledEqualWidth: CalibrationSummary?
+    public var scaledBrier: Double?
+    public var scaledNegativeLogLikelihood: Double?
+}
+
+/// The curves behind the plots.
+public struct CurveSet: Sendable, Codable, Equatable {
+    public var rocMicro: Curve
+    public var rocPerClass: [Curve]
+    public var prMicro: Curve
+    public var prPerClass: [Curve]
+}
+
+/// Every metric of one prediction file.
+public struct ModelReport: Sendable, Codable, Equatable {
+    public var name: String
+    public var images: Int
+    public var accuracy: Double
+    /// The paper's AUROC (micro).
+    public var aurocMicro: Double
+    public var aurocMacro: Double
+    /// scikit-learn tutorial's interpolated macro (the paper code's "macro").
+    public var aurocMacroInterpolated: Double
+    /// The paper's AUPRC (trapezoid under the micro PR curve).
+    public var auprcMicro: Double
+    public var averagePrecisionMicro: Double
+    public var precisionWeighted: Double
+    public var recallWeighted: Double
+    public var f1Weighted: Double
+    public var precisionMacro: Double
+    public var recallMacro: Double
+    public var f1Macro: Double
+    public var mcc: Double
+    public var kappa: Double
+    public var perClass: [ClassMetrics]
+    public var confusion: ConfusionMatrix
+    /// MCC as the paper printed its interval (labelled: not Clopper–Pearson) and the plain Wald.
+    public var mccPaperCI: Interval
+    public var mccWaldCI: Interval
+    /// Stratified bootstrap intervals, keyed by metric name.
+    public var bootstrap: [String: BootstrapResult]
+    public var calibration: CalibrationReport
+    public var curves: CurveSet
+}
+
+/// Metrics bootstrapped for every model: name and function.
+public let bootstrappedMetrics: [(String, @Sendable (Predictions) -> Double)] = [
+    ("accuracy", { confusion($0).accuracy }),
+    ("aurocMicro", { $0.aurocMicro }),
+    ("auprcMicro", { $0.auprcMicro }),
+    ("precisionWeighted", { let c = confusion($0); return c.weighted(c.precision) }),
+    ("recallWeighted", { let c = confusion($0); return c.weighted(c.recall) }),
+    ("f1Weighted", { let c = confusion($0); return c.weighted(c.f1) }),
+    ("mcc", { confusion($0).mcc }),
+    ("kappa", { confusion($0).kappa }),
+]
+
+private func confusion(_ p: Predictions) -> ConfusionMatrix {
+    ConfusionMatrix(labels: p.labels, predicted: p.predicted, classes: p.classes)
+}
+
+/// The full report of `predictions`.
+///
+/// - Parameters:
+///   - validation: predictions of the same model on validation images, for temperature scaling.
+///   - generator: drives the bootstrap; the same seed gives byte-identical intervals.
+public func evaluate<G: RandomNumberGenerator>(_ predictions: Predictions, name: String, classNames: [String],
+                                               resamples: Int, level: Double, bins: Int,
+                                               validation: Predictions?, generator: inout G) -> ModelReport {
+    let cm = confusion(predictions)
+    let perClass = (0..<predictions.classes).map { k -> ClassMetrics in
+        let s = predictions.oneVsRest(k)
+        return ClassMetrics(name: classNames[k], support: cm.support[k], precision: cm.precision[k],
+                            recall: cm.recall[k], f1: cm.f1[k], auroc: auroc(truth: s.truth, scores: s.scores))
+    }
+    var intervals: [String: BootstrapResult] = [:]
+    for (metric, function) in bootstrappedMetrics {
+        intervals[metric] = bootstrap(predictions, resamples: resamples, level: level, generator: &generator, metric: function)
+    }
+    var calibration = CalibrationReport(
+        brier: predictions.brier, negativeLogLikelihood: predictions.negativeLogLikelihood,
+        equalWidth: predictions.calibrationEqualWidth(bins: bins), equalMass: predictions.calibrationEqualMass(bins: bins))
+    if let validation {
+        let t = validation.fitTemperature()
+        let scaled = predictions.temperatureScaled(t)
+        calibration.temperature = t
+        calibration.scaledEqualWidth = scaled.calibrationEqualWidth(bins: bins)
+        calibration.scaledBrier = scaled.brier
+        calibration.scaledNegativeLogLikelihood = scaled.negativeLogLikelihood
+    }
+    let pooled = predictions.pooled
+    let curves = CurveSet(
+        rocMicro: rocCurve(truth: pooled.truth, scores: pooled.scores),
+        rocPerClass: (0..<predictions.classes).map { let s = predictions.oneVsRest($0); return rocCurve(truth: s.truth, scores: s.scores) },
+        prMicro: precisionRecallCurve(truth: pooled.truth, scores: pooled.scores),
+        prPerClass: (0..<predictions.classes).map { let s = predictions.oneVsRest($0); return precisionRecallCurve(truth: s.truth, scores: s.scores) })
+    return ModelReport(
+        name: name, images: predictions.count, accuracy: cm.accuracy, aurocMicro: predictions.aurocMicro,
+        aurocMacro: predictions.aurocMacro, aurocMacroInterpolated: predictions.aurocMacroInterpolated,
+        auprcMicro: predictions.auprcMicro, averagePrecisionMicro: predictions.averagePrecisionMicro,
+        precisionWeighted: cm.weighted(cm.precision), recallWeighted: cm.weighted(cm.recall), f1Weighted: cm.weighted(cm.f1),
+        precisionMacro: cm.macro(cm.precision), recallMacro: cm.macro(cm.recall), f1Macro: cm.macro(cm.f1),
+        mcc: cm.mcc, kappa: cm.kappa, perClass: perClass, confusion: cm,
+        mccPaperCI: paperCI(cm.mcc, n: predictions.count), mccWaldCI: waldCI(cm.mcc, n: predictions.count),
+        bootstrap: intervals, calibration: calibration, curves: curves)
+}
+
+/// Two models compared on the same images.
+public struct Comparison: Sendable, Codable, Equatable {
+    public var reference: String
+    public var other: String
+    public var paperRule: TestResult
+    public var mcnemar: TestResult
+    public var mccDelta: Double
+    public var mccDeltaInterval: Interval
+    public var pairedBootstrap: TestResult
+    /// DeLong per class (one-vs-rest) and for the pooled micro scores (treated as independent,
+    /// an approximation: an image's three scores are not).
+    public var delongPerClass: [TestResult]
+    public var delongMicro: TestResult?
+}
+
+/// Errors comparing prediction files.
+public enum ComparisonError: Error, CustomStringConvertible, Equatable {
+    case differentImages(reference: String, other: String)
+
+    public var description: String {
+        switch self {
+        case let .differentImages(reference, other):
+            "\(other) and \(reference) do not hold the same images with the same labels in the same order"
+        }
+    }
+}
+
+/// Compares `other` against `reference` on the same images.
+///
+/// - Throws: `ComparisonError.differentImages` when the files do not pair up.
+public func compare<G: RandomNumberGenerator>(reference: Predictions, referenceName: String, other: Predictions,
+                                              otherName: String, resamples: Int,
+                                              generator: inout G) throws(ComparisonError) -> Comparison {
+    guard reference.ids == other.ids, reference.labels == other.labels else {
+        throw .differentImages(reference: referenceName, other: otherName)
+    }
+    let n = reference.count
+    let paired = pairedBootstrapMCC(reference, other, resamples: resamples, generator: &generator)
+    let perClass = (0..<reference.classes).compactMap { k -> TestResult? in
+        let a = reference.oneVsRest(k), b = other.oneVsRest(k)
+        return delong(truth: a.truth, scoresA: a.scores, scoresB: b.scores)?.test
+    }
+    let a = reference.pooled, b = other.pooled
+    return Comparison(
+        reference: referenceName, other: otherName,
+        paperRule: paperSignificance(reference: confusion(reference).mcc, other: confusion(other).mcc, n: n),
+        mcnemar: mcnemar(reference, other), mccDelta: paired.delta, mccDeltaInterval: paired.interval,
+        pairedBootstrap: paired.test, delongPerClass: perClass,
+        delongMicro: delong(truth: a.truth, scoresA: a.scores, scoresB: b.scores)?.test)
+}
+
+/// One Table 2-style Markdown row: Acc, AUROC, AUPRC, P, R, F, MCC and its interval, 4 decimals.
+public func tableRow(_ report: ModelReport) -> String {
+    let f = { (x: Double) in formatFixed(x, decimals: 4) }
+    return "| \(report.name) | \(f(report.accuracy)) | \(f(report.aurocMicro)) | \(f(report.auprcMicro)) | "
+        + "\(f(report.precisionWeighted)) | \(f(report.recallWeighted)) | \(f(report.f1Weighted)) | \(f(report.mcc)) | "
+        + "(\(f(report.mccPaperCI.lower)), \(f(report.mccPaperCI.upper))) |"
+}
+
+/// The header of `tableRow`'s table.
+public let tableHeader = """
+    | model | Acc | AUROC (micro) | AUPRC (micro, trapezoid) | P (weighted) | R (weighted) | F (weighted) | MCC | MCC 95% CI (paper's Wald) |
+    |---|---|---|---|---|---|---|---|---|
+    """
+
+/// `x` with exactly `decimals` digits after the point (round half away from zero).
+public func formatFixed(_ x: Double, decimals: Int) -> String {
+    guard x.isFinite else { return "NA" }
+    var scale = 1.0
+    for _ in 0..<decimals { scale *= 10 }
+    let scaled = (abs(x) * scale).rounded()
+    let integer = Int(scaled) / Int(scale), fraction = Int(scaled) % Int(scale)
+    let digits = String(fraction)
+    return (x < 0 && scaled > 0 ? "-" : "") + "\(integer)." + String(repeating: "0", count: decimals - digits.count) + digits
+}

@@ -1,0 +1,170 @@
+// The `evaluate` stage: prediction files in, one artifact out with metrics.json, a Table 2-style
+// Markdown table, significance of every other file against the first, and SVG figures.
+
+import Foundation
+import Imaging
+import Metrics
+
+/// What decides an evaluation artifact besides its input files.
+public struct EvaluateSettings: Codable, Sendable, Equatable {
+    public var names: [String]
+    public var resamples: Int
+    public var level: Double
+    public var bins: Int
+    public var renormalize: Bool
+    public var seed: UInt64
+
+    public init(names: [String], resamples: Int, level: Double, bins: Int, renormalize: Bool, seed: UInt64) {
+        self.names = names
+        self.resamples = resamples
+        self.level = level
+        self.bins = bins
+        self.renormalize = renormalize
+        self.seed = seed
+    }
+}
+
+/// metrics.json.
+public struct EvaluationFile: Codable, Sendable {
+    public var formatVersion: Int
+    public var classes: [String]
+    public var models: [ModelReport]
+    /// Every other file against the first.
+    public var comparisons: [Comparison]
+    public var notes: [String]
+}
+
+/// Version of the evaluation artifact's files (part of its key).
+public let evaluationFormatVersion = 1
+
+/// Why an evaluation failed, naming the file.
+public enum EvaluateError: Error, CustomStringConvertible {
+    case predictions(PredictionFileError)
+    case comparison(ComparisonError)
+    case validationCount(predictions: Int, validation: Int)
+    case artifact(ArtifactError)
+
+    public var description: String {
+        switch self {
+        case let .predictions(error): error.description
+        case let .comparison(error): error.description
+        case let .validationCount(predictions, validation):
+            "\(validation) validation files for \(predictions) prediction files: give one per prediction file, in the same order"
+        case let .artifact(error): error.description
+        }
+    }
+}
+
+/// Evaluates `paths` (and compares them) into the artifact `variant`.
+///
+/// - Parameter validationPaths: empty, or one validation prediction file per input, for
+///   temperature scaling.
+public func runEvaluate(paths: [String], validationPaths: [String], variant: String, settings: EvaluateSettings,
+                        store: ArtifactStore, threads: Int, blasProvider: String, force: Bool,
+                        sink: EventSink) throws(EvaluateError) -> StageResult {
+    guard validationPaths.isEmpty || validationPaths.count == paths.count else {
+        throw .validationCount(predictions: paths.count, validation: validationPaths.count)
+    }
+    var notes: [String] = []
+    var models: [(String, Predictions)] = []
+    var hashes: [String] = []
+    for (path, name) in zip(paths, settings.names) {
+        do {
+            let (predictions, fixed) = try readPredictions(path: path, renormalize: settings.renormalize)
+            if fixed > 0 {
+                let note = "\(path): renormalised \(fixed) rows whose probabilities did not sum to 1"
+                notes.append(note)
+                sink(.warning(note))
+            }
+            models.append((name, predictions))
+            hashes.append(SHA256.hex(predictionCSV(predictions).utf8))
+        } catch { throw .predictions(error) }
+    }
+    var validation: [Predictions] = []
+    for path in validationPaths {
+        do {
+            let predictions = try readPredictions(path: path, renormalize: settings.renormalize).predictions
+            validation.append(predictions)
+            hashes.append(SHA256.hex(predictionCSV(predictions).utf8))
+        } catch { throw .predictions(error) }
+    }
+    let key: String
+    do { key = try ArtifactStore.key(stage: "evaluate", config: settings, inputKeys: hashes, formatVersion: evaluationFormatVersion) } catch {
+        throw .artifact(.io(path: store.root, message: "cannot encode settings: \(error)"))
+    }
+    let folder = store.folder(stage: "evaluate", variant: variant, key: key)
+    if !force, let manifest = store.completeManifest(at: folder) {
+        return StageResult(folder: folder, manifest: manifest, reused: true)
+    }
+
+    let classNames = CXRClass.allCases.map(\.name)
+    var reports: [ModelReport] = []
+    for (index, (name, predictions)) in models.enumerated() {
+        sink(.progress(task: "evaluating (\(settings.resamples) bootstrap resamples per metric)", done: index, total: models.count))
+        var generator = SplitMix64(seed: settings.seed, stream: UInt64(index))
+        reports.append(evaluate(predictions, name: name, classNames: classNames, resamples: settings.resamples,
+                                level: settings.level, bins: settings.bins,
+                                validation: validation.isEmpty ? nil : validation[index], generator: &generator))
+    }
+    sink(.progress(task: "evaluating (\(settings.resamples) bootstrap resamples per metric)", done: models.count, total: models.count))
+    var comparisons: [Comparison] = []
+    for index in models.indices.dropFirst() {
+        var generator = SplitMix64(seed: settings.seed, stream: 0xC0DE + UInt64(index))
+        do {
+            comparisons.append(try compare(reference: models[0].1, referenceName: models[0].0, other: models[index].1,
+                                           otherName: models[index].0, resamples: settings.resamples, generator: &generator))
+        } catch { throw .comparison(error) }
+    }
+    do {
+        var writer = try store.begin(stage: "evaluate", variant: variant, key: key, config: settings,
+                                     inputs: zip(paths + validationPaths, hashes).map {
+                                         ManifestInput(name: ($0.0 as NSString).lastPathComponent, path: $0.0, key: $0.1) },
+                                     seed: settings.seed, threads: threads, blasProvider: blasProvider,
+                                     formatVersion: evaluationFormatVersion)
+        let file = EvaluationFile(formatVersion: evaluationFormatVersion, classes: classNames, models: reports,
+                                  comparisons: comparisons, notes: notes)
+        try writer.write(try canonicalJSON(file), to: "metrics.json")
+        try writer.write(Array(markdown(reports, comparisons).utf8), to: "table.md")
+        for report in reports {
+            let stem = "plots/" + fileSafe(report.name)
+            try writer.write(Array(confusionMatrixSVG(report.confusion, classNames: classNames,
+                                                      title: "Confusion matrix — \(report.name)").utf8), to: stem + "-confusion.svg")
+            try writer.write(Array(rocSVG(report, classNames: classNames).utf8), to: stem + "-roc.svg")
+            try writer.write(Array(prSVG(report, classNames: classNames).utf8), to: stem + "-pr.svg")
+            try writer.write(Array(reliabilitySVG(report).utf8), to: stem + "-reliability.svg")
+        }
+        let summary: JSONValue = .object(Dictionary(uniqueKeysWithValues: reports.map {
+            ($0.name, JSONValue.object(["accuracy": .number($0.accuracy), "mcc": .number($0.mcc), "aurocMicro": .number($0.aurocMicro)]))
+        }))
+        let manifest = try writer.finish(summary: summary)
+        return StageResult(folder: folder, manifest: manifest, reused: false)
+    } catch let error as ArtifactError {
+        throw .artifact(error)
+    } catch {
+        throw .artifact(.io(path: folder, message: "\(error)"))
+    }
+}
+
+/// Table 2-style rows, then the significance of each comparison.
+func markdown(_ reports: [ModelReport], _ comparisons: [Comparison]) -> String {
+    var lines = [tableHeader] + reports.map(tableRow)
+    lines.append("")
+    lines.append("MCC interval: the paper's rule (Wald with a t multiplier, 4 dp; SPEC §5.1) — not Clopper–Pearson. "
+                 + "Bootstrap intervals for every metric are in metrics.json.")
+    if !comparisons.isEmpty {
+        lines += ["", "| reference | other | paper rule (inferred) p | McNemar p | ΔMCC (95% paired bootstrap) | bootstrap p | DeLong micro p |",
+                  "|---|---|---|---|---|---|---|"]
+        for c in comparisons {
+            let f = { (x: Double) in formatFixed(x, decimals: 4) }
+            lines.append("| \(c.reference) | \(c.other) | \(f(c.paperRule.pValue)) | \(f(c.mcnemar.pValue)) | "
+                         + "\(f(c.mccDelta)) (\(f(c.mccDeltaInterval.lower)), \(f(c.mccDeltaInterval.upper))) | "
+                         + "\(f(c.pairedBootstrap.pValue)) | \(c.delongMicro.map { f($0.pValue) } ?? "NA") |")
+        }
+    }
+    return lines.joined(separator: "\n") + "\n"
+}
+
+/// A name usable as a file name: letters, digits, '-', '_' and '.'; anything else becomes '_'.
+func fileSafe(_ name: String) -> String {
+    String(name.map { $0.isLetter || $0.isNumber || "-_.".contains($0) ? $0 : "_" })
+}
