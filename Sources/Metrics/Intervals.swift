@@ -72,8 +72,9 @@ public func bootstrap<G: RandomNumberGenerator>(_ predictions: Predictions, resa
     let finite = values.filter(\.isFinite).sorted()
     let alpha = (1 - level) / 2
     let percentile = Interval(lower: quantile(finite, alpha), upper: quantile(finite, 1 - alpha), method: "bootstrap percentile")
-    // Bias correction: the share of resamples below the estimate (ties count half).
-    let below = Double(finite.filter { $0 < estimate }.count) + 0.5 * Double(finite.filter { $0 == estimate }.count)
+    // Bias correction: the share of resamples strictly below the estimate (as R's boot.ci and
+    // SciPy's bootstrap compute it).
+    let below = Double(finite.filter { $0 < estimate }.count)
     let share = min(max(below / Double(finite.count), 1e-12), 1 - 1e-12)
     let z0 = normalQuantile(share)
     let n = predictions.count
