@@ -49,12 +49,13 @@ let package = Package(
                 linkerSettings: [.linkedLibrary(blasLibrary)]),
 
         // Libraries.
+        .target(name: "SeededRandom", swiftSettings: swiftSettings),
         .target(name: "Imaging", dependencies: ["CCodecs"], swiftSettings: swiftSettings),
-        .target(name: "Engine", dependencies: ["CBLAS", "CBLASRuntime"], swiftSettings: swiftSettings),
+        .target(name: "Engine", dependencies: ["CBLAS", "CBLASRuntime", "SeededRandom"], swiftSettings: swiftSettings),
         .target(name: "Models", dependencies: ["Engine"], swiftSettings: swiftSettings),
         .target(name: "Losses", dependencies: ["Engine"], swiftSettings: swiftSettings),
         .target(name: "Metrics", swiftSettings: swiftSettings),
-        .target(name: "Pipeline", dependencies: ["Imaging", "Metrics"], swiftSettings: swiftSettings),
+        .target(name: "Pipeline", dependencies: ["Imaging", "Metrics", "SeededRandom"], swiftSettings: swiftSettings),
         .target(name: "StageCLI",
                 dependencies: ["Pipeline", "Engine",
                                .product(name: "ArgumentParser", package: "swift-argument-parser")],
@@ -68,9 +69,10 @@ let package = Package(
 
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"],
                     resources: [.copy("Fixtures")], swiftSettings: swiftSettings),
-        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Imaging"],
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Imaging", "SeededRandom"],
                     swiftSettings: swiftSettings),
-        .testTarget(name: "MetricsTests", dependencies: ["Metrics", "Pipeline"],
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "Models", "SeededRandom"], swiftSettings: swiftSettings),
+        .testTarget(name: "MetricsTests", dependencies: ["Metrics", "Pipeline", "SeededRandom"],
                     resources: [.copy("Fixtures")], swiftSettings: swiftSettings),
         // End-to-end: runs the stage executables as a user would, checking exit codes and output.
         .testTarget(name: "CLITests", dependencies: ["prepare", "evaluate", "Imaging"], swiftSettings: swiftSettings),

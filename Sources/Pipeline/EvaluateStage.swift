@@ -1,6 +1,7 @@
 // The `evaluate` stage: prediction files in, one artifact out with metrics.json, a Table 2-style
 // Markdown table, significance of every other file against the first, and SVG figures.
 
+import SeededRandom
 import Foundation
 import Imaging
 import Metrics

@@ -1,5 +1,6 @@
 // Split assignment (SPEC §0) and the dataset summary: class counts and balanced class weights.
 
+import SeededRandom
 import Foundation
 import Imaging
 

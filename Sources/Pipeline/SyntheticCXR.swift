@@ -10,6 +10,7 @@
 // Opacities, sizes and noise vary enough that a small network must learn the patterns rather
 // than a brightness threshold. The lung mask excludes the heart (the Montgomery convention).
 
+import SeededRandom
 import Foundation
 import Imaging
 

@@ -7,6 +7,7 @@
 //     DIR/montgomery/CXR_png/MCUCXR_####_#.png                   segmentation images
 //     DIR/montgomery/ManualMask/{leftMask,rightMask}/*.png       patient-left / patient-right lung
 
+import SeededRandom
 import Foundation
 import Imaging
 

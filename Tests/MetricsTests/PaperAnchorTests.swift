@@ -1,6 +1,7 @@
 // The paper's own numbers (SPEC §5, §5.1, §8, §10, §11): confusion matrices that reproduce table
 // rows, every printed MCC interval, the hard-prediction AUROC/AUPRC, and all 25 significance claims.
 
+import SeededRandom
 import XCTest
 @testable import Metrics
 import Pipeline

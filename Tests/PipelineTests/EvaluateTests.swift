@@ -1,6 +1,7 @@
 // Prediction files: every malformed case names its row and column; the evaluate stage is
 // reproducible and writes what it promises.
 
+import SeededRandom
 import Foundation
 import Imaging
 import Metrics

@@ -1,6 +1,7 @@
 // `prepare` on generated folders of every layout, the synthetic generator's determinism, the
 // Keras validation rule, artifact reuse, and the errors of bad input (nothing written).
 
+import SeededRandom
 import Foundation
 import Imaging
 import XCTest

@@ -1,5 +1,6 @@
 // SHA-256 against the FIPS 180-2 vectors, CSV quoting, seeded streams, patient ids.
 
+import SeededRandom
 import XCTest
 @testable import Pipeline
 

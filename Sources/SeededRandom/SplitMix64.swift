@@ -42,6 +42,13 @@ public struct SplitMix64: RandomNumberGenerator, Sendable, Codable, Equatable {
         return (-2 * log(u)).squareRoot() * cos(2 * Double.pi * unit())
     }
 
+    /// FNV-1a 64 of `text`: a stable seed for a named stream (Swift's `hashValue` changes per process).
+    public static func stableHash(_ text: String) -> UInt64 {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        for byte in text.utf8 { h = (h ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
+        return h
+    }
+
     /// A uniformly chosen index below `count`.
     public mutating func index(below count: Int) -> Int {
         Int(next() % UInt64(count))

@@ -1,0 +1,166 @@
+// k×k convolution (NHWC input, HWIO kernel), forward and backward, with TensorFlow's padding rules.
+// A 1×1 stride-1 convolution is one GEMM over all pixels; other shapes gather patches of one image
+// at a time (im2col) and multiply, which bounds the scratch memory to one image's patches.
+
+/// Padding modes of Keras convolutions.
+public enum Padding: Sendable, Equatable {
+    /// TensorFlow "same": out = ceil(in/stride); the total padding max((out−1)·s + k − in, 0) is split
+    /// with the smaller half at the top/left (stride 2 on even sizes pads only bottom/right for k = 3).
+    case same
+    /// No padding: out = (in − k)/stride + 1.
+    case valid
+}
+
+/// Output size and leading pad of one spatial axis.
+func convGeometry(input: Int, kernel: Int, stride: Int, padding: Padding) -> (output: Int, padBefore: Int) {
+    switch padding {
+    case .valid:
+        return ((input - kernel) / stride + 1, 0)
+    case .same:
+        let output = (input + stride - 1) / stride
+        let total = max((output - 1) * stride + kernel - input, 0)
+        return (output, total / 2)
+    }
+}
+
+/// Patch geometry shared by im2col and col2im.
+struct ConvShape {
+    let input: NHWC
+    let kh, kw, stride, padTop, padLeft, oh, ow: Int
+
+    var patch: Int { kh * kw * input.c }
+}
+
+/// Gathers image `n`'s patches into `cols` (oh·ow rows of kh·kw·c), zeros where padding.
+func im2col(_ x: UnsafePointer<Float>, _ s: ConvShape, image n: Int, into cols: UnsafeMutablePointer<Float>) {
+    let c = s.input.c
+    for oy in 0..<s.oh {
+        for ox in 0..<s.ow {
+            var dst = cols + (oy * s.ow + ox) * s.patch
+            for ky in 0..<s.kh {
+                let iy = oy * s.stride + ky - s.padTop
+                for kx in 0..<s.kw {
+                    let ix = ox * s.stride + kx - s.padLeft
+                    if iy >= 0 && iy < s.input.h && ix >= 0 && ix < s.input.w {
+                        let src = x + ((n * s.input.h + iy) * s.input.w + ix) * c
+                        dst.update(from: src, count: c)
+                    } else {
+                        dst.update(repeating: 0, count: c)
+                    }
+                    dst += c
+                }
+            }
+        }
+    }
+}
+
+/// Adds the patch gradients `cols` of image `n` back onto the input gradient.
+func col2im(_ cols: UnsafePointer<Float>, _ s: ConvShape, image n: Int, into dx: UnsafeMutablePointer<Float>) {
+    let c = s.input.c
+    for oy in 0..<s.oh {
+        for ox in 0..<s.ow {
+            var src = cols + (oy * s.ow + ox) * s.patch
+            for ky in 0..<s.kh {
+                let iy = oy * s.stride + ky - s.padTop
+                for kx in 0..<s.kw {
+                    let ix = ox * s.stride + kx - s.padLeft
+                    if iy >= 0 && iy < s.input.h && ix >= 0 && ix < s.input.w {
+                        let dst = dx + ((n * s.input.h + iy) * s.input.w + ix) * c
+                        for i in 0..<c { dst[i] += src[i] }
+                    }
+                    src += c
+                }
+            }
+        }
+    }
+}
+
+extension Tape {
+    /// Convolution of `x` [N,H,W,Cin] with `kernel` [kh,kw,Cin,Cout], plus `bias` [Cout] if given.
+    ///
+    /// - Precondition: ranks and channel counts agree.
+    public func conv2d(_ x: Var, _ kernel: Var, bias: Var? = nil, stride: Int = 1, padding: Padding = .same) -> Var {
+        let input = NHWC(shape(x))
+        let k = shape(kernel)
+        precondition(k.count == 4 && k[2] == input.c, "conv kernel \(k) does not fit input \(input.shape)")
+        let (oh, padTop) = convGeometry(input: input.h, kernel: k[0], stride: stride, padding: padding)
+        let (ow, padLeft) = convGeometry(input: input.w, kernel: k[1], stride: stride, padding: padding)
+        let s = ConvShape(input: input, kh: k[0], kw: k[1], stride: stride, padTop: padTop, padLeft: padLeft, oh: oh, ow: ow)
+        let cout = k[3]
+        let pointwise = s.kh == 1 && s.kw == 1 && stride == 1
+        var out = Tensor(zeros: [input.n, oh, ow, cout])
+        let xv = value(x), kv = value(kernel)
+        out.withMutablePointer { y in
+            xv.withPointer { xp in
+                kv.withPointer { w in
+                    if pointwise {
+                        BLAS.sgemm(transposeA: false, transposeB: false, m: input.n * oh * ow, n: cout, k: input.c,
+                                   alpha: 1, a: xp, lda: input.c, b: w, ldb: cout, beta: 0, c: y, ldc: cout)
+                    } else {
+                        let cols = UnsafeMutablePointer<Float>.allocate(capacity: oh * ow * s.patch)
+                        defer { cols.deallocate() }
+                        for n in 0..<input.n {
+                            im2col(xp, s, image: n, into: cols)
+                            BLAS.sgemm(transposeA: false, transposeB: false, m: oh * ow, n: cout, k: s.patch,
+                                       alpha: 1, a: cols, lda: s.patch, b: w, ldb: cout, beta: 0,
+                                       c: y + n * oh * ow * cout, ldc: cout)
+                        }
+                    }
+                }
+            }
+            if let bias { addBias(y, rows: input.n * oh * ow, value(bias)) }
+        }
+        return record(out) { tape, dy in
+            dy.withPointer { g in
+                xv.withPointer { xp in
+                    kv.withPointer { w in
+                        if pointwise {
+                            tape.accumulate(kernel) { dw in
+                                BLAS.sgemm(transposeA: true, transposeB: false, m: input.c, n: cout, k: input.n * oh * ow,
+                                           alpha: 1, a: xp, lda: input.c, b: g, ldb: cout, beta: 1, c: dw, ldc: cout)
+                            }
+                            tape.accumulate(x) { dx in
+                                BLAS.sgemm(transposeA: false, transposeB: true, m: input.n * oh * ow, n: input.c, k: cout,
+                                           alpha: 1, a: g, lda: cout, b: w, ldb: cout, beta: 1, c: dx, ldc: input.c)
+                            }
+                        } else {
+                            let cols = UnsafeMutablePointer<Float>.allocate(capacity: oh * ow * s.patch)
+                            defer { cols.deallocate() }
+                            for n in 0..<input.n {
+                                let gn = g + n * oh * ow * cout
+                                im2col(xp, s, image: n, into: cols)
+                                tape.accumulate(kernel) { dw in
+                                    BLAS.sgemm(transposeA: true, transposeB: false, m: s.patch, n: cout, k: oh * ow,
+                                               alpha: 1, a: cols, lda: s.patch, b: gn, ldb: cout, beta: 1, c: dw, ldc: cout)
+                                }
+                                BLAS.sgemm(transposeA: false, transposeB: true, m: oh * ow, n: s.patch, k: cout,
+                                           alpha: 1, a: gn, lda: cout, b: w, ldb: cout, beta: 0, c: cols, ldc: s.patch)
+                                tape.accumulate(x) { dx in col2im(cols, s, image: n, into: dx) }
+                            }
+                        }
+                    }
+                }
+                if let bias { tape.accumulate(bias) { db in sumRows(g, rows: input.n * oh * ow, columns: cout, into: db) } }
+            }
+        }
+    }
+}
+
+/// y[r, c] += bias[c] for every row.
+func addBias(_ y: UnsafeMutablePointer<Float>, rows: Int, _ bias: Tensor) {
+    let c = bias.count
+    bias.withPointer { b in
+        for r in 0..<rows {
+            let row = y + r * c
+            for i in 0..<c { row[i] += b[i] }
+        }
+    }
+}
+
+/// out[c] += Σ_r g[r, c].
+func sumRows(_ g: UnsafePointer<Float>, rows: Int, columns: Int, into out: UnsafeMutablePointer<Float>) {
+    for r in 0..<rows {
+        let row = g + r * columns
+        for i in 0..<columns { out[i] += row[i] }
+    }
+}

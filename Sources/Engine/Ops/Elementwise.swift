@@ -1,0 +1,131 @@
+// Arithmetic between tensors: add (residuals), squeeze-excitation's broadcast multiply, dense
+// layers, drop-connect, and the reductions losses are built from.
+
+import Foundation
+
+extension Tape {
+    /// a + b, same shapes.
+    public func add(_ a: Var, _ b: Var) -> Var {
+        let av = value(a), bv = value(b)
+        precondition(av.shape == bv.shape, "add shapes \(av.shape) and \(bv.shape) differ")
+        let out = Tensor(shape: av.shape, data: zip(av.data, bv.data).map(+))
+        return record(out) { tape, dy in
+            for v in [a, b] { tape.accumulate(v) { dx in for i in 0..<dy.count { dx[i] += dy.data[i] } } }
+        }
+    }
+
+    /// x [N,H,W,C] scaled per image and channel by s [N,C] (squeeze-excitation's "excite").
+    public func scaleChannels(_ x: Var, by s: Var) -> Var {
+        let d = NHWC(shape(x)), xv = value(x), sv = value(s)
+        precondition(sv.shape == [d.n, d.c], "channel scales \(sv.shape) do not fit \(d.shape)")
+        let area = d.h * d.w
+        var out = Tensor(zeros: xv.shape)
+        for n in 0..<d.n { for p in 0..<area { for ch in 0..<d.c {
+            let i = (n * area + p) * d.c + ch
+            out.data[i] = xv.data[i] * sv.data[n * d.c + ch]
+        } } }
+        return record(out) { tape, dy in
+            tape.accumulate(x) { dx in
+                for n in 0..<d.n { for p in 0..<area { for ch in 0..<d.c {
+                    let i = (n * area + p) * d.c + ch
+                    dx[i] += dy.data[i] * sv.data[n * d.c + ch]
+                } } }
+            }
+            tape.accumulate(s) { ds in
+                for n in 0..<d.n { for p in 0..<area { for ch in 0..<d.c {
+                    let i = (n * area + p) * d.c + ch
+                    ds[n * d.c + ch] += dy.data[i] * xv.data[i]
+                } } }
+            }
+        }
+    }
+
+    /// x [N,I] · W [I,O] + b [O].
+    public func dense(_ x: Var, _ weight: Var, bias: Var? = nil) -> Var {
+        let xv = value(x), wv = value(weight)
+        let n = xv.shape[0], i = xv.shape[1], o = wv.shape[1]
+        precondition(wv.shape[0] == i, "dense weight \(wv.shape) does not fit input \(xv.shape)")
+        var out = Tensor(zeros: [n, o])
+        out.withMutablePointer { y in
+            xv.withPointer { a in wv.withPointer { b in
+                BLAS.sgemm(transposeA: false, transposeB: false, m: n, n: o, k: i, alpha: 1, a: a, lda: i, b: b, ldb: o, beta: 0, c: y, ldc: o)
+            } }
+            if let bias { addBias(y, rows: n, value(bias)) }
+        }
+        return record(out) { tape, dy in
+            dy.withPointer { g in
+                xv.withPointer { a in wv.withPointer { w in
+                    tape.accumulate(weight) { dw in
+                        BLAS.sgemm(transposeA: true, transposeB: false, m: i, n: o, k: n, alpha: 1, a: a, lda: i, b: g, ldb: o, beta: 1, c: dw, ldc: o)
+                    }
+                    tape.accumulate(x) { dx in
+                        BLAS.sgemm(transposeA: false, transposeB: true, m: n, n: i, k: o, alpha: 1, a: g, lda: o, b: w, ldb: o, beta: 1, c: dx, ldc: i)
+                    }
+                } }
+                if let bias { tape.accumulate(bias) { db in sumRows(g, rows: n, columns: o, into: db) } }
+            }
+        }
+    }
+
+    /// Per-sample drop-connect (EfficientNet's `FixedDropout` with noise shape (N,1,1,1)): in
+    /// training each image is kept with probability 1 − rate and scaled by 1/(1 − rate); identity
+    /// otherwise.
+    public func dropConnect(_ x: Var, rate: Float) -> Var {
+        guard training, rate > 0 else { return x }
+        let xv = value(x)
+        let n = xv.shape[0], per = xv.count / n
+        let keep = (0..<n).map { _ in Float(generator.unit()) >= rate ? 1 / (1 - rate) : 0 }
+        var out = xv
+        for b in 0..<n { for j in 0..<per { out.data[b * per + j] *= keep[b] } }
+        return record(out) { tape, dy in
+            tape.accumulate(x) { dx in for b in 0..<n { for j in 0..<per { dx[b * per + j] += dy.data[b * per + j] * keep[b] } } }
+        }
+    }
+
+    /// The mean of every element, as a [1] tensor.
+    public func mean(_ x: Var) -> Var {
+        let xv = value(x)
+        let out = Tensor(shape: [1], data: [Float(xv.data.reduce(0.0) { $0 + Double($1) } / Double(xv.count))])
+        return record(out) { tape, dy in
+            let g = dy.data[0] / Float(xv.count)
+            tape.accumulate(x) { dx in for i in 0..<xv.count { dx[i] += g } }
+        }
+    }
+
+    /// The sum of every element, as a [1] tensor.
+    public func sum(_ x: Var) -> Var {
+        let xv = value(x)
+        let out = Tensor(shape: [1], data: [Float(xv.data.reduce(0.0) { $0 + Double($1) })])
+        return record(out) { tape, dy in
+            tape.accumulate(x) { dx in for i in 0..<xv.count { dx[i] += dy.data[0] } }
+        }
+    }
+
+    /// a ⊙ b, same shapes.
+    public func multiply(_ a: Var, _ b: Var) -> Var {
+        let av = value(a), bv = value(b)
+        precondition(av.shape == bv.shape, "multiply shapes \(av.shape) and \(bv.shape) differ")
+        let out = Tensor(shape: av.shape, data: zip(av.data, bv.data).map(*))
+        return record(out) { tape, dy in
+            tape.accumulate(a) { dx in for i in 0..<dy.count { dx[i] += dy.data[i] * bv.data[i] } }
+            tape.accumulate(b) { dx in for i in 0..<dy.count { dx[i] += dy.data[i] * av.data[i] } }
+        }
+    }
+
+    /// Natural log of max(x, floor) (the floor keeps log finite; no gradient below it).
+    public func log(_ x: Var, floor: Float = 1e-7) -> Var {
+        let xv = value(x)
+        let out = Tensor(shape: xv.shape, data: xv.data.map { logf(max($0, floor)) })
+        return record(out) { tape, dy in
+            tape.accumulate(x) { dx in for i in 0..<dy.count where xv.data[i] > floor { dx[i] += dy.data[i] / xv.data[i] } }
+        }
+    }
+
+    /// c·x.
+    public func scale(_ x: Var, _ c: Float) -> Var {
+        let xv = value(x)
+        return record(Tensor(shape: xv.shape, data: xv.data.map { $0 * c })) { tape, dy in
+            tape.accumulate(x) { dx in for i in 0..<dy.count { dx[i] += c * dy.data[i] } }
+        }
+    }
+}

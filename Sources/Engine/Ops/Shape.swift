@@ -1,0 +1,89 @@
+// Ops that move values without arithmetic: global average pooling, zero padding, nearest ×2
+// upsampling, channel concatenation, reshape.
+
+extension Tape {
+    /// Mean over H and W: [N,H,W,C] → [N,C].
+    public func globalAveragePool(_ x: Var) -> Var {
+        let s = NHWC(shape(x)), xv = value(x)
+        let area = s.h * s.w
+        var out = Tensor(zeros: [s.n, s.c])
+        for n in 0..<s.n {
+            for p in 0..<area { for ch in 0..<s.c { out.data[n * s.c + ch] += xv.data[(n * area + p) * s.c + ch] } }
+            for ch in 0..<s.c { out.data[n * s.c + ch] /= Float(area) }
+        }
+        return record(out) { tape, dy in
+            tape.accumulate(x) { dx in
+                for n in 0..<s.n {
+                    for p in 0..<area { for ch in 0..<s.c { dx[(n * area + p) * s.c + ch] += dy.data[n * s.c + ch] / Float(area) } }
+                }
+            }
+        }
+    }
+
+    /// Keras ZeroPadding2D with `pad` pixels on every side.
+    public func zeroPad(_ x: Var, _ pad: Int = 1) -> Var {
+        let s = NHWC(shape(x)), xv = value(x)
+        let oh = s.h + 2 * pad, ow = s.w + 2 * pad
+        var out = Tensor(zeros: [s.n, oh, ow, s.c])
+        func each(_ body: (Int, Int) -> Void) {  // (input offset, output offset) of each pixel
+            for n in 0..<s.n { for y in 0..<s.h { for x in 0..<s.w {
+                body(((n * s.h + y) * s.w + x) * s.c, ((n * oh + y + pad) * ow + x + pad) * s.c)
+            } } }
+        }
+        each { i, o in for ch in 0..<s.c { out.data[o + ch] = xv.data[i + ch] } }
+        return record(out) { tape, dy in
+            tape.accumulate(x) { dx in each { i, o in for ch in 0..<s.c { dx[i + ch] += dy.data[o + ch] } } }
+        }
+    }
+
+    /// Keras UpSampling2D(2), nearest: each pixel becomes a 2×2 block.
+    public func upsample2x(_ x: Var) -> Var {
+        let s = NHWC(shape(x)), xv = value(x)
+        let oh = 2 * s.h, ow = 2 * s.w
+        var out = Tensor(zeros: [s.n, oh, ow, s.c])
+        func each(_ body: (Int, Int) -> Void) {
+            for n in 0..<s.n { for y in 0..<oh { for x in 0..<ow {
+                body(((n * s.h + y / 2) * s.w + x / 2) * s.c, ((n * oh + y) * ow + x) * s.c)
+            } } }
+        }
+        each { i, o in for ch in 0..<s.c { out.data[o + ch] = xv.data[i + ch] } }
+        return record(out) { tape, dy in
+            tape.accumulate(x) { dx in each { i, o in for ch in 0..<s.c { dx[i + ch] += dy.data[o + ch] } } }
+        }
+    }
+
+    /// Concatenation along the last axis.
+    ///
+    /// - Precondition: all leading dimensions agree.
+    public func concat(_ parts: [Var]) -> Var {
+        let shapes = parts.map { shape($0) }
+        let lead = Array(shapes[0].dropLast())
+        precondition(shapes.allSatisfy { Array($0.dropLast()) == lead }, "concat shapes \(shapes) differ before the last axis")
+        let widths = shapes.map { $0.last! }, total = widths.reduce(0, +)
+        let rows = lead.reduce(1, *)
+        var out = Tensor(zeros: lead + [total])
+        var offset = 0
+        for (part, width) in zip(parts, widths) {
+            let v = value(part)
+            for r in 0..<rows { for ch in 0..<width { out.data[r * total + offset + ch] = v.data[r * width + ch] } }
+            offset += width
+        }
+        return record(out) { tape, dy in
+            var offset = 0
+            for (part, width) in zip(parts, widths) {
+                tape.accumulate(part) { dx in
+                    for r in 0..<rows { for ch in 0..<width { dx[r * width + ch] += dy.data[r * total + offset + ch] } }
+                }
+                offset += width
+            }
+        }
+    }
+
+    /// The same values under another shape.
+    public func reshape(_ x: Var, _ newShape: [Int]) -> Var {
+        let out = value(x).reshaped(newShape)
+        return record(out) { tape, dy in
+            tape.accumulate(x) { dx in for i in 0..<dy.count { dx[i] += dy.data[i] } }
+        }
+    }
+}

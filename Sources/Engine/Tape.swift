@@ -1,0 +1,108 @@
+// Reverse-mode automatic differentiation over coarse ops (STYLE §2). The forward pass appends one
+// node per op: its value and, when recording, a closure that turns the node's gradient into
+// gradients of its inputs. `backward` walks the nodes in reverse. Gradients accumulate (`+=`), so
+// a value used twice (residuals, skips) gets the sum. Gradients of any recorded activation stay
+// readable after `backward` (Grad-CAM reads the DCL's). Without recording (inference), no closure
+// is kept and nothing is retained for the backward pass.
+
+import SeededRandom
+
+/// A handle to a node of a tape.
+public struct Var: Hashable, Sendable {
+    public let id: Int
+}
+
+/// One forward pass and, when recording, its backward pass.
+public final class Tape {
+    /// Whether closures for the backward pass are kept.
+    public let recording: Bool
+    /// Training mode: batch statistics in batch norm, active drop-connect.
+    public let training: Bool
+    /// Drives drop-connect masks (explicit and seeded, never global).
+    public var generator: SplitMix64
+
+    private(set) var values: [Tensor] = []
+    private var gradients: [Tensor?] = []
+    private var backwards: [((Tape, Tensor) -> Void)?] = []
+    /// Parameter name of a node that reads a parameter.
+    private(set) var parameterNodes: [(name: String, node: Var)] = []
+
+    public init(recording: Bool, training: Bool, generator: SplitMix64 = SplitMix64(seed: 0)) {
+        self.recording = recording
+        self.training = training
+        self.generator = generator
+    }
+
+    /// A node holding `value` with no inputs.
+    public func constant(_ value: Tensor) -> Var { record(value, backward: nil) }
+
+    /// A node reading parameter `name` of `store`; its gradient is reported by `parameterGradients`.
+    public func parameter(_ name: String, in store: ParameterStore) -> Var {
+        let node = record(store.value(name), backward: nil)
+        if recording { parameterNodes.append((name, node)) }
+        return node
+    }
+
+    public func value(_ v: Var) -> Tensor { values[v.id] }
+
+    public func shape(_ v: Var) -> [Int] { values[v.id].shape }
+
+    /// The gradient of the last `backward`'s output with respect to `v` (nil if none flowed there).
+    public func gradient(_ v: Var) -> Tensor? { gradients[v.id] }
+
+    /// Appends a node. `backward` receives the node's gradient and adds into its inputs' gradients.
+    func record(_ value: Tensor, backward: ((Tape, Tensor) -> Void)?) -> Var {
+        values.append(value)
+        gradients.append(nil)
+        backwards.append(recording ? backward : nil)
+        return Var(id: values.count - 1)
+    }
+
+    /// Adds into the gradient of `v` through `body`, which gets a zeroed buffer the first time.
+    func accumulate(_ v: Var, _ body: (UnsafeMutablePointer<Float>) -> Void) {
+        if gradients[v.id] == nil { gradients[v.id] = Tensor(zeros: values[v.id].shape) }
+        gradients[v.id]!.data.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
+    }
+
+    /// Backpropagates from `output`, seeded with `seed` (default: ones, i.e. d output/d output = 1).
+    ///
+    /// - Precondition: the tape is recording.
+    public func backward(from output: Var, seed: Tensor? = nil) {
+        precondition(recording, "backward needs a recording tape")
+        for i in gradients.indices { gradients[i] = nil }
+        gradients[output.id] = seed ?? Tensor(shape: values[output.id].shape, repeating: 1)
+        for id in stride(from: output.id, through: 0, by: -1) {
+            guard let backward = backwards[id], let gradient = gradients[id] else { continue }
+            backward(self, gradient)
+        }
+    }
+
+    /// Gradients of every parameter read on this tape, summed over reads, by name.
+    public func parameterGradients() -> [String: Tensor] {
+        var out: [String: Tensor] = [:]
+        for (name, node) in parameterNodes {
+            guard let g = gradients[node.id] else { continue }
+            if var existing = out[name] {
+                for i in existing.data.indices { existing.data[i] += g.data[i] }
+                out[name] = existing
+            } else {
+                out[name] = g
+            }
+        }
+        return out
+    }
+}
+
+extension Tensor {
+    /// Calls `body` with read-only storage.
+    @inline(__always)
+    func withPointer<R>(_ body: (UnsafePointer<Float>) -> R) -> R {
+        data.withUnsafeBufferPointer { body($0.baseAddress!) }
+    }
+
+    /// Calls `body` with writable storage.
+    @inline(__always)
+    mutating func withMutablePointer<R>(_ body: (UnsafeMutablePointer<Float>) -> R) -> R {
+        data.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
+    }
+}

@@ -1,0 +1,51 @@
+// The U-Net of qubvel `segmentation_models` 1.0.1 on the EfficientNet-B0 encoder (SPEC §1.1):
+// skips at block6a/4a/3a/2a expand activations, five "upsampling" decoder stages (nearest ×2,
+// concatenate, twice Conv3×3 (no bias, he_uniform) → BN → ReLU) with 256/128/64/32/16 filters, and
+// a 3×3 `final_conv` with bias (glorot_uniform) → sigmoid, classes = 1.
+
+import Engine
+
+public enum UNet {
+    public static let skips = ["block6a_expand_activation", "block4a_expand_activation",
+                               "block3a_expand_activation", "block2a_expand_activation"]
+    public static let decoderFilters = [256, 128, 64, 32, 16]
+
+    /// Lung probabilities [N,H,W,1] for `x` [N,H,W,3] (H, W divisible by 32).
+    ///
+    /// - Returns: the sigmoid output and the logits before it (losses use the stable form).
+    public static func forward(_ layers: Layers, _ x: Var) -> (probabilities: Var, logits: Var) {
+        let tape = layers.tape
+        let features = EfficientNetB0.encode(layers, x, outputs: Set(skips + ["top_activation"]))
+        guard var h = features["top_activation"] else { preconditionFailure("encoder returned no top_activation") }
+        for (stage, filters) in decoderFilters.enumerated() {
+            h = tape.upsample2x(h)
+            if stage < skips.count, let skip = features[skips[stage]] { h = tape.concat([h, skip]) }
+            for part in ["a", "b"] {
+                let name = "decoder_stage\(stage)\(part)"
+                h = layers.conv(h, name + "_conv", filters: filters, kernel: 3, bias: false, initializer: .heUniform)
+                h = tape.relu(layers.batchNorm(h, name + "_bn"))
+            }
+        }
+        let logits = layers.conv(h, "final_conv", filters: 1, kernel: 3, bias: true, initializer: .glorotUniform)
+        return (tape.sigmoid(logits), logits)
+    }
+}
+
+/// The classifier of SPEC §3: the encoder truncated at `block5c_add`, ZeroPadding2D, a 3×3 valid
+/// Conv2D(512, ReLU, bias) named `extra_conv_eff0` (the "deepest convolutional layer"), global
+/// average pooling and Dense(3) `predictions`.
+public enum Classifier {
+    public static let truncation = "block5c"
+    public static let dcl = "extra_conv_eff0"
+
+    /// Class logits [N,3], and the DCL activation (for Grad-CAM and model-level ensembles).
+    public static func forward(_ layers: Layers, _ x: Var, classes: Int = 3) -> (logits: Var, dcl: Var) {
+        let tape = layers.tape
+        let features = EfficientNetB0.encode(layers, x, outputs: ["block5c_add"], stopAfter: truncation)
+        guard let trunk = features["block5c_add"] else { preconditionFailure("encoder returned no block5c_add") }
+        let dcl = tape.relu(layers.conv(tape.zeroPad(trunk), dcl, filters: 512, kernel: 3, padding: .valid,
+                                        bias: true, initializer: .glorotUniform))
+        let logits = layers.dense(tape.globalAveragePool(dcl), "predictions", units: classes, initializer: .glorotUniform)
+        return (logits, dcl)
+    }
+}

@@ -1,0 +1,101 @@
+// Every op's backward against finite differences, and the check's power to catch a wrong one.
+
+import XCTest
+import SeededRandom
+@testable import Engine
+
+final class OpGradientTests: XCTestCase {
+    func testConvolutionGradients() {
+        for (k, stride, padding) in [(3, 1, Padding.same), (3, 2, .same), (5, 2, .same), (3, 1, .valid), (1, 1, .same), (1, 2, .same)] {
+            let x = randomTensor([2, 6, 6, 3], seed: 1), w = randomTensor([k, k, 3, 4], seed: 2), b = randomTensor([4], seed: 3)
+            assertGradients(gradientCheck(inputs: [x, w, b]) { t, v in t.conv2d(v[0], v[1], bias: v[2], stride: stride, padding: padding) },
+                            "conv \(k)×\(k) stride \(stride) \(padding)")
+        }
+    }
+
+    func testSamePaddingMatchesTensorFlowGeometry() {
+        // Stride 2 on even input: k=3 pads 0 before (1 after); k=5 pads 1 before (2 after).
+        XCTAssertEqual(convGeometry(input: 8, kernel: 3, stride: 2, padding: .same).padBefore, 0)
+        XCTAssertEqual(convGeometry(input: 8, kernel: 5, stride: 2, padding: .same).padBefore, 1)
+        XCTAssertEqual(convGeometry(input: 7, kernel: 3, stride: 2, padding: .same).output, 4)
+        XCTAssertEqual(convGeometry(input: 7, kernel: 3, stride: 1, padding: .valid).output, 5)
+        // A hand-computed stride-2 same convolution: 4×4 ramp, 3×3 ones → window sums with
+        // padding only at the bottom/right.
+        let tape = Tape(recording: false, training: false)
+        let x = tape.constant(Tensor(shape: [1, 4, 4, 1], data: (0..<16).map(Float.init)))
+        let w = tape.constant(Tensor(shape: [3, 3, 1, 1], repeating: 1))
+        let y = tape.value(tape.conv2d(x, w, stride: 2, padding: .same))
+        // Windows: rows 0–2 × cols 0–2 = 45; rows 0–2 × cols 2–3 = 2+3+6+7+10+11 = 39;
+        // rows 2–3 × cols 0–2 = 8+9+10+12+13+14 = 66; rows 2–3 × cols 2–3 = 10+11+14+15 = 50.
+        XCTAssertEqual(y.data, [45, 39, 66, 50])
+    }
+
+    func testDepthwiseGradients() {
+        for (k, stride) in [(3, 1), (3, 2), (5, 2), (5, 1)] {
+            let x = randomTensor([2, 7, 6, 4], seed: 4), w = randomTensor([k, k, 4], seed: 5)
+            assertGradients(gradientCheck(inputs: [x, w]) { t, v in t.depthwiseConv2d(v[0], v[1], stride: stride) },
+                            "depthwise \(k)×\(k) stride \(stride)")
+        }
+    }
+
+    func testBatchNormGradientsInTrainingAndInference() {
+        for training in [true, false] {
+            let store = ParameterStore(seed: 1)
+            store.declareBatchNorm("bn", channels: 3)
+            store.set("bn/gamma", randomTensor([3], seed: 8, range: 2))
+            store.set("bn/beta", randomTensor([3], seed: 9))
+            store.set("bn/moving_variance", Tensor(shape: [3], data: [0.5, 1.5, 2]))
+            let x = randomTensor([2, 3, 3, 3], seed: 6)
+            assertGradients(gradientCheck(inputs: [x], store: store, training: training) { t, v in t.batchNorm(v[0], name: "bn", store: store) },
+                            "batch norm training=\(training)")
+        }
+    }
+
+    func testActivationsShapeOpsAndElementwise() {
+        let x = randomTensor([2, 4, 4, 3], seed: 10, range: 2)
+        assertGradients(gradientCheck(inputs: [x]) { t, v in t.silu(v[0]) }, "silu")
+        assertGradients(gradientCheck(inputs: [x]) { t, v in t.sigmoid(v[0]) }, "sigmoid")
+        let awayFromZero = Tensor(shape: x.shape, data: x.data.map { $0 + ($0 >= 0 ? 0.1 : -0.1) })
+        assertGradients(gradientCheck(inputs: [awayFromZero]) { t, v in t.relu(v[0]) }, "relu")
+        assertGradients(gradientCheck(inputs: [x]) { t, v in t.softmax(v[0]) }, "softmax")
+        assertGradients(gradientCheck(inputs: [x]) { t, v in t.globalAveragePool(v[0]) }, "global average pool")
+        assertGradients(gradientCheck(inputs: [x]) { t, v in t.zeroPad(v[0]) }, "zero pad")
+        assertGradients(gradientCheck(inputs: [x]) { t, v in t.upsample2x(v[0]) }, "upsample")
+        let y = randomTensor([2, 4, 4, 2], seed: 11)
+        assertGradients(gradientCheck(inputs: [x, y]) { t, v in t.concat([v[0], v[1]]) }, "concat")
+        assertGradients(gradientCheck(inputs: [x, x]) { t, v in t.add(v[0], v[1]) }, "add")
+        let s = randomTensor([2, 3], seed: 12)
+        assertGradients(gradientCheck(inputs: [x, s]) { t, v in t.scaleChannels(v[0], by: v[1]) }, "scale channels")
+        let d = randomTensor([3, 5], seed: 13), w = randomTensor([5, 4], seed: 14), b = randomTensor([4], seed: 15)
+        assertGradients(gradientCheck(inputs: [d, w, b]) { t, v in t.dense(v[0], v[1], bias: v[2]) }, "dense")
+        let positive = Tensor(shape: [2, 3], data: [0.2, 0.5, 0.9, 1.3, 0.7, 0.4])
+        assertGradients(gradientCheck(inputs: [positive]) { t, v in t.log(v[0]) }, "log")
+        assertGradients(gradientCheck(inputs: [d]) { t, v in t.mean(t.multiply(v[0], v[0])) }, "mean of square")
+    }
+
+    func testDropConnectKeepsOrDropsWholeImagesAndScales() {
+        let x = Tensor(shape: [64, 1, 1, 2], repeating: 1)
+        let tape = Tape(recording: true, training: true, generator: SplitMix64(seed: 3))
+        let y = tape.value(tape.dropConnect(tape.constant(x), rate: 0.25))
+        for n in 0..<64 { XCTAssertEqual(y.data[2 * n], y.data[2 * n + 1]) }
+        XCTAssertEqual(Set(y.data), [0, Float(1) / 0.75])
+        let kept = y.data.filter { $0 > 0 }.count / 2
+        XCTAssertTrue((36...60).contains(kept), "\(kept) of 64 kept at rate 0.25")
+        let inference = Tape(recording: false, training: false)
+        XCTAssertEqual(inference.value(inference.dropConnect(inference.constant(x), rate: 0.25)), x)
+        assertGradients(gradientCheck(inputs: [randomTensor([4, 2, 2, 3], seed: 1)]) { t, v in t.dropConnect(v[0], rate: 0.5) }, "drop-connect")
+    }
+
+    func testDeliberatelyWrongBackwardFails() {
+        // Sigmoid with a derivative off by 5 %: the check must reject it.
+        let x = randomTensor([2, 3, 3, 2], seed: 20, range: 2)
+        let result = gradientCheck(inputs: [x]) { t, v in
+            let xv = t.value(v[0])
+            let y = Tensor(shape: xv.shape, data: xv.data.map { 1 / (1 + expf(-$0)) })
+            return t.record(y) { tape, dy in
+                tape.accumulate(v[0]) { dx in for i in 0..<dy.count { dx[i] += 1.05 * dy.data[i] * y.data[i] * (1 - y.data[i]) } }
+            }
+        }
+        XCTAssertFalse(result.failures.isEmpty, "a 5 % error in a derivative passed the gradient check")
+    }
+}
