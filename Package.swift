@@ -71,7 +71,8 @@ let package = Package(
                     resources: [.copy("Fixtures")], swiftSettings: swiftSettings),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Imaging", "SeededRandom"],
                     swiftSettings: swiftSettings),
-        .testTarget(name: "EngineTests", dependencies: ["Engine", "Models", "SeededRandom"], swiftSettings: swiftSettings),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "Models", "SeededRandom"],
+                    resources: [.copy("Fixtures")], swiftSettings: swiftSettings),
         .testTarget(name: "MetricsTests", dependencies: ["Metrics", "Pipeline", "SeededRandom"],
                     resources: [.copy("Fixtures")], swiftSettings: swiftSettings),
         // End-to-end: runs the stage executables as a user would, checking exit codes and output.

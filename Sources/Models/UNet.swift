@@ -39,9 +39,10 @@ public enum Classifier {
     public static let dcl = "extra_conv_eff0"
 
     /// Class logits [N,3], and the DCL activation (for Grad-CAM and model-level ensembles).
-    public static func forward(_ layers: Layers, _ x: Var, classes: Int = 3) -> (logits: Var, dcl: Var) {
+    public static func forward(_ layers: Layers, _ x: Var, classes: Int = 3,
+                               dropConnect: Float = EfficientNetB0.dropConnectRate) -> (logits: Var, dcl: Var) {
         let tape = layers.tape
-        let features = EfficientNetB0.encode(layers, x, outputs: ["block5c_add"], stopAfter: truncation)
+        let features = EfficientNetB0.encode(layers, x, outputs: ["block5c_add"], stopAfter: truncation, dropConnect: dropConnect)
         guard let trunk = features["block5c_add"] else { preconditionFailure("encoder returned no block5c_add") }
         let dcl = tape.relu(layers.conv(tape.zeroPad(trunk), dcl, filters: 512, kernel: 3, padding: .valid,
                                         bias: true, initializer: .glorotUniform))

@@ -1,0 +1,87 @@
+// Optimisers with Keras (TensorFlow 2.x) semantics, over a parameter store's trainable tensors.
+// State is kept per parameter name so it can be checkpointed and restored exactly.
+
+import Foundation
+
+/// An optimiser's persistent state: named moment tensors and the step counter.
+public struct OptimizerState: Sendable, Equatable {
+    /// Steps taken so far (Keras `iterations`).
+    public var iterations: Int = 0
+    /// Moment buffers by "<slot>/<parameter>" (e.g. "momentum/stem_conv/kernel").
+    public var slots: [String: [Float]] = [:]
+
+    public init() {}
+}
+
+/// Keras `SGD(lr, momentum, nesterov, decay)`:
+/// lr_t = lr/(1 + decay·iterations); v ← μ·v − lr_t·g; w ← w + μ·v − lr_t·g (Nesterov) or w ← w + v.
+public struct SGD: Sendable {
+    public var learningRate: Float
+    public var momentum: Float
+    public var nesterov: Bool
+    public var decay: Float
+    public var state = OptimizerState()
+
+    public init(learningRate: Float, momentum: Float = 0, nesterov: Bool = false, decay: Float = 0) {
+        self.learningRate = learningRate
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.decay = decay
+    }
+
+    /// The learning rate the next step uses.
+    public var currentLearningRate: Float { learningRate / (1 + decay * Float(state.iterations)) }
+
+    /// Applies one step with `gradients` (missing names count as zero gradients).
+    public mutating func step(_ store: ParameterStore, gradients: [String: Tensor]) {
+        let lr = currentLearningRate, mu = momentum, nesterov = self.nesterov
+        for name in store.trainableNames {
+            guard let g = gradients[name]?.data else { continue }
+            let key = "momentum/" + name
+            var v = state.slots[key] ?? [Float](repeating: 0, count: g.count)
+            store.update(name) { w in
+                for i in 0..<w.count {
+                    v[i] = mu * v[i] - lr * g[i]
+                    w[i] += nesterov ? mu * v[i] - lr * g[i] : v[i]
+                }
+            }
+            state.slots[key] = v
+        }
+        state.iterations += 1
+    }
+}
+
+/// Keras `Adam(lr, beta_1 = 0.9, beta_2 = 0.999, epsilon = 1e-7)`:
+/// lr_t = lr·√(1−β2^t)/(1−β1^t); m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²; w ← w − lr_t·m/(√v + ε).
+public struct Adam: Sendable {
+    public var learningRate: Float
+    public var beta1: Float = 0.9
+    public var beta2: Float = 0.999
+    public var epsilon: Float = 1e-7
+    public var state = OptimizerState()
+
+    public init(learningRate: Float) {
+        self.learningRate = learningRate
+    }
+
+    public mutating func step(_ store: ParameterStore, gradients: [String: Tensor]) {
+        let t = Double(state.iterations + 1)
+        let lrT = Float(Double(learningRate) * (1 - pow(Double(beta2), t)).squareRoot() / (1 - pow(Double(beta1), t)))
+        let (b1, b2, eps) = (beta1, beta2, epsilon)
+        for name in store.trainableNames {
+            guard let g = gradients[name]?.data else { continue }
+            var m = state.slots["m/" + name] ?? [Float](repeating: 0, count: g.count)
+            var v = state.slots["v/" + name] ?? [Float](repeating: 0, count: g.count)
+            store.update(name) { w in
+                for i in 0..<w.count {
+                    m[i] = b1 * m[i] + (1 - b1) * g[i]
+                    v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i]
+                    w[i] -= lrT * m[i] / (v[i].squareRoot() + eps)
+                }
+            }
+            state.slots["m/" + name] = m
+            state.slots["v/" + name] = v
+        }
+        state.iterations += 1
+    }
+}
