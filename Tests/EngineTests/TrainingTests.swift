@@ -1,0 +1,143 @@
+// Optimisers and callbacks on hand-computed cases, checkpoints, determinism, and both networks
+// learning on synthetic phantoms.
+
+import Foundation
+import XCTest
+import SeededRandom
+@testable import Engine
+@testable import Models
+import Pipeline
+
+final class TrainingTests: XCTestCase {
+    func testKerasSGDWithNesterovAndDecayByHand() {
+        let store = ParameterStore(seed: 0)
+        store.declare("w", shape: [1], initializer: .ones)
+        var sgd = SGD(learningRate: 0.1, momentum: 0.9, nesterov: true, decay: 0.5)
+        let g = ["w": Tensor(shape: [1], data: [2])]
+        // Step 1: lr 0.1, v = −0.2, w = 1 + 0.9·(−0.2) − 0.1·2 = 0.62.
+        sgd.step(store, gradients: g)
+        XCTAssertEqual(store.value("w").data[0], 0.62, accuracy: 1e-6)
+        // Step 2: lr = 0.1/1.5, v = 0.9·(−0.2) − 2/15, w = 0.62 + 0.9·v − 2/15.
+        sgd.step(store, gradients: g)
+        let v: Float = 0.9 * -0.2 - 2.0 / 15
+        XCTAssertEqual(store.value("w").data[0], 0.62 + 0.9 * v - 2.0 / 15, accuracy: 1e-6)
+    }
+
+    func testKerasAdamByHand() {
+        let store = ParameterStore(seed: 0)
+        store.declare("w", shape: [1], initializer: .zeros)
+        var adam = Adam(learningRate: 0.01)
+        adam.step(store, gradients: ["w": Tensor(shape: [1], data: [0.5])])
+        // t = 1: m = 0.05, v = 0.00025, lr_t = 0.01·√0.001/0.1, w = −lr_t·m/(√v + 1e-7) ≈ −0.01.
+        let lrT = 0.01 * (0.001 as Double).squareRoot() / 0.1
+        XCTAssertEqual(Double(store.value("w").data[0]), -lrT * 0.05 / ((0.00025 as Double).squareRoot() + 1e-7), accuracy: 1e-7)
+    }
+
+    func testCallbacksFollowKeras() {
+        var plateau = ReduceLROnPlateau(factor: 0.5, patience: 2, minDelta: 0.01)
+        var lr: Float = 1
+        for loss: Float in [1.0, 0.995, 0.99] { lr = plateau.update(current: loss, learningRate: lr) }
+        XCTAssertEqual(lr, 0.5)  // two epochs without a 0.01 improvement
+        var stop = EarlyStopping(patience: 3, minDelta: 0)
+        XCTAssertEqual([1.0, 0.9, 0.95, 0.92, 0.91].map { stop.shouldStop(current: $0) }, [false, false, false, false, true])
+        var best = BestCheckpoint()
+        XCTAssertEqual([0.5, 0.6, 0.4, 0.4].enumerated().map { best.isBest(current: $0.element, epoch: $0.offset) }, [true, false, true, false])
+        XCTAssertEqual(best.bestEpoch, 2)
+    }
+
+    func testCheckpointRoundTripAndMismatchNamesEveryProblem() throws {
+        let store = ParameterStore(seed: 3)
+        store.declare("a/kernel", shape: [2, 3], initializer: .glorotUniform)
+        store.declareBatchNorm("bn", channels: 2)
+        let bytes = Safetensors.encode(store.allTensors, metadata: ["format": "multiloss-cxr/weights", "version": "1"])
+        XCTAssertEqual(bytes, Safetensors.encode(store.allTensors, metadata: ["format": "multiloss-cxr/weights", "version": "1"]))
+        let (tensors, metadata) = try Safetensors.decode(bytes, source: "w.safetensors")
+        XCTAssertEqual(metadata["format"], "multiloss-cxr/weights")
+        let copy = ParameterStore(seed: 9)
+        copy.declare("a/kernel", shape: [2, 3], initializer: .zeros)
+        copy.declareBatchNorm("bn", channels: 2)
+        try copy.load(tensors, source: "w.safetensors")
+        XCTAssertEqual(copy.allTensors, store.allTensors)
+
+        let other = ParameterStore(seed: 9)
+        other.declare("a/kernel", shape: [3, 2], initializer: .zeros)
+        other.declare("b/kernel", shape: [1], initializer: .zeros)
+        XCTAssertThrowsError(try other.load(tensors, source: "w.safetensors")) { error in
+            guard case let .mismatch(source, missing, unused, misshaped) = error as? CheckpointError else { return XCTFail("\(error)") }
+            XCTAssertEqual(source, "w.safetensors")
+            XCTAssertEqual(missing, ["b/kernel"])
+            XCTAssertEqual(unused, ["bn/beta", "bn/gamma", "bn/moving_mean", "bn/moving_variance"])
+            XCTAssertEqual(misshaped, ["a/kernel: file [2, 3], model [3, 2]"])
+        }
+        XCTAssertThrowsError(try Safetensors.decode(Array(bytes.prefix(40)), source: "cut.safetensors")) { error in
+            XCTAssertTrue("\(error)".hasPrefix("cut.safetensors: not a readable safetensors checkpoint"), "\(error)")
+        }
+    }
+
+    /// A few phantoms as a batch: images [N,S,S,3] (gray replicated, /255), masks, one-hot labels.
+    func phantoms(_ count: Int, size: Int) -> (images: Tensor, masks: Tensor, labels: Tensor) {
+        var images: [Float] = [], masks: [Float] = [], labels: [Float] = []
+        for i in 0..<count {
+            var g = SplitMix64(seed: 12, stream: UInt64(i))
+            let label = CXRClass.allCases[i % 3]
+            let p = SyntheticCXR.render(label: label, width: size, height: size, generator: &g)
+            for v in p.image.pixels { images += [v / 255, v / 255, v / 255] }
+            masks += p.lungs.bits.map { $0 ? 1 : 0 }
+            labels += CXRClass.allCases.map { $0 == label ? 1 : 0 }
+        }
+        return (Tensor(shape: [count, size, size, 3], data: images), Tensor(shape: [count, size, size, 1], data: masks),
+                Tensor(shape: [count, 3], data: labels))
+    }
+
+    /// Trains the classifier `steps` steps on a fixed batch and returns the losses and weights.
+    func trainClassifier(seed: UInt64, steps: Int) -> (losses: [Float], weights: [String: Tensor]) {
+        let batch = phantoms(6, size: 64)
+        let store = ParameterStore(seed: seed)
+        var sgd = SGD(learningRate: 1e-2, momentum: 0.9, nesterov: true, decay: 1e-6)
+        var losses: [Float] = []
+        var generator = SplitMix64(seed: seed, stream: 1)
+        for _ in 0..<steps {
+            let tape = Tape(recording: true, training: true, generator: SplitMix64(seed: generator.next()))
+            let logits = Classifier.forward(Layers(tape: tape, store: store), tape.constant(batch.images)).logits
+            let loss = tape.scale(tape.sum(tape.multiply(tape.log(tape.softmax(logits)), tape.constant(batch.labels))), -1.0 / 6)
+            losses.append(tape.value(loss).data[0])
+            tape.backward(from: loss)
+            sgd.step(store, gradients: tape.parameterGradients())
+        }
+        return (losses, store.allTensors)
+    }
+
+    func testSameSeedGivesByteIdenticalWeightsAfterTraining() {
+        BLAS.setThreads(2)
+        let a = trainClassifier(seed: 21, steps: 3), b = trainClassifier(seed: 21, steps: 3)
+        XCTAssertEqual(Safetensors.encode(a.weights, metadata: [:]), Safetensors.encode(b.weights, metadata: [:]))
+        let c = trainClassifier(seed: 22, steps: 1)
+        XCTAssertNotEqual(a.weights["predictions/kernel"], c.weights["predictions/kernel"])
+    }
+
+    func testClassifierLossFallsOnSyntheticPhantoms() {
+        let losses = trainClassifier(seed: 5, steps: 8).losses
+        XCTAssertLessThan(losses.last!, 0.7 * losses.first!, "losses \(losses)")
+    }
+
+    func testUNetLossFallsOnSyntheticPhantoms() {
+        let batch = phantoms(2, size: 64)
+        let store = ParameterStore(seed: 6)
+        var adam = Adam(learningRate: 1e-3)
+        var losses: [Float] = []
+        for _ in 0..<6 {
+            let tape = Tape(recording: true, training: true)
+            let p = UNet.forward(Layers(tape: tape, store: store), tape.constant(batch.images)).probabilities
+            // Binary cross-entropy: −mean(y log p + (1−y) log(1−p)).
+            let y = tape.constant(batch.masks)
+            let notY = tape.constant(Tensor(shape: batch.masks.shape, data: batch.masks.data.map { 1 - $0 }))
+            let oneMinusP = tape.add(tape.scale(p, -1), tape.constant(Tensor(shape: batch.masks.shape, repeating: 1)))
+            let ll = tape.add(tape.multiply(y, tape.log(p)), tape.multiply(notY, tape.log(oneMinusP)))
+            let loss = tape.scale(tape.mean(ll), -1)
+            losses.append(tape.value(loss).data[0])
+            tape.backward(from: loss)
+            adam.step(store, gradients: tape.parameterGradients())
+        }
+        XCTAssertLessThan(losses.last!, 0.8 * losses.first!, "losses \(losses)")
+    }
+}
