@@ -18,12 +18,13 @@ export CXR_BLAS := $(BLAS)
 
 DEB_PACKAGES := pkg-config libpng-dev libjpeg-dev libblis-dev libopenblas-dev
 
-.PHONY: help deps build test demo clean
+.PHONY: help deps build test demo bench clean
 
 help:
 	@echo "make demo     install missing C libraries, build, and run every built stage on synthetic data"
 	@echo "make test     install missing C libraries, build, and run the test suite"
 	@echo "make build    release build of every stage (BLAS=blis|openblas)"
+	@echo "make bench    the engine's speed and peak memory per workload, as JSON (BENCH_STEPS=5)"
 	@echo "make deps     apt-get install the C libraries that are missing"
 	@echo "make clean    remove build folders and artifacts/"
 
@@ -57,6 +58,10 @@ demo: build
 	@echo
 	@echo "demo: datasets are in $(ARTIFACTS)/prepare/{synthetic,synthetic-lungs}/<key>/"
 	@echo "demo: look at their contact-sheet.png; the later stages are not built yet (README.md)"
+
+BENCH_STEPS ?= 5
+bench: build
+	$(BIN)/bench --steps $(BENCH_STEPS) --threads 2
 
 clean:
 	rm -rf .build .build-* $(ARTIFACTS)

@@ -31,6 +31,7 @@ let package = Package(
     products: [
         .executable(name: "prepare", targets: ["prepare"]),
         .executable(name: "evaluate", targets: ["evaluate"]),
+        .executable(name: "bench", targets: ["bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -52,7 +53,7 @@ let package = Package(
         .target(name: "SeededRandom", swiftSettings: swiftSettings),
         .target(name: "Imaging", dependencies: ["CCodecs"], swiftSettings: swiftSettings),
         .target(name: "Engine", dependencies: ["CBLAS", "CBLASRuntime", "SeededRandom"], swiftSettings: swiftSettings),
-        .target(name: "Models", dependencies: ["Engine"], swiftSettings: swiftSettings),
+        .target(name: "Models", dependencies: ["Engine", "SeededRandom"], swiftSettings: swiftSettings),
         .target(name: "Losses", dependencies: ["Engine"], swiftSettings: swiftSettings),
         .target(name: "Metrics", swiftSettings: swiftSettings),
         .target(name: "Pipeline", dependencies: ["Imaging", "Metrics", "SeededRandom"], swiftSettings: swiftSettings),
@@ -65,6 +66,9 @@ let package = Package(
         .executableTarget(name: "prepare", dependencies: ["StageCLI", "Pipeline"],
                           swiftSettings: swiftSettings),
         .executableTarget(name: "evaluate", dependencies: ["StageCLI", "Pipeline"],
+                          swiftSettings: swiftSettings),
+        .executableTarget(name: "bench", dependencies: ["Engine", "Models", "SeededRandom",
+                                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: swiftSettings),
 
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"],

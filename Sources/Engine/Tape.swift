@@ -24,6 +24,9 @@ public final class Tape {
     private(set) var values: [Tensor] = []
     private var gradients: [Tensor?] = []
     private var backwards: [((Tape, Tensor) -> Void)?] = []
+    /// Floating-point operations of the forward pass so far (multiply and add counted separately,
+    /// convolutions and dense layers only), for `make bench`'s GFLOP/s.
+    public internal(set) var forwardFlops: Double = 0
     /// Parameter name of a node that reads a parameter.
     private(set) var parameterNodes: [(name: String, node: Var)] = []
 

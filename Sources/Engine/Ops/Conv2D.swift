@@ -89,6 +89,7 @@ extension Tape {
         let cout = k[3]
         let pointwise = s.kh == 1 && s.kw == 1 && stride == 1
         var out = Tensor(zeros: [input.n, oh, ow, cout])
+        forwardFlops += 2 * Double(input.n * oh * ow) * Double(s.patch * cout)
         let xv = value(x), kv = value(kernel)
         out.withMutablePointer { y in
             xv.withPointer { xp in

@@ -12,6 +12,7 @@ extension Tape {
         let c = input.c, kh = k[0], kw = k[1]
         let xv = value(x), kv = value(kernel)
         var out = Tensor(zeros: [input.n, oh, ow, c])
+        forwardFlops += 2 * Double(input.n * oh * ow * c * kh * kw)
         /// Calls body(input pixel offset, kernel tap offset, output pixel offset) for every valid tap.
         func taps(_ body: (Int, Int, Int) -> Void) {
             for n in 0..<input.n {

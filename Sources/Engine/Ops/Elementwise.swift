@@ -46,6 +46,7 @@ extension Tape {
         let n = xv.shape[0], i = xv.shape[1], o = wv.shape[1]
         precondition(wv.shape[0] == i, "dense weight \(wv.shape) does not fit input \(xv.shape)")
         var out = Tensor(zeros: [n, o])
+        forwardFlops += 2 * Double(n * i * o)
         out.withMutablePointer { y in
             xv.withPointer { a in wv.withPointer { b in
                 BLAS.sgemm(transposeA: false, transposeB: false, m: n, n: o, k: i, alpha: 1, a: a, lda: i, b: b, ldb: o, beta: 0, c: y, ldc: o)

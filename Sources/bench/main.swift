@@ -1,0 +1,129 @@
+// `bench`: the engine's speed and memory on this machine as one JSON object (DESIGN §5), with the
+// shapes of ../shared/peers: classifier train and inference at 256² batch 16, U-Net train at 256²
+// batch 8 and 512² batch 4. Each workload runs in its own process so its peak RSS is its own.
+
+import ArgumentParser
+import Engine
+import Foundation
+import Models
+import SeededRandom
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure training and inference speed and peak memory; prints one JSON object.",
+        discussion: "Images per second are the median over --steps timed steps after --warmup untimed ones, on random data.")
+
+    @Option(help: "Timed steps per workload (the median is reported).")
+    var steps = 5
+
+    @Option(help: "Untimed warm-up steps per workload.")
+    var warmup = 1
+
+    @Option(help: "BLAS threads.")
+    var threads = 2
+
+    @Option(help: "Run only this workload and print its JSON line (used internally; also handy alone).")
+    var only: String?
+
+    @Option(parsing: .upToNextOption, help: "Workloads to run (default: all): \(workloads.map(\.name).joined(separator: ", ")).")
+    var workloads: [String] = []
+
+    func run() throws {
+        BLAS.setThreads(threads)
+        if let only {
+            guard let workload = Self.workloadTable.first(where: { $0.name == only }) else {
+                throw ValidationError("unknown workload \(only)")
+            }
+            print(measure(workload))
+            return
+        }
+        let names = workloads.isEmpty ? Self.workloadTable.map(\.name) : workloads
+        var results: [String] = []
+        for name in names {
+            FileHandle.standardError.write(Data("bench: \(name)…\n".utf8))
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
+            process.arguments = ["--only", name, "--steps", "\(steps)", "--warmup", "\(warmup)", "--threads", "\(threads)"]
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            try process.run()
+            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            results.append("    \"\(name)\": " + output.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        print("{\n  \"blas\": \"\(BLAS.provider)\",\n  \"blasVersion\": \"\(BLAS.version)\",\n  \"threads\": \(threads),\n"
+              + "  \"workloads\": {\n" + results.joined(separator: ",\n") + "\n  }\n}")
+    }
+
+    struct Workload: Sendable {
+        let name: String
+        let images: Int
+        /// Runs one step; returns forward FLOPs and whether it trains (3× forward FLOPs).
+        let prepare: @Sendable () -> () -> (flops: Double, training: Bool)
+    }
+
+    static var workloads: [Workload] { workloadTable }
+
+    static let workloadTable: [Workload] = [
+        Workload(name: "classifier_train_256_b16", images: 16) {
+            let (store, images, labels, _) = setup(size: 256, batch: 16, unet: false)
+            var sgd = SGD(learningRate: 1e-3, momentum: 0.9, nesterov: true, decay: 1e-6)
+            var g = SplitMix64(seed: 1)
+            return { (classifierTrainStep(store: store, optimizer: &sgd, images: images, labels: labels, generator: &g).forwardFlops, true) }
+        },
+        Workload(name: "classifier_infer_256_b16", images: 16) {
+            let (store, images, _, _) = setup(size: 256, batch: 16, unet: false)
+            return { (classifierPredict(store: store, images: images).forwardFlops, false) }
+        },
+        Workload(name: "unet_train_256_b8", images: 8) {
+            let (store, images, _, masks) = setup(size: 256, batch: 8, unet: true)
+            var adam = Adam(learningRate: 1e-3)
+            var g = SplitMix64(seed: 1)
+            return { (unetTrainStep(store: store, optimizer: &adam, images: images, masks: masks, generator: &g).forwardFlops, true) }
+        },
+        Workload(name: "unet_train_512_b4", images: 4) {
+            let (store, images, _, masks) = setup(size: 512, batch: 4, unet: true)
+            var adam = Adam(learningRate: 1e-3)
+            var g = SplitMix64(seed: 1)
+            return { (unetTrainStep(store: store, optimizer: &adam, images: images, masks: masks, generator: &g).forwardFlops, true) }
+        },
+    ]
+
+    static func setup(size: Int, batch: Int, unet: Bool) -> (ParameterStore, Tensor, Tensor, Tensor) {
+        var g = SplitMix64(seed: 7)
+        let images = Tensor(shape: [batch, size, size, 3], data: (0..<(batch * size * size * 3)).map { _ in Float(g.unit()) })
+        let labels = Tensor(shape: [batch, 3], data: (0..<batch).flatMap { i in (0..<3).map { $0 == i % 3 ? Float(1) : 0 } })
+        let masks = Tensor(shape: [batch, size, size, 1], data: (0..<(batch * size * size)).map { _ in g.unit() < 0.4 ? 1 : 0 })
+        let store = ParameterStore(seed: 1)
+        let tape = Tape(recording: false, training: false)
+        let probe = tape.constant(Tensor(zeros: [1, 64, 64, 3]))
+        if unet { _ = UNet.forward(Layers(tape: tape, store: store), probe) } else { _ = Classifier.forward(Layers(tape: tape, store: store), probe) }
+        return (store, images, labels, masks)
+    }
+
+    func measure(_ workload: Workload) -> String {
+        let step = workload.prepare()
+        for _ in 0..<warmup { _ = step() }
+        var times: [Double] = []
+        var flops = 0.0, training = false
+        for _ in 0..<max(1, steps) {
+            let start = DispatchTime.now().uptimeNanoseconds
+            (flops, training) = step()
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        }
+        times.sort()
+        let median = times[times.count / 2]
+        let stepFlops = flops * (training ? 3 : 1)
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        let rssGiB = Double(usage.ru_maxrss) / 1024 / 1024
+        return "{\"imagesPerSecond\": \(round3(Double(workload.images) / median)), \"medianStepSeconds\": \(round3(median)), "
+            + "\"gflopPerStep\": \(round3(stepFlops / 1e9)), \"gflopPerSecond\": \(round3(stepFlops / 1e9 / median)), "
+            + "\"peakRSSGiB\": \(round3(rssGiB)), \"steps\": \(times.count), \"threads\": \(threads)}"
+    }
+}
+
+private func round3(_ x: Double) -> Double { (x * 1000).rounded() / 1000 }
+
+Bench.main()
