@@ -99,3 +99,26 @@ final class OpGradientTests: XCTestCase {
         XCTAssertFalse(result.failures.isEmpty, "a 5 % error in a derivative passed the gradient check")
     }
 }
+
+final class LossOpGradientTests: XCTestCase {
+    func testTheOpsLossesAreBuiltFrom() {
+        let x = randomTensor([3, 4], seed: 40, range: 2)
+        let positive = Tensor(shape: [3, 4], data: x.data.map { Swift.abs($0) + 0.2 })
+        let awayFromZero = Tensor(shape: x.shape, data: x.data.map { $0 + ($0 >= 0 ? 0.1 : -0.1) })
+        assertGradients(gradientCheck(inputs: [x]) { t, v in t.exp(v[0]) }, "exp")
+        assertGradients(gradientCheck(inputs: [awayFromZero]) { t, v in t.abs(v[0]) }, "abs")
+        assertGradients(gradientCheck(inputs: [positive]) { t, v in t.pow(v[0], 0.75) }, "pow 0.75")
+        assertGradients(gradientCheck(inputs: [positive]) { t, v in t.pow(v[0], 2) }, "pow 2")
+        let inside = Tensor(shape: x.shape, data: x.data.map { $0 * 0.4 })  // clip bounds ±1 not reached
+        assertGradients(gradientCheck(inputs: [inside]) { t, v in t.clip(v[0], -1, 1) }, "clip")
+        assertGradients(gradientCheck(inputs: [x, positive]) { t, v in t.subtract(v[0], v[1]) }, "subtract")
+        assertGradients(gradientCheck(inputs: [x]) { t, v in t.sumLastAxis(v[0]) }, "sum last axis")
+        assertGradients(gradientCheck(inputs: [x]) { t, v in t.meanLastAxis(v[0]) }, "mean last axis")
+        assertGradients(gradientCheck(inputs: [x]) { t, v in t.maxLastAxis(v[0]).max }, "max last axis")
+        let tape = Tape(recording: false, training: false)
+        let m = tape.maxLastAxis(tape.constant(Tensor(shape: [2, 3], data: [1, 5, 5, -1, -3, -2])))
+        XCTAssertEqual(m.argmax, [1, 0])  // first maximum on ties, as NumPy
+        XCTAssertEqual(tape.value(m.max).data, [5, -1])
+        XCTAssertEqual(tape.value(tape.clip(tape.constant(Tensor(shape: [3], data: [-2, 0.5, 3])), 0, 1)).data, [0, 0.5, 1])
+    }
+}

@@ -141,3 +141,47 @@ final class TrainingTests: XCTestCase {
         XCTAssertLessThan(losses.last!, 0.8 * losses.first!, "losses \(losses)")
     }
 }
+
+final class ResumeTests: XCTestCase {
+    /// Two steps, checkpoint, two more — against four uninterrupted steps: byte-identical.
+    func testResumedTrainingEndsByteIdentical() throws {
+        func steps(_ store: ParameterStore, _ sgd: inout SGD, _ g: inout SplitMix64, _ count: Int) {
+            var data = SplitMix64(seed: 3)
+            let images = Tensor(shape: [2, 32, 32, 3], data: (0..<(2 * 32 * 32 * 3)).map { _ in Float(data.unit()) })
+            let labels = Tensor(shape: [2, 3], data: [1, 0, 0, 0, 0, 1])
+            for _ in 0..<count { _ = classifierTrainStep(store: store, optimizer: &sgd, images: images, labels: labels, generator: &g) }
+        }
+        func fresh() -> ParameterStore {
+            let store = ParameterStore(seed: 4)
+            let tape = Tape(recording: false, training: false)
+            _ = Classifier.forward(Layers(tape: tape, store: store), tape.constant(Tensor(zeros: [1, 32, 32, 3])))
+            return store
+        }
+        let straight = fresh()
+        var sgdA = SGD(learningRate: 1e-2, momentum: 0.9, nesterov: true, decay: 1e-6)
+        var gA = SplitMix64(seed: 8)
+        steps(straight, &sgdA, &gA, 4)
+
+        let first = fresh()
+        var sgdB = SGD(learningRate: 1e-2, momentum: 0.9, nesterov: true, decay: 1e-6)
+        var gB = SplitMix64(seed: 8)
+        steps(first, &sgdB, &gB, 2)
+        let state = TrainingState(epoch: 0, batchInEpoch: 2, learningRate: sgdB.learningRate, plateau: ReduceLROnPlateau(),
+                                  earlyStopping: EarlyStopping(), best: BestCheckpoint(), generators: ["dropConnect": gB])
+        let bytes = try TrainingCheckpoint.encode(store: first, optimizer: sgdB.state, state: state)
+
+        let resumed = fresh()
+        let (optimizer, restored, _) = try TrainingCheckpoint.decode(bytes, source: "ckpt.safetensors", into: resumed)
+        XCTAssertEqual(restored, state)
+        var sgdC = SGD(learningRate: restored.learningRate, momentum: 0.9, nesterov: true, decay: 1e-6)
+        sgdC.state = optimizer
+        var gC = restored.generators["dropConnect"]!
+        steps(resumed, &sgdC, &gC, 2)
+        XCTAssertEqual(Safetensors.encode(resumed.allTensors, metadata: [:]), Safetensors.encode(straight.allTensors, metadata: [:]))
+
+        let weightsOnly = Safetensors.encode(first.allTensors, metadata: [:])
+        XCTAssertThrowsError(try TrainingCheckpoint.decode(weightsOnly, source: "w.safetensors", into: fresh())) { error in
+            XCTAssertTrue("\(error)".contains("not a training checkpoint"), "\(error)")
+        }
+    }
+}

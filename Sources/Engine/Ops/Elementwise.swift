@@ -130,3 +130,74 @@ extension Tape {
         }
     }
 }
+
+extension Tape {
+    /// eˣ.
+    public func exp(_ x: Var) -> Var {
+        let xv = value(x)
+        let out = Tensor(shape: xv.shape, data: xv.data.map { expf($0) })
+        return record(out) { tape, dy in
+            tape.accumulate(x) { dx in for i in 0..<dy.count { dx[i] += dy.data[i] * out.data[i] } }
+        }
+    }
+
+    /// min(max(x, low), high); the gradient passes only strictly inside the bounds.
+    public func clip(_ x: Var, _ low: Float, _ high: Float) -> Var {
+        let xv = value(x)
+        let out = Tensor(shape: xv.shape, data: xv.data.map { min(max($0, low), high) })
+        return record(out) { tape, dy in
+            tape.accumulate(x) { dx in for i in 0..<dy.count where xv.data[i] > low && xv.data[i] < high { dx[i] += dy.data[i] } }
+        }
+    }
+
+    /// |x|; the derivative at 0 is 0.
+    public func abs(_ x: Var) -> Var {
+        let xv = value(x)
+        let out = Tensor(shape: xv.shape, data: xv.data.map { Swift.abs($0) })
+        return record(out) { tape, dy in
+            tape.accumulate(x) { dx in for i in 0..<dy.count { dx[i] += dy.data[i] * (xv.data[i] > 0 ? 1 : xv.data[i] < 0 ? -1 : 0) } }
+        }
+    }
+
+    /// xᵖ for x > 0 (the focal and Tversky exponents); 0 and no gradient where x ≤ 0.
+    public func pow(_ x: Var, _ p: Float) -> Var {
+        let xv = value(x)
+        let out = Tensor(shape: xv.shape, data: xv.data.map { $0 > 0 ? powf($0, p) : 0 })
+        return record(out) { tape, dy in
+            tape.accumulate(x) { dx in for i in 0..<dy.count where xv.data[i] > 0 { dx[i] += dy.data[i] * p * out.data[i] / xv.data[i] } }
+        }
+    }
+
+    /// a − b, same shapes.
+    public func subtract(_ a: Var, _ b: Var) -> Var { add(a, scale(b, -1)) }
+
+    /// Sum over the last axis: [..., K] → [...] (per-sample losses from per-class terms).
+    public func sumLastAxis(_ x: Var) -> Var {
+        let xv = value(x)
+        let k = xv.shape.last ?? 1, rows = xv.count / k
+        var out = Tensor(zeros: Array(xv.shape.dropLast()).isEmpty ? [1] : Array(xv.shape.dropLast()))
+        for r in 0..<rows { for j in 0..<k { out.data[r] += xv.data[r * k + j] } }
+        return record(out) { tape, dy in
+            tape.accumulate(x) { dx in for r in 0..<rows { for j in 0..<k { dx[r * k + j] += dy.data[r] } } }
+        }
+    }
+
+    /// Mean over the last axis: [..., K] → [...].
+    public func meanLastAxis(_ x: Var) -> Var { scale(sumLastAxis(x), 1 / Float(shape(x).last ?? 1)) }
+
+    /// Maximum over the last axis (the gradient goes to the first maximum), and the arg-max indices.
+    public func maxLastAxis(_ x: Var) -> (max: Var, argmax: [Int]) {
+        let xv = value(x)
+        let k = xv.shape.last ?? 1, rows = xv.count / k
+        var indices = [Int](repeating: 0, count: rows)
+        for r in 0..<rows {
+            for j in 1..<max(k, 1) where xv.data[r * k + j] > xv.data[r * k + indices[r]] { indices[r] = j }
+        }
+        let out = Tensor(shape: Array(xv.shape.dropLast()).isEmpty ? [1] : Array(xv.shape.dropLast()),
+                         data: (0..<rows).map { xv.data[$0 * k + indices[$0]] })
+        let node = record(out) { tape, dy in
+            tape.accumulate(x) { dx in for r in 0..<rows { dx[r * k + indices[r]] += dy.data[r] } }
+        }
+        return (node, indices)
+    }
+}

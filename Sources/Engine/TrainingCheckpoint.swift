@@ -1,0 +1,91 @@
+// A training checkpoint: everything needed to resume a run so that it ends byte-identical to an
+// uninterrupted one (DESIGN §4) — weights and batch-norm state, optimiser moments and step, the
+// callbacks' state, every random stream and the data cursor — in one safetensors file. Tensors:
+// the parameters by name, optimiser slots as "optimizer/<slot>/<parameter>"; the rest is JSON in
+// the metadata under "training_state".
+
+import Foundation
+import SeededRandom
+
+/// The scalar state of a training run.
+public struct TrainingState: Codable, Sendable, Equatable {
+    /// Epochs completed.
+    public var epoch: Int
+    /// Batches consumed in the current epoch (the data cursor).
+    public var batchInEpoch: Int
+    public var learningRate: Float
+    public var plateau: ReduceLROnPlateau
+    public var earlyStopping: EarlyStopping
+    public var best: BestCheckpoint
+    /// Every random stream of the run by purpose ("shuffle", "augment", "dropConnect").
+    public var generators: [String: SplitMix64]
+
+    public init(epoch: Int, batchInEpoch: Int, learningRate: Float, plateau: ReduceLROnPlateau,
+                earlyStopping: EarlyStopping, best: BestCheckpoint, generators: [String: SplitMix64]) {
+        self.epoch = epoch
+        self.batchInEpoch = batchInEpoch
+        self.learningRate = learningRate
+        self.plateau = plateau
+        self.earlyStopping = earlyStopping
+        self.best = best
+        self.generators = generators
+    }
+}
+
+public enum TrainingCheckpoint {
+    /// Callbacks start with best = +∞, which JSON spells as a string here.
+    private static var stateDecoder: JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return decoder
+    }
+
+    public static let format = "multiloss-cxr/training-checkpoint"
+    public static let version = "1"
+
+    /// The checkpoint bytes.
+    public static func encode(store: ParameterStore, optimizer: OptimizerState, state: TrainingState,
+                              metadata: [String: String] = [:]) throws -> [UInt8] {
+        var tensors = store.allTensors
+        for (slot, values) in optimizer.slots { tensors["optimizer/" + slot] = Tensor(shape: [values.count], data: values) }
+        var meta = metadata
+        meta["format"] = format
+        meta["version"] = version
+        meta["optimizer_iterations"] = String(optimizer.iterations)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        meta["training_state"] = String(decoding: try encoder.encode(state), as: UTF8.self)
+        return Safetensors.encode(tensors, metadata: meta)
+    }
+
+    /// Restores `store` from checkpoint bytes and returns the optimiser and training state.
+    ///
+    /// - Throws: `CheckpointError` naming `source`: not a training checkpoint, another version,
+    ///   or tensors that do not fit the model.
+    public static func decode(_ bytes: [UInt8], source: String, into store: ParameterStore)
+        throws(CheckpointError) -> (optimizer: OptimizerState, state: TrainingState, metadata: [String: String])
+    {
+        let (tensors, metadata) = try Safetensors.decode(bytes, source: source)
+        guard metadata["format"] == format else {
+            throw .malformed(source: source, message: "not a training checkpoint (format '\(metadata["format"] ?? "none")'); "
+                             + "weights-only files cannot resume training")
+        }
+        guard metadata["version"] == version else {
+            throw .malformed(source: source, message: "checkpoint version \(metadata["version"] ?? "?"), this build reads \(version); "
+                             + "restart the stage with --force")
+        }
+        guard let iterations = metadata["optimizer_iterations"].flatMap(Int.init),
+              let json = metadata["training_state"],
+              let state = try? stateDecoder.decode(TrainingState.self, from: Data(json.utf8)) else {
+            throw .malformed(source: source, message: "the training state in the metadata is missing or unreadable")
+        }
+        try store.load(tensors.filter { !$0.key.hasPrefix("optimizer/") }, source: source)
+        var optimizer = OptimizerState()
+        optimizer.iterations = iterations
+        for (name, tensor) in tensors where name.hasPrefix("optimizer/") {
+            optimizer.slots[String(name.dropFirst("optimizer/".count))] = tensor.data
+        }
+        return (optimizer, state, metadata)
+    }
+}
