@@ -1,5 +1,18 @@
 #include "cxr_blas_runtime.h"
 
+#include <stdlib.h>  /* defines __GLIBC__ where glibc is the C library */
+
+#if defined(__GLIBC__)
+#include <limits.h>
+#include <malloc.h>
+void cxr_keep_freed_memory(void) {
+    mallopt(M_MMAP_MAX, 0);
+    mallopt(M_TRIM_THRESHOLD, INT_MAX);
+}
+#else
+void cxr_keep_freed_memory(void) {}
+#endif
+
 #if defined(CXR_BLAS_OPENBLAS)
 void openblas_set_num_threads(int);
 char *openblas_get_config(void);

@@ -35,7 +35,7 @@ public struct CommonOptions: ParsableArguments, Sendable {
             guard threads >= 1 else { throw .badValue(path: "--threads", key: "threads", message: "must be at least 1") }
             config.threads = threads
         }
-        BLAS.setThreads(config.threads)
+        Parallel.configure(threads: config.threads)
         return config
     }
 

@@ -30,7 +30,7 @@ struct Bench: ParsableCommand {
     var workloads: [String] = []
 
     func run() throws {
-        BLAS.setThreads(threads)
+        Parallel.configure(threads: threads)
         if let only {
             guard let workload = Self.workloadTable.first(where: { $0.name == only }) else {
                 throw ValidationError("unknown workload \(only)")

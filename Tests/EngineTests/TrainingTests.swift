@@ -108,7 +108,7 @@ final class TrainingTests: XCTestCase {
     }
 
     func testSameSeedGivesByteIdenticalWeightsAfterTraining() {
-        BLAS.setThreads(2)
+        Parallel.configure(threads: 2)
         let a = trainClassifier(seed: 21, steps: 3), b = trainClassifier(seed: 21, steps: 3)
         XCTAssertEqual(Safetensors.encode(a.weights, metadata: [:]), Safetensors.encode(b.weights, metadata: [:]))
         let c = trainClassifier(seed: 22, steps: 1)

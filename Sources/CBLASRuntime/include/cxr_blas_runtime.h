@@ -1,5 +1,5 @@
-// Provider-specific BLAS controls behind one interface: which library was linked, and how many
-// threads it may use. Compiled with CXR_BLAS_BLIS or CXR_BLAS_OPENBLAS (see Package.swift).
+// Runtime controls: which BLAS was linked and how many threads it may use (provider-specific
+// calls behind one interface), and the allocator policy. Compiled with CXR_BLAS_BLIS or CXR_BLAS_OPENBLAS (see Package.swift).
 #ifndef CXR_BLAS_RUNTIME_H
 #define CXR_BLAS_RUNTIME_H
 
@@ -11,5 +11,9 @@ const char *cxr_blas_version(void);
 
 /// Fixes the provider's thread count (results are reproducible only at a fixed count).
 void cxr_blas_set_threads(int threads);
+
+/// Makes glibc's allocator serve large arrays from the heap and keep freed memory for reuse, so
+/// per-step activations do not page-fault in fresh zeroed pages every step (no-op elsewhere).
+void cxr_keep_freed_memory(void);
 
 #endif
