@@ -26,15 +26,20 @@ public enum Parallel {
     /// Calls `body` on `parts` fixed contiguous ranges covering 0..<count, in parallel; inline when
     /// the work is small or there is one thread.
     static func forEachRange(_ count: Int, grain: Int = 1 << 14, _ body: (Range<Int>) -> Void) {
-        let parts = min(threads, max(1, count / max(grain, 1)))
+        forEachPart(count, grain: grain) { _, range in body(range) }
+    }
+
+    /// Like `forEachRange`, also passing the part's index (for per-part partial results).
+    static func forEachPart(_ count: Int, grain: Int = 1 << 14, _ body: (Int, Range<Int>) -> Void) {
+        let parts = self.parts(count, grain: grain)
         if parts <= 1 {
-            body(0..<count)
+            body(0, 0..<count)
             return
         }
         withoutActuallyEscaping(body) { body in
             let box = SendableBox(body)
             DispatchQueue.concurrentPerform(iterations: parts) { part in
-                box.value(range(part, of: parts, count: count))
+                box.value(part, range(part, of: parts, count: count))
             }
         }
     }

@@ -22,6 +22,8 @@ public final class Tape {
     public var generator: SplitMix64
 
     private(set) var values: [Tensor] = []
+    /// Whether a node's value was allocated by an op (and may go back to the buffer pool).
+    private var owned: [Bool] = []
     private var gradients: [Tensor?] = []
     private var backwards: [((Tape, Tensor) -> Void)?] = []
     /// Floating-point operations of the forward pass so far (multiply and add counted separately,
@@ -36,12 +38,17 @@ public final class Tape {
         self.generator = generator
     }
 
+    deinit {
+        for (value, owned) in zip(values, owned) where owned { BufferPool.shared.give(value.data) }
+        for gradient in gradients { if let gradient { BufferPool.shared.give(gradient.data) } }
+    }
+
     /// A node holding `value` with no inputs.
-    public func constant(_ value: Tensor) -> Var { record(value, backward: nil) }
+    public func constant(_ value: Tensor) -> Var { record(value, owned: false, backward: nil) }
 
     /// A node reading parameter `name` of `store`; its gradient is reported by `parameterGradients`.
     public func parameter(_ name: String, in store: ParameterStore) -> Var {
-        let node = record(store.value(name), backward: nil)
+        let node = record(store.value(name), owned: false, backward: nil)
         if recording { parameterNodes.append((name, node)) }
         return node
     }
@@ -54,8 +61,9 @@ public final class Tape {
     public func gradient(_ v: Var) -> Tensor? { gradients[v.id] }
 
     /// Appends a node. `backward` receives the node's gradient and adds into its inputs' gradients.
-    func record(_ value: Tensor, backward: ((Tape, Tensor) -> Void)?) -> Var {
+    func record(_ value: Tensor, owned: Bool = true, backward: ((Tape, Tensor) -> Void)?) -> Var {
         values.append(value)
+        self.owned.append(owned)
         gradients.append(nil)
         backwards.append(recording ? backward : nil)
         return Var(id: values.count - 1)
@@ -63,7 +71,7 @@ public final class Tape {
 
     /// Adds into the gradient of `v` through `body`, which gets a zeroed buffer the first time.
     func accumulate(_ v: Var, _ body: (UnsafeMutablePointer<Float>) -> Void) {
-        if gradients[v.id] == nil { gradients[v.id] = Tensor(zeros: values[v.id].shape) }
+        if gradients[v.id] == nil { gradients[v.id] = Tensor.pooledZeros(values[v.id].shape) }
         gradients[v.id]!.data.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
     }
 
@@ -72,7 +80,10 @@ public final class Tape {
     /// - Precondition: the tape is recording.
     public func backward(from output: Var, seed: Tensor? = nil) {
         precondition(recording, "backward needs a recording tape")
-        for i in gradients.indices { gradients[i] = nil }
+        for i in gradients.indices {
+            if let old = gradients[i] { BufferPool.shared.give(old.data) }
+            gradients[i] = nil
+        }
         gradients[output.id] = seed ?? Tensor(shape: values[output.id].shape, repeating: 1)
         for id in stride(from: output.id, through: 0, by: -1) {
             guard let backward = backwards[id], let gradient = gradients[id] else { continue }

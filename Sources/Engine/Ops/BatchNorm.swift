@@ -1,13 +1,44 @@
 // Batch normalisation over N, H, W per channel (Keras BatchNormalization on NHWC: momentum 0.99,
 // epsilon 1e-3). Training normalises with the batch mean and biased variance and moves the
 // running statistics toward the batch's (the variance Bessel-corrected, as TensorFlow's fused
-// kernel reports it); inference uses the running statistics.
+// kernel reports it); inference uses the running statistics. Per-channel sums are accumulated in
+// Double per thread part and combined in part order (deterministic for a thread count).
 
 import Foundation
 
 /// Keras defaults.
 public let batchNormMomentum: Float = 0.99
 public let batchNormEpsilon: Float = 1e-3
+
+/// Per-channel Σ_r a[r,c]·(b[r,c] − shift[c]) (or Σ a when `b` is nil), accumulated in Double per
+/// thread part and combined in part order.
+private func channelSums(_ a: UnsafePointer<Float>, times b: UnsafePointer<Float>? = nil, minus shift: [Float]? = nil,
+                         rows: Int, channels c: Int) -> [Double] {
+    let parts = Parallel.parts(rows, grain: 256)
+    var partials = [Double](repeating: 0, count: parts * c)
+    let offsets = shift ?? [Float](repeating: 0, count: c)
+    partials.withUnsafeMutableBufferPointer { p in offsets.withUnsafeBufferPointer { o in
+        let box = SendableBox((p.baseAddress!, a, b, o.baseAddress!))
+        Parallel.forEachPart(rows, grain: 256) { part, range in
+            let (p, a, b, o) = box.value
+            let sums = p + part * c
+            if let b {
+                for r in range {
+                    let ar = a + r * c, br = b + r * c
+                    for ch in 0..<c { sums[ch] += Double(ar[ch]) * Double(br[ch] - o[ch]) }
+                }
+            } else {
+                for r in range {
+                    let ar = a + r * c
+                    for ch in 0..<c { sums[ch] += Double(ar[ch]) }
+                }
+            }
+        }
+    } }
+    var out = [Double](repeating: 0, count: c)
+    for part in 0..<parts { for ch in 0..<c { out[ch] += partials[part * c + ch] } }
+    return out
+}
 
 extension Tape {
     /// y = γ·(x − μ)/√(σ² + ε) + β over the last axis of `x` (rank 2 or 4).
@@ -16,23 +47,25 @@ extension Tape {
     ///   - name: the layer name; parameters `name/gamma`, `name/beta`, `name/moving_mean`,
     ///     `name/moving_variance` are read from (and, in training, the moving ones written to) `store`.
     public func batchNorm(_ x: Var, name: String, store: ParameterStore) -> Var {
-        let c = shape(x).last!
+        let c = shape(x).last ?? 1
         let gammaVar = parameter(name + "/gamma", in: store), betaVar = parameter(name + "/beta", in: store)
-        let xv = value(x), gamma = value(gammaVar), beta = value(betaVar)
+        let xv = value(x), gamma = value(gammaVar).data, beta = value(betaVar).data
         let rows = xv.count / c
         var mean = [Float](repeating: 0, count: c), variance = [Float](repeating: 0, count: c)
         if training {
-            // Two-pass statistics in Double for accuracy over large batches.
-            var sum = [Double](repeating: 0, count: c), squares = [Double](repeating: 0, count: c)
-            xv.withPointer { xp in
-                for r in 0..<rows { for ch in 0..<c { sum[ch] += Double(xp[r * c + ch]) } }
-                for ch in 0..<c { mean[ch] = Float(sum[ch] / Double(rows)) }
-                for r in 0..<rows { for ch in 0..<c { let d = Double(xp[r * c + ch] - mean[ch]); squares[ch] += d * d } }
+            let sums = xv.withPointer { channelSums($0, rows: rows, channels: c) }
+            for ch in 0..<c { mean[ch] = Float(sums[ch] / Double(rows)) }
+            // Σ(x − μ)² = Σ(x − μ)·(x − μ): the two-pass variance.
+            let centred = xv.withPointer { xp in
+                let shifted = Tensor.pooled(xv.shape) { d in
+                    for r in 0..<rows { for ch in 0..<c { d[r * c + ch] = xp[r * c + ch] - mean[ch] } }
+                }
+                return shifted.withPointer { channelSums($0, times: $0, rows: rows, channels: c) }
             }
-            for ch in 0..<c { variance[ch] = Float(squares[ch] / Double(rows)) }
+            for ch in 0..<c { variance[ch] = Float(centred[ch] / Double(rows)) }
             let correction = rows > 1 ? Float(rows) / Float(rows - 1) : 1
-            store.update(name + "/moving_mean") { m in
-                for ch in 0..<c { m[ch] = m[ch] * batchNormMomentum + mean[ch] * (1 - batchNormMomentum) }
+            store.update(name + "/moving_mean") { mm in
+                for ch in 0..<c { mm[ch] = mm[ch] * batchNormMomentum + mean[ch] * (1 - batchNormMomentum) }
             }
             store.update(name + "/moving_variance") { v in
                 for ch in 0..<c { v[ch] = v[ch] * batchNormMomentum + variance[ch] * correction * (1 - batchNormMomentum) }
@@ -42,52 +75,56 @@ extension Tape {
             variance = store.value(name + "/moving_variance").data
         }
         let invStd = variance.map { 1 / ($0 + batchNormEpsilon).squareRoot() }
-        var out = Tensor(zeros: xv.shape)
-        out.withMutablePointer { y in
-            xv.withPointer { xp in
-                gamma.withPointer { g in
-                    beta.withPointer { b in
-                        for r in 0..<rows {
-                            for ch in 0..<c { y[r * c + ch] = (xp[r * c + ch] - mean[ch]) * invStd[ch] * g[ch] + b[ch] }
-                        }
+        // y = x·scale + shift per channel.
+        let scale = (0..<c).map { gamma[$0] * invStd[$0] }
+        let shift = (0..<c).map { beta[$0] - mean[$0] * gamma[$0] * invStd[$0] }
+        let out = Tensor.pooled(xv.shape) { y in
+            xv.withPointer { xp in scale.withUnsafeBufferPointer { s in shift.withUnsafeBufferPointer { t in
+                let b = SendableBox((y, xp, s.baseAddress!, t.baseAddress!))
+                Parallel.forEachRange(rows, grain: 256) { range in
+                    let (y, xp, s, t) = b.value
+                    for r in range {
+                        let yr = y + r * c, xr = xp + r * c
+                        for ch in 0..<c { yr[ch] = xr[ch] * s[ch] + t[ch] }
                     }
                 }
-            }
+            } } }
         }
         let training = self.training
         return record(out) { tape, dy in
             // x̂ = (x − μ)·s; dγ = Σ dy·x̂; dβ = Σ dy; in training
             // dx = γ·s/m·(m·dy − Σdy − x̂·Σ(dy·x̂)); in inference dx = γ·s·dy.
-            var sumDy = [Float](repeating: 0, count: c), sumDyXhat = [Float](repeating: 0, count: c)
-            dy.withPointer { g in
-                xv.withPointer { xp in
-                    for r in 0..<rows {
-                        for ch in 0..<c {
-                            let xhat = (xp[r * c + ch] - mean[ch]) * invStd[ch]
-                            sumDy[ch] += g[r * c + ch]
-                            sumDyXhat[ch] += g[r * c + ch] * xhat
-                        }
-                    }
-                    tape.accumulate(gammaVar) { dg in for ch in 0..<c { dg[ch] += sumDyXhat[ch] } }
-                    tape.accumulate(betaVar) { db in for ch in 0..<c { db[ch] += sumDy[ch] } }
-                    gamma.withPointer { gm in
-                        tape.accumulate(x) { dx in
-                            let m = Float(rows)
-                            for r in 0..<rows {
-                                for ch in 0..<c {
-                                    let scale = gm[ch] * invStd[ch]
-                                    if training {
-                                        let xhat = (xp[r * c + ch] - mean[ch]) * invStd[ch]
-                                        dx[r * c + ch] += scale / m * (m * g[r * c + ch] - sumDy[ch] - xhat * sumDyXhat[ch])
-                                    } else {
-                                        dx[r * c + ch] += scale * g[r * c + ch]
-                                    }
-                                }
-                            }
-                        }
+            dy.withPointer { g in xv.withPointer { xp in
+                let sumDy = channelSums(g, rows: rows, channels: c)
+                // Σ dy·x̂ = invStd·Σ dy·(x − μ).
+                let sumDyXhat = zip(channelSums(g, times: xp, minus: mean, rows: rows, channels: c), invStd).map { $0 * Double($1) }
+                tape.accumulate(gammaVar) { dg in for ch in 0..<c { dg[ch] += Float(sumDyXhat[ch]) } }
+                tape.accumulate(betaVar) { db in for ch in 0..<c { db[ch] += Float(sumDy[ch]) } }
+                let m = Float(rows)
+                // dx = a·dy + b·x + d per channel, with the training terms folded into b and d.
+                var coefA = [Float](repeating: 0, count: c), coefB = [Float](repeating: 0, count: c), coefD = [Float](repeating: 0, count: c)
+                for ch in 0..<c {
+                    let s = gamma[ch] * invStd[ch]
+                    coefA[ch] = s
+                    if training {
+                        let k = Float(sumDyXhat[ch]) / m * invStd[ch]
+                        coefB[ch] = -s * k
+                        coefD[ch] = s * (k * mean[ch] - Float(sumDy[ch]) / m)
                     }
                 }
-            }
+                tape.accumulate(x) { dx in
+                    coefA.withUnsafeBufferPointer { a in coefB.withUnsafeBufferPointer { bb in coefD.withUnsafeBufferPointer { d in
+                        let box = SendableBox((dx, g, xp, a.baseAddress!, bb.baseAddress!, d.baseAddress!))
+                        Parallel.forEachRange(rows, grain: 256) { range in
+                            let (dx, g, xp, a, bb, d) = box.value
+                            for r in range {
+                                let o = r * c
+                                for ch in 0..<c { dx[o + ch] += a[ch] * g[o + ch] + bb[ch] * xp[o + ch] + d[ch] }
+                            }
+                        }
+                    } } }
+                }
+            } }
         }
     }
 }

@@ -1,5 +1,7 @@
 // Depthwise convolution (NHWC input, HWC kernel: one k×k filter per channel, depth multiplier 1),
-// forward and backward, as loops over contiguous channels that the compiler vectorises.
+// forward and backward, as loops over contiguous channels that the compiler vectorises. Forward and
+// the input gradient split output rows / images across threads; the kernel gradient sums
+// per-thread partials in thread order, so results do not depend on scheduling.
 
 extension Tape {
     /// Depthwise convolution of `x` [N,H,W,C] with `kernel` [kh,kw,C] (Keras stores [kh,kw,C,1]).
@@ -9,49 +11,105 @@ extension Tape {
         precondition(k.count == 3 && k[2] == input.c, "depthwise kernel \(k) does not fit input \(input.shape)")
         let (oh, padTop) = convGeometry(input: input.h, kernel: k[0], stride: stride, padding: padding)
         let (ow, padLeft) = convGeometry(input: input.w, kernel: k[1], stride: stride, padding: padding)
-        let c = input.c, kh = k[0], kw = k[1]
+        let geometry = DepthwiseGeometry(input: input, kh: k[0], kw: k[1], stride: stride, padTop: padTop, padLeft: padLeft, oh: oh, ow: ow)
         let xv = value(x), kv = value(kernel)
-        var out = Tensor(zeros: [input.n, oh, ow, c])
-        forwardFlops += 2 * Double(input.n * oh * ow * c * kh * kw)
-        /// Calls body(input pixel offset, kernel tap offset, output pixel offset) for every valid tap.
-        func taps(_ body: (Int, Int, Int) -> Void) {
-            for n in 0..<input.n {
-                for oy in 0..<oh {
-                    for ox in 0..<ow {
-                        let o = ((n * oh + oy) * ow + ox) * c
-                        for ky in 0..<kh {
-                            let iy = oy * stride + ky - padTop
-                            guard iy >= 0 && iy < input.h else { continue }
-                            for kx in 0..<kw {
-                                let ix = ox * stride + kx - padLeft
-                                guard ix >= 0 && ix < input.w else { continue }
-                                body(((n * input.h + iy) * input.w + ix) * c, (ky * kw + kx) * c, o)
-                            }
-                        }
-                    }
+        forwardFlops += 2 * Double(input.n * oh * ow * input.c * k[0] * k[1])
+        let out = Tensor.pooled([input.n, oh, ow, input.c]) { y in
+            xv.withPointer { xp in kv.withPointer { w in
+                let b = SendableBox((y, xp, w))
+                Parallel.forEachRange(input.n * oh, grain: 8) { rows in
+                    for row in rows { geometry.forwardRow(row, b.value.1, b.value.2, b.value.0) }
                 }
-            }
-        }
-        out.withMutablePointer { y in
-            xv.withPointer { xp in
-                kv.withPointer { w in
-                    taps { i, t, o in
-                        for ch in 0..<c { y[o + ch] += xp[i + ch] * w[t + ch] }
-                    }
-                }
-            }
+            } }
         }
         return record(out) { tape, dy in
-            dy.withPointer { g in
-                xv.withPointer { xp in
-                    kv.withPointer { w in
-                        tape.accumulate(x) { dx in
-                            taps { i, t, o in for ch in 0..<c { dx[i + ch] += g[o + ch] * w[t + ch] } }
-                        }
-                        tape.accumulate(kernel) { dw in
-                            taps { i, t, o in for ch in 0..<c { dw[t + ch] += g[o + ch] * xp[i + ch] } }
+            dy.withPointer { g in xv.withPointer { xp in kv.withPointer { w in
+                tape.accumulate(x) { dx in
+                    let b = SendableBox((dx, g, w))
+                    Parallel.forEachRange(input.n, grain: 1) { images in
+                        for n in images { geometry.inputGradient(image: n, b.value.1, b.value.2, b.value.0) }
+                    }
+                }
+                tape.accumulate(kernel) { dw in
+                    let size = geometry.kh * geometry.kw * input.c
+                    let parts = Parallel.parts(input.n * oh, grain: 8)
+                    var partials = [Float](repeating: 0, count: parts * size)
+                    partials.withUnsafeMutableBufferPointer { p in
+                        let b = SendableBox((p.baseAddress!, g, xp))
+                        Parallel.forEachPart(input.n * oh, grain: 8) { part, rows in
+                            for row in rows { geometry.kernelGradientRow(row, b.value.1, b.value.2, b.value.0 + part * size) }
                         }
                     }
+                    for part in 0..<parts { for i in 0..<size { dw[i] += partials[part * size + i] } }
+                }
+            } } }
+        }
+    }
+}
+
+/// Shapes and loops of one depthwise convolution.
+struct DepthwiseGeometry: Sendable {
+    let input: NHWC
+    let kh, kw, stride, padTop, padLeft, oh, ow: Int
+
+    /// Output row `row` (= n·oh + oy): y[n, oy, ox, c] = Σ_taps x[n, iy, ix, c]·w[ky, kx, c].
+    @inline(__always)
+    func forwardRow(_ row: Int, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
+        let c = input.c, n = row / oh, oy = row % oh
+        for ox in 0..<ow {
+            let o = y + (row * ow + ox) * c
+            o.update(repeating: 0, count: c)
+            for ky in 0..<kh {
+                let iy = oy * stride + ky - padTop
+                guard iy >= 0 && iy < input.h else { continue }
+                for kx in 0..<kw {
+                    let ix = ox * stride + kx - padLeft
+                    guard ix >= 0 && ix < input.w else { continue }
+                    let i = x + ((n * input.h + iy) * input.w + ix) * c
+                    let t = w + (ky * kw + kx) * c
+                    for ch in 0..<c { o[ch] += i[ch] * t[ch] }
+                }
+            }
+        }
+    }
+
+    /// dx of image `n`: each output pixel's gradient spread back over its taps.
+    @inline(__always)
+    func inputGradient(image n: Int, _ g: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>) {
+        let c = input.c
+        for oy in 0..<oh {
+            for ox in 0..<ow {
+                let go = g + ((n * oh + oy) * ow + ox) * c
+                for ky in 0..<kh {
+                    let iy = oy * stride + ky - padTop
+                    guard iy >= 0 && iy < input.h else { continue }
+                    for kx in 0..<kw {
+                        let ix = ox * stride + kx - padLeft
+                        guard ix >= 0 && ix < input.w else { continue }
+                        let d = dx + ((n * input.h + iy) * input.w + ix) * c
+                        let t = w + (ky * kw + kx) * c
+                        for ch in 0..<c { d[ch] += go[ch] * t[ch] }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds output row `row`'s contribution to dw (a per-thread partial).
+    @inline(__always)
+    func kernelGradientRow(_ row: Int, _ g: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dw: UnsafeMutablePointer<Float>) {
+        let c = input.c, n = row / oh, oy = row % oh
+        for ox in 0..<ow {
+            let go = g + (row * ow + ox) * c
+            for ky in 0..<kh {
+                let iy = oy * stride + ky - padTop
+                guard iy >= 0 && iy < input.h else { continue }
+                for kx in 0..<kw {
+                    let ix = ox * stride + kx - padLeft
+                    guard ix >= 0 && ix < input.w else { continue }
+                    let i = x + ((n * input.h + iy) * input.w + ix) * c
+                    let t = dw + (ky * kw + kx) * c
+                    for ch in 0..<c { t[ch] += go[ch] * i[ch] }
                 }
             }
         }

@@ -19,7 +19,7 @@ extension Tape {
         let d = NHWC(shape(x)), xv = value(x), sv = value(s)
         precondition(sv.shape == [d.n, d.c], "channel scales \(sv.shape) do not fit \(d.shape)")
         let area = d.h * d.w
-        var out = Tensor(zeros: xv.shape)
+        var out = Tensor.pooledZeros( xv.shape)
         for n in 0..<d.n { for p in 0..<area { for ch in 0..<d.c {
             let i = (n * area + p) * d.c + ch
             out.data[i] = xv.data[i] * sv.data[n * d.c + ch]
@@ -45,7 +45,7 @@ extension Tape {
         let xv = value(x), wv = value(weight)
         let n = xv.shape[0], i = xv.shape[1], o = wv.shape[1]
         precondition(wv.shape[0] == i, "dense weight \(wv.shape) does not fit input \(xv.shape)")
-        var out = Tensor(zeros: [n, o])
+        var out = Tensor.pooledZeros( [n, o])
         forwardFlops += 2 * Double(n * i * o)
         out.withMutablePointer { y in
             xv.withPointer { a in wv.withPointer { b in
@@ -175,7 +175,7 @@ extension Tape {
     public func sumLastAxis(_ x: Var) -> Var {
         let xv = value(x)
         let k = xv.shape.last ?? 1, rows = xv.count / k
-        var out = Tensor(zeros: Array(xv.shape.dropLast()).isEmpty ? [1] : Array(xv.shape.dropLast()))
+        var out = Tensor.pooledZeros( Array(xv.shape.dropLast()).isEmpty ? [1] : Array(xv.shape.dropLast()))
         for r in 0..<rows { for j in 0..<k { out.data[r] += xv.data[r * k + j] } }
         return record(out) { tape, dy in
             tape.accumulate(x) { dx in for r in 0..<rows { for j in 0..<k { dx[r * k + j] += dy.data[r] } } }

@@ -1,0 +1,56 @@
+// Reuse of activation and gradient storage across steps (DESIGN §4 "buffers come from a reusable
+// pool"). A tape hands the arrays of its op outputs and gradients back when it is released; ops
+// take arrays of the same element count from the pool. A training step allocates the same shapes
+// every time, so after the first step nothing is allocated or first-touched. Correctness never
+// depends on the pool: an array someone still references is copied on write, as Swift arrays are.
+
+import Foundation
+
+final class BufferPool: @unchecked Sendable {
+    static let shared = BufferPool()
+
+    private let lock = NSLock()
+    private var free: [Int: [[Float]]] = [:]
+    private var pooledElements = 0
+    /// Upper bound on pooled storage (elements): 16 GiB of Float32. A step never pools more than it
+    /// held at its peak, so this only guards against pathological shape churn.
+    private let limit = 1 << 32
+
+    /// An array of exactly `count` elements with unspecified contents, or nil when none is pooled.
+    func take(_ count: Int) -> [Float]? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard var list = free[count], let array = list.popLast() else { return nil }
+        free[count] = list
+        pooledElements -= count
+        return array
+    }
+
+    /// Keeps `array` for reuse (dropped when the pool is full).
+    func give(_ array: [Float]) {
+        guard array.count > 1024 else { return }
+        lock.lock()
+        defer { lock.unlock() }
+        guard pooledElements + array.count <= limit else { return }
+        free[array.count, default: []].append(array)
+        pooledElements += array.count
+    }
+}
+
+extension Tensor {
+    /// A tensor of zeros on pooled storage.
+    static func pooledZeros(_ shape: [Int]) -> Tensor {
+        let count = shape.reduce(1, *)
+        guard var array = BufferPool.shared.take(count) else { return Tensor(zeros: shape) }
+        array.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+        return Tensor(shape: shape, data: array)
+    }
+
+    /// A tensor on pooled storage whose every element `fill` writes.
+    static func pooled(_ shape: [Int], fill: (UnsafeMutablePointer<Float>) -> Void) -> Tensor {
+        let count = shape.reduce(1, *)
+        guard var array = BufferPool.shared.take(count) else { return Tensor(shape: shape, fill: fill) }
+        array.withUnsafeMutableBufferPointer { fill($0.baseAddress!) }
+        return Tensor(shape: shape, data: array)
+    }
+}
