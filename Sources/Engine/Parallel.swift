@@ -12,14 +12,14 @@ import CBLASRuntime
 import Foundation
 
 public enum Parallel {
-    /// Threads for the engine's own loops (BLAS gets the same count).
+    /// Threads for the engine's loops and its GEMM splits (BLAS itself runs single-threaded).
     nonisolated(unsafe) public private(set) static var threads = 1
 
-    /// Sets the thread count of the engine's loops and of BLAS, and the allocator policy.
+    /// Sets the engine's thread count and the allocator policy.
     public static func configure(threads: Int) {
         precondition(threads >= 1, "thread count must be positive")
         Self.threads = threads
-        BLAS.setThreads(threads)
+        BLAS.setThreads(1)  // the engine splits GEMMs itself (ParallelGEMM.swift)
         cxr_keep_freed_memory()
     }
 

@@ -1,45 +1,63 @@
 // Pointwise activations and softmax, forward and backward. Pointwise loops run on fixed parts of
-// the array in parallel (Parallel.forEachRange) over raw pointers, so they vectorise.
+// the array in parallel (Parallel.forEachRange) over raw pointers.
 
 import Foundation
 
+/// The pointwise activations, each with its forward and derivative written out so the loops
+/// inline and vectorise (no closure call per element).
+enum Activation {
+    case relu, sigmoid, silu
+
+    func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ range: Range<Int>) {
+        switch self {
+        case .relu: for i in range { y[i] = max(x[i], 0) }
+        case .sigmoid: for i in range { y[i] = 1 / (1 + expf(-x[i])) }
+        case .silu: for i in range { y[i] = x[i] / (1 + expf(-x[i])) }
+        }
+    }
+
+    /// dx += dy·f′(x) given input x and output y.
+    func backward(_ g: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>,
+                  _ dx: UnsafeMutablePointer<Float>, _ range: Range<Int>) {
+        switch self {
+        case .relu: for i in range where x[i] > 0 { dx[i] += g[i] }
+        case .sigmoid: for i in range { dx[i] += g[i] * y[i] * (1 - y[i]) }
+        case .silu:
+            // σ = y/x where x ≠ 0; recomputed to stay exact at x = 0: f′ = σ·(1 + x·(1 − σ)).
+            for i in range {
+                let s = 1 / (1 + expf(-x[i]))
+                dx[i] += g[i] * s * (1 + x[i] * (1 - s))
+            }
+        }
+    }
+}
+
 extension Tape {
-    /// Applies `f` elementwise; `df(x, y)` is the derivative given input and output.
-    private func pointwise(_ x: Var, _ f: @escaping (Float) -> Float, _ df: @escaping (Float, Float) -> Float) -> Var {
+    private func activation(_ x: Var, _ kind: Activation) -> Var {
         let xv = value(x)
         let count = xv.count
         let out = Tensor.pooled(xv.shape) { y in
             xv.withPointer { xp in
-                let yBox = SendableBox(y), xBox = SendableBox(xp)
-                Parallel.forEachRange(count) { range in
-                    for i in range { yBox.value[i] = f(xBox.value[i]) }
-                }
+                let b = SendableBox((xp, y))
+                Parallel.forEachRange(count) { range in kind.forward(b.value.0, b.value.1, range) }
             }
         }
         return record(out) { tape, dy in
             tape.accumulate(x) { dx in
                 dy.withPointer { g in xv.withPointer { xp in out.withPointer { yp in
-                    let b = SendableBox((dx, g, xp, yp))
-                    Parallel.forEachRange(count) { range in
-                        let (dx, g, xp, yp) = b.value
-                        for i in range { dx[i] += g[i] * df(xp[i], yp[i]) }
-                    }
+                    let b = SendableBox((g, xp, yp, dx))
+                    Parallel.forEachRange(count) { range in kind.backward(b.value.0, b.value.1, b.value.2, b.value.3, range) }
                 } } }
             }
         }
     }
 
-    public func relu(_ x: Var) -> Var { pointwise(x, { max($0, 0) }, { x, _ in x > 0 ? 1 : 0 }) }
+    public func relu(_ x: Var) -> Var { activation(x, .relu) }
 
-    public func sigmoid(_ x: Var) -> Var { pointwise(x, { 1 / (1 + expf(-$0)) }, { _, y in y * (1 - y) }) }
+    public func sigmoid(_ x: Var) -> Var { activation(x, .sigmoid) }
 
     /// SiLU ("swish"): x·σ(x); derivative σ(x)·(1 + x·(1 − σ(x))).
-    public func silu(_ x: Var) -> Var {
-        pointwise(x, { $0 / (1 + expf(-$0)) }, { x, _ in
-            let s = 1 / (1 + expf(-x))
-            return s * (1 + x * (1 - s))
-        })
-    }
+    public func silu(_ x: Var) -> Var { activation(x, .silu) }
 
     /// Softmax over the last axis (max-subtracted).
     public func softmax(_ x: Var) -> Var {

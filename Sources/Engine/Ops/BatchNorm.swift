@@ -60,6 +60,7 @@ extension Tape {
                 let shifted = Tensor.pooled(xv.shape) { d in
                     for r in 0..<rows { for ch in 0..<c { d[r * c + ch] = xp[r * c + ch] - mean[ch] } }
                 }
+                defer { BufferPool.shared.give(shifted.data) }
                 return shifted.withPointer { channelSums($0, times: $0, rows: rows, channels: c) }
             }
             for ch in 0..<c { variance[ch] = Float(centred[ch] / Double(rows)) }

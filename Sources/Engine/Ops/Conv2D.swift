@@ -88,28 +88,33 @@ extension Tape {
         let s = ConvShape(input: input, kh: k[0], kw: k[1], stride: stride, padTop: padTop, padLeft: padLeft, oh: oh, ow: ow)
         let cout = k[3]
         let pointwise = s.kh == 1 && s.kw == 1 && stride == 1
-        var out = Tensor.pooledZeros( [input.n, oh, ow, cout])
         forwardFlops += 2 * Double(input.n * oh * ow) * Double(s.patch * cout)
         let xv = value(x), kv = value(kernel)
-        out.withMutablePointer { y in
+        let pixels = oh * ow
+        let out = Tensor.pooled([input.n, oh, ow, cout]) { y in
             xv.withPointer { xp in
                 kv.withPointer { w in
                     if pointwise {
-                        BLAS.sgemm(transposeA: false, transposeB: false, m: input.n * oh * ow, n: cout, k: input.c,
-                                   alpha: 1, a: xp, lda: input.c, b: w, ldb: cout, beta: 0, c: y, ldc: cout)
+                        BLAS.gemmRowsSplit(m: input.n * pixels, n: cout, k: input.c, a: xp, lda: input.c, b: w, ldb: cout,
+                                           beta: 0, c: y, ldc: cout)
                     } else {
-                        let cols = UnsafeMutablePointer<Float>.allocate(capacity: oh * ow * s.patch)
-                        defer { cols.deallocate() }
-                        for n in 0..<input.n {
-                            im2col(xp, s, image: n, into: cols)
-                            BLAS.sgemm(transposeA: false, transposeB: false, m: oh * ow, n: cout, k: s.patch,
-                                       alpha: 1, a: cols, lda: s.patch, b: w, ldb: cout, beta: 0,
-                                       c: y + n * oh * ow * cout, ldc: cout)
+                        // Images split across threads, each with its own patch buffer.
+                        let box = SendableBox((xp, w, y))
+                        Parallel.forEachRange(input.n, grain: 1) { images in
+                            let (xp, w, y) = box.value
+                            let cols = UnsafeMutablePointer<Float>.allocate(capacity: pixels * s.patch)
+                            defer { cols.deallocate() }
+                            for n in images {
+                                im2col(xp, s, image: n, into: cols)
+                                BLAS.sgemm(transposeA: false, transposeB: false, m: pixels, n: cout, k: s.patch,
+                                           alpha: 1, a: cols, lda: s.patch, b: w, ldb: cout, beta: 0,
+                                           c: y + n * pixels * cout, ldc: cout)
+                            }
                         }
                     }
                 }
             }
-            if let bias { addBias(y, rows: input.n * oh * ow, value(bias)) }
+            if let bias { addBias(y, rows: input.n * pixels, value(bias)) }
         }
         return record(out) { tape, dy in
             dy.withPointer { g in
@@ -117,31 +122,46 @@ extension Tape {
                     kv.withPointer { w in
                         if pointwise {
                             tape.accumulate(kernel) { dw in
-                                BLAS.sgemm(transposeA: true, transposeB: false, m: input.c, n: cout, k: input.n * oh * ow,
-                                           alpha: 1, a: xp, lda: input.c, b: g, ldb: cout, beta: 1, c: dw, ldc: cout)
+                                BLAS.gemmTransposedAccumulate(m: input.c, n: cout, k: input.n * pixels, a: xp, lda: input.c,
+                                                              b: g, ldb: cout, c: dw)
                             }
                             tape.accumulate(x) { dx in
-                                BLAS.sgemm(transposeA: false, transposeB: true, m: input.n * oh * ow, n: input.c, k: cout,
-                                           alpha: 1, a: g, lda: cout, b: w, ldb: cout, beta: 1, c: dx, ldc: input.c)
+                                BLAS.gemmRowsSplit(m: input.n * pixels, n: input.c, k: cout, a: g, lda: cout, b: w, ldb: cout,
+                                                   beta: 1, c: dx, ldc: input.c, transposeB: true)
                             }
                         } else {
-                            let cols = UnsafeMutablePointer<Float>.allocate(capacity: oh * ow * s.patch)
-                            defer { cols.deallocate() }
-                            for n in 0..<input.n {
-                                let gn = g + n * oh * ow * cout
-                                im2col(xp, s, image: n, into: cols)
-                                tape.accumulate(kernel) { dw in
-                                    BLAS.sgemm(transposeA: true, transposeB: false, m: s.patch, n: cout, k: oh * ow,
-                                               alpha: 1, a: cols, lda: s.patch, b: gn, ldb: cout, beta: 1, c: dw, ldc: cout)
+                            // Per thread: its images' input gradients, and a partial kernel gradient
+                            // summed in part order afterwards.
+                            let parts = Parallel.parts(input.n, grain: 1)
+                            let size = s.patch * cout
+                            var partials = [Float](repeating: 0, count: parts * size)
+                            tape.accumulate(x) { dx in
+                                partials.withUnsafeMutableBufferPointer { p in
+                                    let box = SendableBox((xp, w, g, dx, p.baseAddress!))
+                                    Parallel.forEachPart(input.n, grain: 1) { part, images in
+                                        let (xp, w, g, dx, p) = box.value
+                                        let cols = UnsafeMutablePointer<Float>.allocate(capacity: pixels * s.patch)
+                                        defer { cols.deallocate() }
+                                        for n in images {
+                                            let gn = g + n * pixels * cout
+                                            im2col(xp, s, image: n, into: cols)
+                                            BLAS.sgemm(transposeA: true, transposeB: false, m: s.patch, n: cout, k: pixels,
+                                                       alpha: 1, a: cols, lda: s.patch, b: gn, ldb: cout, beta: 1,
+                                                       c: p + part * size, ldc: cout)
+                                            BLAS.sgemm(transposeA: false, transposeB: true, m: pixels, n: s.patch, k: cout,
+                                                       alpha: 1, a: gn, lda: cout, b: w, ldb: cout, beta: 0, c: cols, ldc: s.patch)
+                                            col2im(cols, s, image: n, into: dx)
+                                        }
+                                    }
                                 }
-                                BLAS.sgemm(transposeA: false, transposeB: true, m: oh * ow, n: s.patch, k: cout,
-                                           alpha: 1, a: gn, lda: cout, b: w, ldb: cout, beta: 0, c: cols, ldc: s.patch)
-                                tape.accumulate(x) { dx in col2im(cols, s, image: n, into: dx) }
+                            }
+                            tape.accumulate(kernel) { dw in
+                                for part in 0..<parts { for i in 0..<size { dw[i] += partials[part * size + i] } }
                             }
                         }
                     }
                 }
-                if let bias { tape.accumulate(bias) { db in sumRows(g, rows: input.n * oh * ow, columns: cout, into: db) } }
+                if let bias { tape.accumulate(bias) { db in sumRows(g, rows: input.n * pixels, columns: cout, into: db) } }
             }
         }
     }
