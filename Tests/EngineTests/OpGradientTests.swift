@@ -122,3 +122,19 @@ final class LossOpGradientTests: XCTestCase {
         XCTAssertEqual(tape.value(tape.clip(tape.constant(Tensor(shape: [3], data: [-2, 0.5, 3])), 0, 1)).data, [0, 0.5, 1])
     }
 }
+
+final class FastMathTests: XCTestCase {
+    func testFastExpAgreesWithLibmAcrossTheRange() {
+        var worst: Float = 0
+        var x: Float = -87
+        while x < 88 {
+            let exact = expf(x)
+            worst = max(worst, Swift.abs(fastExp(x) - exact) / exact)
+            x += 0.0137
+        }
+        XCTAssertLessThan(worst, 4e-7, "relative error of fastExp")  // a few ulp of Float
+        XCTAssertEqual(fastExp(0), 1)
+        XCTAssertGreaterThan(fastExp(100), 1e38)   // clamped, finite
+        XCTAssertGreaterThan(fastExp(-100), 0)
+    }
+}
