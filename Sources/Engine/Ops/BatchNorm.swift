@@ -10,8 +10,9 @@ import Foundation
 public let batchNormMomentum: Float = 0.99
 public let batchNormEpsilon: Float = 1e-3
 
-/// Per-channel Σ_r a[r,c]·(b[r,c] − shift[c]) (or Σ a when `b` is nil), accumulated in Double per
-/// thread part and combined in part order.
+/// Per-channel Σ_r a[r,c]·(b[r,c] − shift[c]) (or Σ a when `b` is nil). Each thread part sums
+/// blocks of up to 64 rows in Float, adds each block to Double totals, and the parts are combined
+/// in order: accurate over millions of rows, vectorised, and deterministic for a thread count.
 private func channelSums(_ a: UnsafePointer<Float>, times b: UnsafePointer<Float>? = nil, minus shift: [Float]? = nil,
                          rows: Int, channels c: Int) -> [Double] {
     let parts = Parallel.parts(rows, grain: 256)
@@ -22,16 +23,25 @@ private func channelSums(_ a: UnsafePointer<Float>, times b: UnsafePointer<Float
         Parallel.forEachPart(rows, grain: 256) { part, range in
             let (p, a, b, o) = box.value
             let sums = p + part * c
-            if let b {
-                for r in range {
-                    let ar = a + r * c, br = b + r * c
-                    for ch in 0..<c { sums[ch] += Double(ar[ch]) * Double(br[ch] - o[ch]) }
+            let block = UnsafeMutablePointer<Float>.allocate(capacity: c)
+            defer { block.deallocate() }
+            var start = range.lowerBound
+            while start < range.upperBound {
+                let end = min(start + 64, range.upperBound)
+                block.update(repeating: 0, count: c)
+                if let b {
+                    for r in start..<end {
+                        let ar = a + r * c, br = b + r * c
+                        for ch in 0..<c { block[ch] += ar[ch] * (br[ch] - o[ch]) }
+                    }
+                } else {
+                    for r in start..<end {
+                        let ar = a + r * c
+                        for ch in 0..<c { block[ch] += ar[ch] }
+                    }
                 }
-            } else {
-                for r in range {
-                    let ar = a + r * c
-                    for ch in 0..<c { sums[ch] += Double(ar[ch]) }
-                }
+                for ch in 0..<c { sums[ch] += Double(block[ch]) }
+                start = end
             }
         }
     } }
@@ -58,7 +68,13 @@ extension Tape {
             // Σ(x − μ)² = Σ(x − μ)·(x − μ): the two-pass variance.
             let centred = xv.withPointer { xp in
                 let shifted = Tensor.pooled(xv.shape) { d in
-                    for r in 0..<rows { for ch in 0..<c { d[r * c + ch] = xp[r * c + ch] - mean[ch] } }
+                    mean.withUnsafeBufferPointer { m in
+                        let box = SendableBox((d, xp, m.baseAddress!))
+                        Parallel.forEachRange(rows, grain: 256) { range in
+                            let (d, xp, m) = box.value
+                            for r in range { for ch in 0..<c { d[r * c + ch] = xp[r * c + ch] - m[ch] } }
+                        }
+                    }
                 }
                 defer { BufferPool.shared.give(shifted.data) }
                 return shifted.withPointer { channelSums($0, times: $0, rows: rows, channels: c) }

@@ -15,28 +15,55 @@ extension Tape {
     }
 
     /// x [N,H,W,C] scaled per image and channel by s [N,C] (squeeze-excitation's "excite").
+    /// Images are split across threads.
     public func scaleChannels(_ x: Var, by s: Var) -> Var {
         let d = NHWC(shape(x)), xv = value(x), sv = value(s)
         precondition(sv.shape == [d.n, d.c], "channel scales \(sv.shape) do not fit \(d.shape)")
-        let area = d.h * d.w
-        var out = Tensor.pooledZeros( xv.shape)
-        for n in 0..<d.n { for p in 0..<area { for ch in 0..<d.c {
-            let i = (n * area + p) * d.c + ch
-            out.data[i] = xv.data[i] * sv.data[n * d.c + ch]
-        } } }
+        let area = d.h * d.w, c = d.c
+        let out = Tensor.pooled(xv.shape) { y in
+            xv.withPointer { xp in sv.withPointer { sp in
+                let box = SendableBox((y, xp, sp))
+                Parallel.forEachRange(d.n, grain: 1) { images in
+                    let (y, xp, sp) = box.value
+                    for n in images {
+                        let scale = sp + n * c
+                        for p in 0..<area {
+                            let o = (n * area + p) * c
+                            for ch in 0..<c { y[o + ch] = xp[o + ch] * scale[ch] }
+                        }
+                    }
+                }
+            } }
+        }
         return record(out) { tape, dy in
-            tape.accumulate(x) { dx in
-                for n in 0..<d.n { for p in 0..<area { for ch in 0..<d.c {
-                    let i = (n * area + p) * d.c + ch
-                    dx[i] += dy.data[i] * sv.data[n * d.c + ch]
-                } } }
-            }
-            tape.accumulate(s) { ds in
-                for n in 0..<d.n { for p in 0..<area { for ch in 0..<d.c {
-                    let i = (n * area + p) * d.c + ch
-                    ds[n * d.c + ch] += dy.data[i] * xv.data[i]
-                } } }
-            }
+            dy.withPointer { g in xv.withPointer { xp in sv.withPointer { sp in
+                tape.accumulate(x) { dx in
+                    let box = SendableBox((dx, g, sp))
+                    Parallel.forEachRange(d.n, grain: 1) { images in
+                        let (dx, g, sp) = box.value
+                        for n in images {
+                            let scale = sp + n * c
+                            for p in 0..<area {
+                                let o = (n * area + p) * c
+                                for ch in 0..<c { dx[o + ch] += g[o + ch] * scale[ch] }
+                            }
+                        }
+                    }
+                }
+                tape.accumulate(s) { ds in
+                    let box = SendableBox((ds, g, xp))
+                    Parallel.forEachRange(d.n, grain: 1) { images in
+                        let (ds, g, xp) = box.value
+                        for n in images {
+                            let row = ds + n * c
+                            for p in 0..<area {
+                                let o = (n * area + p) * c
+                                for ch in 0..<c { row[ch] += g[o + ch] * xp[o + ch] }
+                            }
+                        }
+                    }
+                }
+            } } }
         }
     }
 

@@ -2,19 +2,35 @@
 // upsampling, channel concatenation, reshape.
 
 extension Tape {
-    /// Mean over H and W: [N,H,W,C] → [N,C].
+    /// Mean over H and W: [N,H,W,C] → [N,C]. Images are split across threads.
     public func globalAveragePool(_ x: Var) -> Var {
         let s = NHWC(shape(x)), xv = value(x)
-        let area = s.h * s.w
-        var out = Tensor.pooledZeros( [s.n, s.c])
-        for n in 0..<s.n {
-            for p in 0..<area { for ch in 0..<s.c { out.data[n * s.c + ch] += xv.data[(n * area + p) * s.c + ch] } }
-            for ch in 0..<s.c { out.data[n * s.c + ch] /= Float(area) }
+        let area = s.h * s.w, c = s.c
+        var out = Tensor(zeros: [s.n, c])
+        out.withMutablePointer { y in
+            xv.withPointer { xp in
+                let box = SendableBox((y, xp))
+                Parallel.forEachRange(s.n, grain: 1) { images in
+                    let (y, xp) = box.value
+                    for n in images {
+                        let row = y + n * c
+                        for p in 0..<area { let i = xp + (n * area + p) * c; for ch in 0..<c { row[ch] += i[ch] } }
+                        for ch in 0..<c { row[ch] /= Float(area) }
+                    }
+                }
+            }
         }
         return record(out) { tape, dy in
             tape.accumulate(x) { dx in
-                for n in 0..<s.n {
-                    for p in 0..<area { for ch in 0..<s.c { dx[(n * area + p) * s.c + ch] += dy.data[n * s.c + ch] / Float(area) } }
+                dy.withPointer { g in
+                    let box = SendableBox((dx, g))
+                    Parallel.forEachRange(s.n, grain: 1) { images in
+                        let (dx, g) = box.value
+                        for n in images {
+                            let row = g + n * c
+                            for p in 0..<area { let o = dx + (n * area + p) * c; for ch in 0..<c { o[ch] += row[ch] / Float(area) } }
+                        }
+                    }
                 }
             }
         }
