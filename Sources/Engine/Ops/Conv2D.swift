@@ -43,9 +43,9 @@ func im2col(_ x: UnsafePointer<Float>, _ s: ConvShape, image n: Int, into cols: 
                     let ix = ox * s.stride + kx - s.padLeft
                     if iy >= 0 && iy < s.input.h && ix >= 0 && ix < s.input.w {
                         let src = x + ((n * s.input.h + iy) * s.input.w + ix) * c
-                        dst.update(from: src, count: c)
+                        for i in 0..<c { dst[i] = src[i] }  // inline: c is small, a memmove call is not
                     } else {
-                        dst.update(repeating: 0, count: c)
+                        for i in 0..<c { dst[i] = 0 }
                     }
                     dst += c
                 }
