@@ -75,7 +75,7 @@ let package = Package(
                     resources: [.copy("Fixtures")], swiftSettings: swiftSettings),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Imaging", "SeededRandom"],
                     swiftSettings: swiftSettings),
-        .testTarget(name: "EngineTests", dependencies: ["Engine", "Models", "SeededRandom", "Pipeline"],
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "Models", "Losses", "SeededRandom", "Pipeline"],
                     resources: [.copy("Fixtures")], swiftSettings: swiftSettings),
         .testTarget(name: "MetricsTests", dependencies: ["Metrics", "Pipeline", "SeededRandom"],
                     resources: [.copy("Fixtures")], swiftSettings: swiftSettings),

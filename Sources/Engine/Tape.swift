@@ -61,7 +61,8 @@ public final class Tape {
     public func gradient(_ v: Var) -> Tensor? { gradients[v.id] }
 
     /// Appends a node. `backward` receives the node's gradient and adds into its inputs' gradients.
-    func record(_ value: Tensor, owned: Bool = true, backward: ((Tape, Tensor) -> Void)?) -> Var {
+    /// Public so ops defined outside the engine (the losses) keep forward and backward together.
+    public func record(_ value: Tensor, owned: Bool = true, backward: ((Tape, Tensor) -> Void)?) -> Var {
         values.append(value)
         self.owned.append(owned)
         gradients.append(nil)
@@ -70,7 +71,7 @@ public final class Tape {
     }
 
     /// Adds into the gradient of `v` through `body`, which gets a zeroed buffer the first time.
-    func accumulate(_ v: Var, _ body: (UnsafeMutablePointer<Float>) -> Void) {
+    public func accumulate(_ v: Var, _ body: (UnsafeMutablePointer<Float>) -> Void) {
         if gradients[v.id] == nil { gradients[v.id] = Tensor.pooledZeros(values[v.id].shape) }
         gradients[v.id]!.data.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
     }

@@ -228,3 +228,34 @@ extension Tape {
         return (node, indices)
     }
 }
+
+extension Tape {
+    /// x divided by its sum over the last axis (Keras' renormalisation of probabilities).
+    public func normalizeLastAxis(_ x: Var) -> Var {
+        let xv = value(x)
+        let k = xv.shape.last ?? 1, rows = xv.count / k
+        let sums = (0..<rows).map { r in (0..<k).reduce(Float(0)) { $0 + xv.data[r * k + $1] } }
+        let out = Tensor(shape: xv.shape, data: (0..<xv.count).map { xv.data[$0] / sums[$0 / k] })
+        return record(out) { tape, dy in
+            // d(x_j/S)/dx_i = (δ_ij − y_j)/S.
+            tape.accumulate(x) { dx in
+                for r in 0..<rows {
+                    var dot: Float = 0
+                    for j in 0..<k { dot += dy.data[r * k + j] * out.data[r * k + j] }
+                    for i in 0..<k { dx[r * k + i] += (dy.data[r * k + i] - dot) / sums[r] }
+                }
+            }
+        }
+    }
+
+    /// The same values with no gradient flowing back (TensorFlow's stop_gradient).
+    public func stopGradient(_ x: Var) -> Var { constant(value(x)) }
+
+    /// x + c elementwise.
+    public func addScalar(_ x: Var, _ c: Float) -> Var {
+        let xv = value(x)
+        return record(Tensor(shape: xv.shape, data: xv.data.map { $0 + c })) { tape, dy in
+            tape.accumulate(x) { dx in for i in 0..<dy.count { dx[i] += dy.data[i] } }
+        }
+    }
+}
