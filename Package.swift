@@ -32,6 +32,7 @@ let package = Package(
         .executable(name: "prepare", targets: ["prepare"]),
         .executable(name: "evaluate", targets: ["evaluate"]),
         .executable(name: "bench", targets: ["bench"]),
+        .executable(name: "classify-train", targets: ["classify-train"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -56,7 +57,7 @@ let package = Package(
         .target(name: "Models", dependencies: ["Engine", "SeededRandom"], swiftSettings: swiftSettings),
         .target(name: "Losses", dependencies: ["Engine"], swiftSettings: swiftSettings),
         .target(name: "Metrics", swiftSettings: swiftSettings),
-        .target(name: "Pipeline", dependencies: ["Imaging", "Metrics", "SeededRandom"], swiftSettings: swiftSettings),
+        .target(name: "Pipeline", dependencies: ["Imaging", "Metrics", "SeededRandom", "Engine", "Models", "Losses"], swiftSettings: swiftSettings),
         .target(name: "StageCLI",
                 dependencies: ["Pipeline", "Engine",
                                .product(name: "ArgumentParser", package: "swift-argument-parser")],
@@ -66,6 +67,8 @@ let package = Package(
         .executableTarget(name: "prepare", dependencies: ["StageCLI", "Pipeline"],
                           swiftSettings: swiftSettings),
         .executableTarget(name: "evaluate", dependencies: ["StageCLI", "Pipeline"],
+                          swiftSettings: swiftSettings),
+        .executableTarget(name: "classify-train", dependencies: ["StageCLI", "Pipeline", "Losses"],
                           swiftSettings: swiftSettings),
         .executableTarget(name: "bench", dependencies: ["Engine", "Models", "SeededRandom",
                                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
@@ -80,6 +83,6 @@ let package = Package(
         .testTarget(name: "MetricsTests", dependencies: ["Metrics", "Pipeline", "SeededRandom"],
                     resources: [.copy("Fixtures")], swiftSettings: swiftSettings),
         // End-to-end: runs the stage executables as a user would, checking exit codes and output.
-        .testTarget(name: "CLITests", dependencies: ["prepare", "evaluate", "Imaging"], swiftSettings: swiftSettings),
+        .testTarget(name: "CLITests", dependencies: ["prepare", "evaluate", "classify-train", "Imaging"], swiftSettings: swiftSettings),
     ]
 )

@@ -18,7 +18,8 @@ public struct Interval: Sendable, Equatable, Codable {
     }
 }
 
-/// p ± z·√(p(1−p)/n): the normal-approximation binomial interval.
+/// p ± z·√(p(1−p)/n): the normal-approximation binomial interval (NaN bounds for p outside [0, 1],
+/// e.g. a negative MCC, where it is undefined).
 public func waldCI(_ p: Double, n: Int, z: Double = 1.96) -> Interval {
     let margin = z * (p * (1 - p) / Double(n)).squareRoot()
     return Interval(lower: p - margin, upper: p + margin, method: "wald")

@@ -120,15 +120,16 @@ public struct ArtifactStore: Sendable {
     }
 
     /// Starts writing an artifact. Any leftover of an incomplete or forced run is removed first,
-    /// so nothing half-written survives into the new artifact.
+    /// so nothing half-written survives into the new artifact — unless `resume` is set, which keeps
+    /// the folder of an incomplete run (a training stage continuing from its checkpoint).
     public func begin(stage: String, variant: String, key: String, config: some Encodable,
                       inputs: [ManifestInput], seed: UInt64, threads: Int,
-                      blasProvider: String, formatVersion: Int) throws(ArtifactError) -> ArtifactWriter
+                      blasProvider: String, formatVersion: Int, resume: Bool = false) throws(ArtifactError) -> ArtifactWriter
     {
         let folder = self.folder(stage: stage, variant: variant, key: key)
         let manager = FileManager.default
         do {
-            if manager.fileExists(atPath: folder) { try manager.removeItem(atPath: folder) }
+            if manager.fileExists(atPath: folder) && !resume { try manager.removeItem(atPath: folder) }
             try manager.createDirectory(atPath: folder, withIntermediateDirectories: true)
         } catch {
             throw .io(path: folder, message: "cannot prepare the artifact folder: \(error.localizedDescription)")

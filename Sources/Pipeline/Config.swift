@@ -4,6 +4,7 @@
 // same way.
 
 import Foundation
+import Imaging
 
 /// The whole pipeline configuration after a profile has been applied.
 public struct PipelineConfig: Codable, Sendable, Equatable {
@@ -18,8 +19,36 @@ public struct PipelineConfig: Codable, Sendable, Equatable {
     public var prepare: PrepareConfig
     public var synthetic: SyntheticConfig
     public var evaluate: EvaluateConfig
+    public var classify: ClassifyConfig
 }
 
+/// The `classify-train` stage (SPEC §3 training table).
+public struct ClassifyConfig: Codable, Sendable, Equatable {
+    /// Input side in pixels (SPEC §3: 256 from the 512 crops; 224 suits the shared 224-pixel data).
+    public var size: Int
+    /// Resampling to `size` (SPEC §3: Keras load_img's nearest neighbour).
+    public var interpolation: String
+    public var batchSize: Int
+    public var epochs: Int
+    public var learningRate: Double
+    public var momentum: Double
+    public var nesterov: Bool
+    public var decay: Double
+    public var earlyStoppingPatience: Int
+    public var plateauPatience: Int
+    public var plateauFactor: Double
+    public var minLearningRate: Double
+    public var minDelta: Double
+    /// Balanced class weights applied with Keras semantics (SPEC §4.0).
+    public var classWeights: Bool
+    /// The released code's loss behaviour instead of the paper's (SPEC §9 rows 1–6).
+    public var codeCompat: Bool
+    /// Drop-connect rate at the encoder's last block (0.2 in EfficientNet-B0).
+    public var dropConnect: Double
+    /// Batch-norm running-statistics momentum (Keras 0.99). With 0.99 the statistics need several
+    /// hundred steps to settle; the demo and ci profiles train for fewer and use 0.9.
+    public var batchNormMomentum: Double
+}
 /// The `evaluate` stage's intervals and calibration bins.
 public struct EvaluateConfig: Codable, Sendable, Equatable {
     /// Stratified bootstrap resamples per metric (and for the paired ΔMCC test).
@@ -161,6 +190,16 @@ extension PipelineConfig {
         }
         if !(0.5..<1).contains(evaluate.confidenceLevel) {
             throw .badValue(path: path, key: "evaluate.confidenceLevel", message: "must be in [0.5, 1)")
+        }
+        if classify.size < 32 || classify.size % 16 != 0 {
+            throw .badValue(path: path, key: "classify.size", message: "must be a multiple of 16, at least 32")
+        }
+        if Interpolation(rawValue: classify.interpolation) == nil {
+            throw .badValue(path: path, key: "classify.interpolation",
+                            message: "must be one of \(Interpolation.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        if classify.batchSize < 1 || classify.epochs < 1 {
+            throw .badValue(path: path, key: "classify", message: "batchSize and epochs must be positive")
         }
         if evaluate.calibrationBins < 2 { throw .badValue(path: path, key: "evaluate.calibrationBins", message: "must be at least 2") }
         if synthetic.size < 32 { throw .badValue(path: path, key: "synthetic.size", message: "must be at least 32") }

@@ -70,9 +70,11 @@ public enum JSONValue: Sendable, Equatable, Codable {
 }
 
 /// Canonical JSON bytes: sorted keys, no escaping of slashes, pretty-printed; the same value
-/// always gives the same bytes, so manifests and artifact keys are reproducible.
+/// always gives the same bytes, so manifests and artifact keys are reproducible. Non-finite numbers
+/// (an interval that is undefined, say) are written as the strings "NaN", "Infinity", "-Infinity".
 public func canonicalJSON(_ value: some Encodable) throws -> [UInt8] {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+    encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
     return [UInt8](try encoder.encode(value)) + [0x0A]
 }

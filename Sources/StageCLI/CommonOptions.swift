@@ -133,6 +133,8 @@ public enum StageExit {
     public static let dataError: Int32 = 65
     /// A named input (folder, artifact) does not exist.
     public static let noInput: Int32 = 66
+    /// Training diverged (NaN loss).
+    public static let software: Int32 = 70
     /// Reading or writing failed.
     public static let ioError: Int32 = 74
     /// `pipeline.json` or a profile is wrong.
@@ -155,6 +157,12 @@ public func runStage(_ stage: String, _ body: () throws -> String) throws {
         }
     } catch let error as ArtifactError {
         fail(stage, error.description, StageExit.noInput)
+    } catch let error as TrainingError {
+        switch error {
+        case .data, .emptySplit: fail(stage, error.description, StageExit.dataError)
+        case .notFinite, .interrupted: fail(stage, error.description, StageExit.software)
+        case .checkpoint, .artifact: fail(stage, error.description, StageExit.ioError)
+        }
     } catch let error as EvaluateError {
         switch error {
         case .predictions(.unreadable): fail(stage, error.description, StageExit.noInput)

@@ -82,7 +82,9 @@ final class EvaluateTests: XCTestCase {
         for expected in ["metrics.json", "table.md", "plots/A-confusion.svg", "plots/A-roc.svg", "plots/A-pr.svg", "plots/B-reliability.svg"] {
             XCTAssertTrue(paths.contains(expected), expected)
         }
-        let decoded = try JSONDecoder().decode(EvaluationFile.self, from: Data(contentsOf: URL(fileURLWithPath: first.folder + "/metrics.json")))
+        let decoder = JSONDecoder()
+        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+        let decoded = try decoder.decode(EvaluationFile.self, from: Data(contentsOf: URL(fileURLWithPath: first.folder + "/metrics.json")))
         XCTAssertEqual(decoded.models.count, 2)
         XCTAssertEqual(decoded.comparisons.count, 1)
         XCTAssertEqual(decoded.models[0].bootstrap["mcc"]?.resamples, 50)

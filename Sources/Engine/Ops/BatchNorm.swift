@@ -7,7 +7,7 @@
 import Foundation
 
 /// Keras defaults.
-public let batchNormMomentum: Float = 0.99
+public let kerasBatchNormMomentum: Float = 0.99
 public let batchNormEpsilon: Float = 1e-3
 
 /// Per-channel Σ_r a[r,c]·(b[r,c] − shift[c]) (or Σ a when `b` is nil). Each thread part sums
@@ -81,11 +81,12 @@ extension Tape {
             }
             for ch in 0..<c { variance[ch] = Float(centred[ch] / Double(rows)) }
             let correction = rows > 1 ? Float(rows) / Float(rows - 1) : 1
+            let momentum = batchNormMomentum
             store.update(name + "/moving_mean") { mm in
-                for ch in 0..<c { mm[ch] = mm[ch] * batchNormMomentum + mean[ch] * (1 - batchNormMomentum) }
+                for ch in 0..<c { mm[ch] = mm[ch] * momentum + mean[ch] * (1 - momentum) }
             }
             store.update(name + "/moving_variance") { v in
-                for ch in 0..<c { v[ch] = v[ch] * batchNormMomentum + variance[ch] * correction * (1 - batchNormMomentum) }
+                for ch in 0..<c { v[ch] = v[ch] * momentum + variance[ch] * correction * (1 - momentum) }
             }
         } else {
             mean = store.value(name + "/moving_mean").data

@@ -1,0 +1,279 @@
+// The `classify-train` stage (SPEC §3, §4): the classifier of SPEC §3 trained with one of the
+// twelve losses on a prepared dataset, with Keras SGD, balanced class weights, ReduceLROnPlateau,
+// EarlyStopping and best-checkpoint selection on the validation loss. Every epoch appends a JSON
+// line to log.jsonl and writes a training checkpoint, so a killed run resumes where it stopped and
+// ends byte-identical to an uninterrupted one. Outputs: the best weights, the log, and prediction
+// files (the `evaluate` format) for the validation split and, when there is one, the test split.
+
+import Engine
+import Foundation
+import Imaging
+import Losses
+import Metrics
+import Models
+import SeededRandom
+
+/// Everything that decides a classifier artifact besides the dataset.
+public struct ClassifySettings: Codable, Sendable, Equatable {
+    public var loss: ClassificationLoss
+    public var config: ClassifyConfig
+    public var seed: UInt64
+    /// "random" (until the segment stage provides trained encoders).
+    public var initialization: String
+
+    public init(loss: ClassificationLoss, config: ClassifyConfig, seed: UInt64, initialization: String) {
+        self.loss = loss
+        self.config = config
+        self.seed = seed
+        self.initialization = initialization
+    }
+}
+
+/// Why training stopped with an error.
+public enum TrainingError: Error, CustomStringConvertible {
+    case notFinite(epoch: Int, step: Int, lastCheckpoint: String)
+    /// Stopped on request after an epoch; rerunning resumes from the checkpoint.
+    case interrupted(afterEpoch: Int, checkpoint: String)
+    case emptySplit(dataset: String, split: String)
+    case checkpoint(CheckpointError)
+    case data(IngestError)
+    case artifact(ArtifactError)
+
+    public var description: String {
+        switch self {
+        case let .notFinite(epoch, step, checkpoint):
+            "the loss became NaN or infinite at epoch \(epoch + 1), step \(step + 1); the last good state is \(checkpoint) "
+                + "(lower the learning rate, or rerun: training resumes from it)"
+        case let .interrupted(epoch, checkpoint): "stopped after epoch \(epoch); rerun to resume from \(checkpoint)"
+        case let .emptySplit(dataset, split): "\(dataset): no \(split) images; prepare the dataset with a validation split"
+        case let .checkpoint(error): error.description
+        case let .data(error): error.description
+        case let .artifact(error): error.description
+        }
+    }
+}
+
+/// Version of the classifier artifact's files (part of its key).
+public let classifierFormatVersion = 1
+
+/// One line of log.jsonl.
+public struct EpochRecord: Codable, Sendable {
+    public var epoch: Int
+    public var loss: Double
+    public var valLoss: Double
+    public var valAccuracy: Double
+    public var learningRate: Double
+    public var seconds: Double
+    public var best: Bool
+}
+
+/// Trains (or resumes, or reuses) the classifier for `settings` on `dataset`.
+///
+/// - Parameter continueAfter: asked after each epoch's checkpoint is written; returning false stops
+///   with `TrainingError.interrupted` (an interruption the next run resumes from).
+public func runClassifyTrain(dataset: Dataset, datasetKey: String, variant: String, settings: ClassifySettings,
+                             store: ArtifactStore, threads: Int, blasProvider: String, force: Bool,
+                             sink: EventSink, continueAfter: (Int) -> Bool = { _ in true }) throws(TrainingError) -> StageResult {
+    let key: String
+    do { key = try ArtifactStore.key(stage: "classify-train", config: settings, inputKeys: [datasetKey], formatVersion: classifierFormatVersion) }
+    catch { throw .artifact(.io(path: store.root, message: "cannot encode settings: \(error)")) }
+    let folder = store.folder(stage: "classify-train", variant: variant, key: key)
+    if !force, let manifest = store.completeManifest(at: folder) { return StageResult(folder: folder, manifest: manifest, reused: true) }
+    let checkpointPath = folder + "/training.safetensors"
+    let resuming = !force && FileManager.default.fileExists(atPath: checkpointPath)
+    let config = settings.config
+    guard let interpolation = Interpolation(rawValue: config.interpolation) else {
+        throw .artifact(.io(path: "pipeline.json", message: "classify.interpolation '\(config.interpolation)' is unknown"))
+    }
+    let split = { (s: Split) in dataset.rows.filter { $0.split == s } }
+    let trainRows = split(.train), valRows = split(.val), testRows = split(.test)
+    guard !trainRows.isEmpty else { throw .emptySplit(dataset: dataset.folder, split: "training") }
+    guard !valRows.isEmpty else { throw .emptySplit(dataset: dataset.folder, split: "validation") }
+    let train: ClassificationImages, val: ClassificationImages
+    do {
+        train = try .load(dataset, rows: trainRows, size: config.size, interpolation: interpolation, threads: threads, sink: sink)
+        val = try .load(dataset, rows: valRows, size: config.size, interpolation: interpolation, threads: threads, sink: sink)
+    } catch { throw .data(error) }
+
+    var writer: ArtifactWriter
+    do {
+        writer = try store.begin(stage: "classify-train", variant: variant, key: key, config: settings,
+                                 inputs: [ManifestInput(name: "dataset", path: dataset.folder, key: datasetKey)],
+                                 seed: settings.seed, threads: threads, blasProvider: blasProvider,
+                                 formatVersion: classifierFormatVersion, resume: resuming)
+    } catch { throw .artifact(error) }
+
+    // The model, optimiser and callbacks — fresh, or restored from the last epoch's checkpoint.
+    let parameters = ParameterStore(seed: settings.seed)
+    let probe = Tape(recording: false, training: false)
+    _ = Classifier.forward(Layers(tape: probe, store: parameters), probe.constant(Tensor(zeros: [1, config.size, config.size, 3])))
+    var sgd = SGD(learningRate: Float(config.learningRate), momentum: Float(config.momentum), nesterov: config.nesterov, decay: Float(config.decay))
+    var state = TrainingState(
+        epoch: 0, batchInEpoch: 0, learningRate: Float(config.learningRate),
+        plateau: ReduceLROnPlateau(factor: Float(config.plateauFactor), patience: config.plateauPatience,
+                                   minDelta: Float(config.minDelta), minLearningRate: Float(config.minLearningRate)),
+        earlyStopping: EarlyStopping(patience: config.earlyStoppingPatience, minDelta: Float(config.minDelta)),
+        best: BestCheckpoint(), generators: ["shuffle": SplitMix64(seed: settings.seed, stream: 1),
+                                             "dropConnect": SplitMix64(seed: settings.seed, stream: 2)])
+    var log: [EpochRecord] = []
+    var stopped = false
+    if resuming {
+        do {
+            let bytes = try readFile(checkpointPath)
+            let restored = try TrainingCheckpoint.decode(bytes, source: checkpointPath, into: parameters)
+            sgd.state = restored.optimizer
+            state = restored.state
+            stopped = restored.metadata["stopped"] == "true"
+            if let data = FileManager.default.contents(atPath: folder + "/log.jsonl") {
+                log = String(decoding: data, as: UTF8.self).split(separator: "\n").compactMap {
+                    try? JSONDecoder().decode(EpochRecord.self, from: Data($0.utf8))
+                }
+            }
+            sink(.note("resuming from \(checkpointPath) after epoch \(state.epoch)"))
+        } catch let error as CheckpointError {
+            throw .checkpoint(error)
+        } catch {
+            throw .artifact(.io(path: checkpointPath, message: "\(error)"))
+        }
+    }
+    sgd.learningRate = state.learningRate
+
+    // Keras' balanced class weights, or none.
+    let counts = (0..<3).map { c in train.labels.filter { $0 == c }.count }
+    let present = counts.filter { $0 > 0 }.count
+    let classWeights: [Float]? = config.classWeights
+        ? counts.map { $0 == 0 ? 0 : Float(Double(train.count) / (Double(present) * Double($0))) } : nil
+    let lossSettings = config.codeCompat ? ClassificationLossSettings.codeCompat : ClassificationLossSettings()
+    let stepsPerEpoch = max(1, train.count / config.batchSize)  // Keras: n // batch
+
+    func encodeJSON(_ value: some Encodable) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return (try? encoder.encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+    }
+
+    while state.epoch < config.epochs && !stopped {
+        let started = Date()
+        var order = Array(0..<train.count)
+        var shuffle = state.generators["shuffle"] ?? SplitMix64(seed: settings.seed, stream: 1)
+        seededShuffle(&order, &shuffle)
+        state.generators["shuffle"] = shuffle
+        var dropConnect = state.generators["dropConnect"] ?? SplitMix64(seed: settings.seed, stream: 2)
+        var lossSum = 0.0
+        for step in 0..<stepsPerEpoch {
+            let (images, labels) = train.batch(Array(order[(step * config.batchSize)..<((step + 1) * config.batchSize)]))
+            let tape = Tape(recording: true, training: true, generator: SplitMix64(seed: dropConnect.next()))
+            tape.batchNormMomentum = Float(config.batchNormMomentum)
+            let logits = Classifier.forward(Layers(tape: tape, store: parameters), tape.constant(images),
+                                            dropConnect: Float(config.dropConnect)).logits
+            let loss = classificationLoss(settings.loss, tape: tape, probabilities: tape.softmax(logits), labels: labels,
+                                          classWeights: classWeights, settings: lossSettings)
+            let value = tape.value(loss).data[0]
+            guard value.isFinite else { throw .notFinite(epoch: state.epoch, step: step, lastCheckpoint: checkpointPath) }
+            lossSum += Double(value)
+            tape.backward(from: loss)
+            sgd.step(parameters, gradients: tape.parameterGradients())
+            sink(.progress(task: "epoch \(state.epoch + 1)/\(config.epochs) [\(settings.loss.rawValue)]", done: step + 1, total: stepsPerEpoch))
+        }
+        state.generators["dropConnect"] = dropConnect
+        // Validation: unweighted loss, the mean of batch losses weighted by batch size.
+        let (valLoss, valPredictions) = evaluateClassifier(parameters, images: val, loss: settings.loss, settings: lossSettings,
+                                                           batchSize: config.batchSize)
+        let valAccuracy = Double(zip(valPredictions.predicted, val.labels).filter { $0 == $1 }.count) / Double(val.count)
+        let isBest = state.best.isBest(current: valLoss, epoch: state.epoch)
+        do {
+            if isBest {
+                try writer.write(Safetensors.encode(parameters.allTensors, metadata: ["format": "multiloss-cxr/classifier",
+                                                                                    "loss": settings.loss.rawValue,
+                                                                                    "epoch": String(state.epoch + 1)]),
+                                 to: "model.safetensors")
+            }
+            let record = EpochRecord(epoch: state.epoch + 1, loss: lossSum / Double(stepsPerEpoch), valLoss: Double(valLoss),
+                                     valAccuracy: valAccuracy, learningRate: Double(sgd.learningRate),
+                                     seconds: (Date().timeIntervalSince(started) * 1000).rounded() / 1000, best: isBest)
+            log.append(record)
+            sink(.note("epoch \(record.epoch): loss \(formatFixed(record.loss, decimals: 4)), val loss \(formatFixed(record.valLoss, decimals: 4)), "
+                       + "val accuracy \(formatFixed(valAccuracy, decimals: 4))\(isBest ? " (best)" : "")"))
+            try writer.write(Array((log.map(encodeJSON).joined(separator: "\n") + "\n").utf8), to: "log.jsonl")
+            state.learningRate = state.plateau.update(current: valLoss, learningRate: sgd.learningRate)
+            sgd.learningRate = state.learningRate
+            stopped = state.earlyStopping.shouldStop(current: valLoss)
+            state.epoch += 1
+            let checkpoint = try TrainingCheckpoint.encode(store: parameters, optimizer: sgd.state, state: state,
+                                                           metadata: ["stopped": stopped ? "true" : "false"])
+            try writeFileAtomically(checkpoint, to: checkpointPath)
+        } catch let error as ArtifactError {
+            throw .artifact(error)
+        } catch {
+            throw .artifact(.io(path: folder, message: "\(error)"))
+        }
+        if !continueAfter(state.epoch) && state.epoch < config.epochs && !stopped {
+            throw .interrupted(afterEpoch: state.epoch, checkpoint: checkpointPath)
+        }
+    }
+
+    // The best weights predict the validation and test splits.
+    do {
+        let best = try Safetensors.decode(try readFile(folder + "/model.safetensors"), source: folder + "/model.safetensors")
+        try parameters.load(best.tensors, source: folder + "/model.safetensors")
+        // The training checkpoint is scaffolding of an incomplete run; the artifact keeps the best weights.
+        try? FileManager.default.removeItem(atPath: checkpointPath)
+        try writer.write(try readFile(folder + "/model.safetensors"), to: "model.safetensors")
+        try writer.write(try readFile(folder + "/log.jsonl"), to: "log.jsonl")
+        let valPredictions = evaluateClassifier(parameters, images: val, loss: settings.loss, settings: lossSettings,
+                                                batchSize: config.batchSize).predictions
+        try writer.write(Array(predictionCSV(valPredictions).utf8), to: "predictions-val.csv")
+        if !testRows.isEmpty {
+            let test = try ClassificationImages.load(dataset, rows: testRows, size: config.size, interpolation: interpolation,
+                                                     threads: threads, sink: sink)
+            let predictions = evaluateClassifier(parameters, images: test, loss: settings.loss, settings: lossSettings,
+                                                 batchSize: config.batchSize).predictions
+            try writer.write(Array(predictionCSV(predictions).utf8), to: "predictions-test.csv")
+        }
+        let bestRecord = log.first { $0.epoch == (state.best.bestEpoch ?? 0) + 1 }
+        let summary: JSONValue = .object([
+            "loss": .string(settings.loss.rawValue), "paperName": .string(settings.loss.paperName),
+            "epochsRun": .number(Double(log.count)), "stoppedEarly": .bool(log.count < config.epochs),
+            "bestEpoch": .number(Double((state.best.bestEpoch ?? 0) + 1)),
+            "bestValLoss": .number(bestRecord?.valLoss ?? .nan), "bestValAccuracy": .number(bestRecord?.valAccuracy ?? .nan),
+            "trainingSeconds": .number(log.reduce(0) { $0 + $1.seconds }),
+            "classWeights": .array((classWeights ?? []).map { .number(Double($0)) }),
+        ])
+        let manifest = try writer.finish(summary: summary)
+        return StageResult(folder: folder, manifest: manifest, reused: false)
+    } catch let error as ArtifactError {
+        throw .artifact(error)
+    } catch let error as IngestError {
+        throw .data(error)
+    } catch let error as CheckpointError {
+        throw .checkpoint(error)
+    } catch {
+        throw .artifact(.io(path: folder, message: "\(error)"))
+    }
+}
+
+/// The unweighted validation loss (batch losses averaged by batch size) and the predictions.
+public func evaluateClassifier(_ parameters: ParameterStore, images: ClassificationImages, loss: ClassificationLoss,
+                               settings: ClassificationLossSettings, batchSize: Int) -> (loss: Float, predictions: Predictions) {
+    var total = 0.0
+    var probabilities: [Double] = []
+    var start = 0
+    while start < images.count {
+        let indices = Array(start..<min(start + batchSize, images.count))
+        let (x, y) = images.batch(indices)
+        let tape = Tape(recording: false, training: false)
+        let p = tape.softmax(Classifier.forward(Layers(tape: tape, store: parameters), tape.constant(x)).logits)
+        let value = tape.value(classificationLoss(loss, tape: tape, probabilities: p, labels: y, classWeights: nil, settings: settings))
+        total += Double(value.data[0]) * Double(indices.count)
+        probabilities += tape.value(p).data.map(Double.init)
+        start += batchSize
+    }
+    // Renormalise in Double so each row sums to 1 within the prediction file's tolerance.
+    for i in 0..<images.count {
+        let sum = probabilities[(3 * i)..<(3 * i + 3)].reduce(0, +)
+        for k in 0..<3 { probabilities[3 * i + k] /= sum }
+    }
+    return (Float(total / Double(images.count)),
+            Predictions(ids: images.ids, labels: images.labels, probabilities: probabilities, classes: 3))
+}
