@@ -277,3 +277,53 @@ public func evaluateClassifier(_ parameters: ParameterStore, images: Classificat
     return (Float(total / Double(images.count)),
             Predictions(ids: images.ids, labels: images.labels, probabilities: probabilities, classes: 3))
 }
+
+/// Predictions of a trained classifier artifact for every image of a dataset (any split), written
+/// as `predictions.csv` in the evaluate format, so a model can be scored on data it never saw.
+public func runClassifyPredict(modelFolder: String, modelManifest: Manifest, dataset: Dataset, datasetKey: String,
+                               variant: String, store: ArtifactStore, threads: Int, blasProvider: String, force: Bool,
+                               sink: EventSink) throws(TrainingError) -> StageResult {
+    let settings: ClassifySettings
+    do {
+        settings = try JSONDecoder().decode(ClassifySettings.self, from: JSONEncoder().encode(modelManifest.config))
+    } catch {
+        throw .artifact(.invalidManifest(path: modelFolder + "/manifest.json", message: "not a classify-train artifact: \(error)"))
+    }
+    guard let interpolation = Interpolation(rawValue: settings.config.interpolation) else {
+        throw .artifact(.invalidManifest(path: modelFolder + "/manifest.json", message: "unknown interpolation"))
+    }
+    let key: String
+    do { key = try ArtifactStore.key(stage: "classify-predict", config: settings, inputKeys: [modelManifest.key, datasetKey], formatVersion: classifierFormatVersion) }
+    catch { throw .artifact(.io(path: store.root, message: "\(error)")) }
+    let folder = store.folder(stage: "classify-predict", variant: variant, key: key)
+    if !force, let manifest = store.completeManifest(at: folder) { return StageResult(folder: folder, manifest: manifest, reused: true) }
+    let parameters = ParameterStore(seed: settings.seed)
+    let probe = Tape(recording: false, training: false)
+    _ = Classifier.forward(Layers(tape: probe, store: parameters), probe.constant(Tensor(zeros: [1, settings.config.size, settings.config.size, 3])))
+    do {
+        let path = modelFolder + "/model.safetensors"
+        try parameters.load(try Safetensors.decode(try readFile(path), source: path).tensors, source: path)
+        let images = try ClassificationImages.load(dataset, rows: dataset.rows, size: settings.config.size, interpolation: interpolation,
+                                                   threads: threads, sink: sink)
+        let lossSettings = settings.config.codeCompat ? ClassificationLossSettings.codeCompat : ClassificationLossSettings()
+        let predictions = evaluateClassifier(parameters, images: images, loss: settings.loss, settings: lossSettings,
+                                             batchSize: settings.config.batchSize).predictions
+        var writer = try store.begin(stage: "classify-predict", variant: variant, key: key, config: settings,
+                                     inputs: [ManifestInput(name: "model", path: modelFolder, key: modelManifest.key),
+                                              ManifestInput(name: "dataset", path: dataset.folder, key: datasetKey)],
+                                     seed: settings.seed, threads: threads, blasProvider: blasProvider, formatVersion: classifierFormatVersion)
+        try writer.write(Array(predictionCSV(predictions).utf8), to: "predictions.csv")
+        let manifest = try writer.finish(summary: .object(["images": .number(Double(predictions.count)), "loss": .string(settings.loss.rawValue)]))
+        return StageResult(folder: folder, manifest: manifest, reused: false)
+    } catch let error as ArtifactError {
+        throw .artifact(error)
+    } catch let error as IngestError {
+        throw .data(error)
+    } catch let error as CheckpointError {
+        throw .checkpoint(error)
+    } catch let error as ImagingError {
+        throw .data(.image(error))
+    } catch {
+        throw .artifact(.io(path: folder, message: "\(error)"))
+    }
+}

@@ -48,6 +48,12 @@ public enum JSONValue: Sendable, Equatable, Codable {
         self = try JSONDecoder().decode(JSONValue.self, from: try JSONEncoder().encode(value))
     }
 
+    /// The string at `key` of an object, if there is one.
+    public func stringValue(of key: String) -> String? {
+        guard case let .object(members) = self, case let .string(value)? = members[key] else { return nil }
+        return value
+    }
+
     /// Dotted paths of every object key in this tree (`segment.epochs`), arrays indexed `[i]`.
     func keyPaths(prefix: String = "") -> Set<String> {
         switch self {

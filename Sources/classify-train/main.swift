@@ -9,9 +9,17 @@ import StageCLI
 
 extension ClassificationLoss: ExpressibleByArgument {}
 
-struct ClassifyTrain: ParsableCommand {
+struct ClassifyTrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "classify-train",
+        abstract: "Train the paper's classifier (default subcommand), or predict with a trained one.",
+        subcommands: [Train.self, Predict.self],
+        defaultSubcommand: Train.self)
+}
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
         abstract: "Train the classifier (EfficientNet-B0 to block5c_add + head) with one of the twelve losses.",
         discussion: """
             Losses (stable names): \(ClassificationLoss.allCases.map(\.rawValue).joined(separator: ", ")).
@@ -52,4 +60,38 @@ struct ClassifyTrain: ParsableCommand {
     }
 }
 
-ClassifyTrain.main()
+struct Predict: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "predict",
+        abstract: "Write a trained classifier's predictions for every image of a prepared dataset.",
+        discussion: "--model is a classify-train artifact folder (the last line classify-train printed). Writes "
+            + "artifacts/classify-predict/NAME/KEY/predictions.csv in the evaluate format, for every split, so a "
+            + "model can be scored on data it never saw.")
+
+    @OptionGroup var common: CommonOptions
+
+    @Option(help: "A classify-train artifact folder.")
+    var model: String
+
+    @Option(help: "The prepared dataset's name.")
+    var data: String
+
+    func run() throws {
+        try runStage("classify-train predict") {
+            let config = try common.loadConfig()
+            guard let modelManifest = common.store.completeManifest(at: model) else {
+                throw ArtifactError.incomplete(path: model, message: "no complete classify-train artifact here")
+            }
+            let (folder, manifest) = try common.store.current(stage: "prepare", variant: data)
+            let dataset = try Dataset(folder: folder, manifest: manifest)
+            let loss = modelManifest.summary.stringValue(of: "loss") ?? "model"
+            let result = try runClassifyPredict(modelFolder: model, modelManifest: modelManifest, dataset: dataset,
+                                                datasetKey: manifest.key, variant: "\(loss)-on-\(data)", store: common.store,
+                                                threads: config.threads, blasProvider: BLAS.provider, force: common.force,
+                                                sink: common.sink(stage: "classify-train predict"))
+            return result.folder
+        }
+    }
+}
+
+ClassifyTrainCommand.main()

@@ -64,5 +64,17 @@ final class ClassifyStageTests: XCTestCase {
                            FileManager.default.contents(atPath: straight.folder + "/" + file), file)
         }
         XCTAssertTrue(try train(scratch + "/two").reused)
+
+        // predict: every image of a dataset; the test rows agree with the training run's test predictions.
+        let (data, key) = try dataset()
+        let predicted = try runClassifyPredict(modelFolder: straight.folder, modelManifest: straight.manifest, dataset: data,
+                                               datasetKey: key, variant: "p", store: ArtifactStore(root: scratch + "/one"),
+                                               threads: 2, blasProvider: "test", force: false, sink: { _ in })
+        let all = try readPredictions(path: predicted.folder + "/predictions.csv").predictions
+        XCTAssertEqual(all.count, data.rows.count)
+        for (i, id) in test.ids.enumerated() {
+            let j = try XCTUnwrap(all.ids.firstIndex(of: id))
+            for k in 0..<3 { XCTAssertEqual(all.p(j, k), test.p(i, k), accuracy: 1e-12) }
+        }
     }
 }
