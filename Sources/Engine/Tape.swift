@@ -27,6 +27,8 @@ public final class Tape {
     private(set) var values: [Tensor] = []
     /// Whether a node's value was allocated by an op (and may go back to the buffer pool).
     private var owned: [Bool] = []
+    /// Whether a node's value has been freed by `releaseIntermediates`.
+    private var released: [Bool] = []
     private var gradients: [Tensor?] = []
     private var backwards: [((Tape, Tensor) -> Void)?] = []
     /// Floating-point operations of the forward pass so far (multiply and add counted separately,
@@ -42,7 +44,7 @@ public final class Tape {
     }
 
     deinit {
-        for (value, owned) in zip(values, owned) where owned { BufferPool.shared.give(value.data) }
+        for (index, value) in values.enumerated() where owned[index] && !released[index] { BufferPool.shared.give(value.data) }
         for gradient in gradients { if let gradient { BufferPool.shared.give(gradient.data) } }
     }
 
@@ -56,9 +58,33 @@ public final class Tape {
         return node
     }
 
-    public func value(_ v: Var) -> Tensor { values[v.id] }
+    public func value(_ v: Var) -> Tensor {
+        precondition(!released[v.id], "node \(v.id) was released (inference frees activations a model no longer reads)")
+        return values[v.id]
+    }
 
-    public func shape(_ v: Var) -> [Int] { values[v.id].shape }
+    /// Number of nodes recorded so far (a mark for `releaseIntermediates`).
+    public var nodeCount: Int { values.count }
+
+    /// Without recording, frees the values of nodes created since `mark`, except `keep`: a model calls
+    /// this after each block so inference holds only the activations it still needs (the block
+    /// output and any skips). Recording tapes keep everything for the backward pass.
+    public func releaseIntermediates(since mark: Int, keeping keep: [Var]) {
+        let kept = Set(keep.map(\.id))
+        release((mark..<values.count).filter { !kept.contains($0) }.map { Var(id: $0) })
+    }
+
+    /// Without recording, frees the values of `vars` (a skip connection once consumed, say).
+    public func release(_ vars: [Var]) {
+        guard !recording else { return }
+        for v in vars where !released[v.id] {
+            if owned[v.id] { BufferPool.shared.give(values[v.id].data) }
+            values[v.id] = Tensor(shape: [1], data: [0])
+            released[v.id] = true
+        }
+    }
+
+    public func shape(_ v: Var) -> [Int] { value(v).shape }
 
     /// The gradient of the last `backward`'s output with respect to `v` (nil if none flowed there).
     public func gradient(_ v: Var) -> Tensor? { gradients[v.id] }
@@ -68,6 +94,7 @@ public final class Tape {
     public func record(_ value: Tensor, owned: Bool = true, backward: ((Tape, Tensor) -> Void)?) -> Var {
         values.append(value)
         self.owned.append(owned)
+        released.append(false)
         gradients.append(nil)
         backwards.append(recording ? backward : nil)
         return Var(id: values.count - 1)

@@ -50,12 +50,14 @@ public enum EfficientNetB0 {
         var blockNumber = 0
         for (s, stage) in stages.enumerated() {
             for r in 0..<stage.repeats {
+                let mark = tape.nodeCount
                 let name = blockName(stage: s, index: r)
                 let input = r == 0 ? stage.inputFilters : stage.outputFilters
                 let stride = r == 0 ? stage.stride : 1
                 let rate = dropConnect * Float(blockNumber) / Float(totalBlocks)
                 h = mbConv(layers, h, name: name, inputFilters: input, outputFilters: stage.outputFilters,
                            expandRatio: stage.expandRatio, kernel: stage.kernel, stride: stride, dropRate: rate, keep: keep)
+                tape.releaseIntermediates(since: mark, keeping: [h] + Array(found.values))
                 blockNumber += 1
                 if name == stopAfter { return found }
             }

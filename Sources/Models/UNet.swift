@@ -18,6 +18,7 @@ public enum UNet {
         let features = EfficientNetB0.encode(layers, x, outputs: Set(skips + ["top_activation"]))
         guard var h = features["top_activation"] else { preconditionFailure("encoder returned no top_activation") }
         for (stage, filters) in decoderFilters.enumerated() {
+            let mark = tape.nodeCount
             h = tape.upsample2x(h)
             if stage < skips.count, let skip = features[skips[stage]] { h = tape.concat([h, skip]) }
             for part in ["a", "b"] {
@@ -25,6 +26,8 @@ public enum UNet {
                 h = layers.conv(h, name + "_conv", filters: filters, kernel: 3, bias: false, initializer: .heUniform)
                 h = tape.relu(layers.batchNorm(h, name + "_bn"))
             }
+            tape.releaseIntermediates(since: mark, keeping: [h])
+            if stage < skips.count, let skip = features[skips[stage]] { tape.release([skip]) }
         }
         let logits = layers.conv(h, "final_conv", filters: 1, kernel: 3, bias: true, initializer: .glorotUniform)
         return (tape.sigmoid(logits), logits)

@@ -89,3 +89,18 @@ final class ModelTests: XCTestCase {
         assertGradients(head, "classifier head")
     }
 }
+
+final class InferenceMemoryTests: XCTestCase {
+    func testReleasingIntermediatesLeavesInferenceOutputsUnchanged() {
+        // Inference frees block intermediates; a recording tape (which keeps everything) must give
+        // the same outputs, and reading a released value is a programming error caught early.
+        let store = ParameterStore(seed: 2)
+        let x = randomTensor([1, 64, 64, 3], seed: 9)
+        let inference = Tape(recording: false, training: false)
+        let unet = inference.value(UNet.forward(Layers(tape: inference, store: store), inference.constant(x)).probabilities)
+        let classifier = inference.value(Classifier.forward(Layers(tape: inference, store: store), inference.constant(x)).logits)
+        let full = Tape(recording: true, training: false)
+        XCTAssertEqual(full.value(UNet.forward(Layers(tape: full, store: store), full.constant(x)).probabilities), unet)
+        XCTAssertEqual(full.value(Classifier.forward(Layers(tape: full, store: store), full.constant(x)).logits), classifier)
+    }
+}
