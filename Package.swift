@@ -54,7 +54,7 @@ let package = Package(
         .target(name: "SeededRandom", swiftSettings: swiftSettings),
         .target(name: "Imaging", dependencies: ["CCodecs"], swiftSettings: swiftSettings),
         .target(name: "Engine", dependencies: ["CBLAS", "CBLASRuntime", "SeededRandom"], swiftSettings: swiftSettings),
-        .target(name: "Models", dependencies: ["Engine", "SeededRandom"], swiftSettings: swiftSettings),
+        .target(name: "Models", dependencies: ["Engine", "Losses", "SeededRandom"], swiftSettings: swiftSettings),
         .target(name: "Losses", dependencies: ["Engine"], swiftSettings: swiftSettings),
         .target(name: "Metrics", swiftSettings: swiftSettings),
         .target(name: "Pipeline", dependencies: ["Imaging", "Metrics", "SeededRandom", "Engine", "Models", "Losses"], swiftSettings: swiftSettings),

@@ -130,10 +130,8 @@ public func runClassifyTrain(dataset: Dataset, datasetKey: String, variant: Stri
                 }
             }
             sink(.note("resuming from \(checkpointPath) after epoch \(state.epoch)"))
-        } catch let error as CheckpointError {
-            throw .checkpoint(error)
         } catch {
-            throw .artifact(.io(path: checkpointPath, message: "\(error)"))
+            throw trainingError(error, folder: checkpointPath)
         }
     }
     sgd.learningRate = state.learningRate
@@ -163,17 +161,12 @@ public func runClassifyTrain(dataset: Dataset, datasetKey: String, variant: Stri
         var lossSum = 0.0
         for step in 0..<stepsPerEpoch {
             let (images, labels) = train.batch(Array(order[(step * config.batchSize)..<((step + 1) * config.batchSize)]))
-            let tape = Tape(recording: true, training: true, generator: SplitMix64(seed: dropConnect.next()))
-            tape.batchNormMomentum = Float(config.batchNormMomentum)
-            let logits = Classifier.forward(Layers(tape: tape, store: parameters), tape.constant(images),
-                                            dropConnect: Float(config.dropConnect)).logits
-            let loss = classificationLoss(settings.loss, tape: tape, probabilities: tape.softmax(logits), labels: labels,
-                                          classWeights: classWeights, settings: lossSettings)
-            let value = tape.value(loss).data[0]
-            guard value.isFinite else { throw .notFinite(epoch: state.epoch, step: step, lastCheckpoint: checkpointPath) }
-            lossSum += Double(value)
-            tape.backward(from: loss)
-            sgd.step(parameters, gradients: tape.parameterGradients())
+            let result = classifierTrainStep(store: parameters, optimizer: &sgd, images: images, labels: labels,
+                                             generator: &dropConnect, loss: settings.loss, classWeights: classWeights,
+                                             settings: lossSettings, dropConnect: Float(config.dropConnect),
+                                             batchNormMomentum: Float(config.batchNormMomentum))
+            guard result.loss.isFinite else { throw .notFinite(epoch: state.epoch, step: step, lastCheckpoint: checkpointPath) }
+            lossSum += Double(result.loss)
             sink(.progress(task: "epoch \(state.epoch + 1)/\(config.epochs) [\(settings.loss.rawValue)]", done: step + 1, total: stepsPerEpoch))
         }
         state.generators["dropConnect"] = dropConnect
@@ -203,10 +196,8 @@ public func runClassifyTrain(dataset: Dataset, datasetKey: String, variant: Stri
             let checkpoint = try TrainingCheckpoint.encode(store: parameters, optimizer: sgd.state, state: state,
                                                            metadata: ["stopped": stopped ? "true" : "false"])
             try writeFileAtomically(checkpoint, to: checkpointPath)
-        } catch let error as ArtifactError {
-            throw .artifact(error)
         } catch {
-            throw .artifact(.io(path: folder, message: "\(error)"))
+            throw trainingError(error, folder: folder)
         }
         if !continueAfter(state.epoch) && state.epoch < config.epochs && !stopped {
             throw .interrupted(afterEpoch: state.epoch, checkpoint: checkpointPath)
@@ -242,14 +233,20 @@ public func runClassifyTrain(dataset: Dataset, datasetKey: String, variant: Stri
         ])
         let manifest = try writer.finish(summary: summary)
         return StageResult(folder: folder, manifest: manifest, reused: false)
-    } catch let error as ArtifactError {
-        throw .artifact(error)
-    } catch let error as IngestError {
-        throw .data(error)
-    } catch let error as CheckpointError {
-        throw .checkpoint(error)
     } catch {
-        throw .artifact(.io(path: folder, message: "\(error)"))
+        throw trainingError(error, folder: folder)
+    }
+}
+
+/// The typed error for anything thrown while writing a classifier artifact in `folder`.
+private func trainingError(_ error: any Error, folder: String) -> TrainingError {
+    switch error {
+    case let error as TrainingError: error
+    case let error as ArtifactError: .artifact(error)
+    case let error as IngestError: .data(error)
+    case let error as CheckpointError: .checkpoint(error)
+    case let error as ImagingError: .data(.image(error))
+    default: .artifact(.io(path: folder, message: "\(error)"))
     }
 }
 
@@ -315,15 +312,7 @@ public func runClassifyPredict(modelFolder: String, modelManifest: Manifest, dat
         try writer.write(Array(predictionCSV(predictions).utf8), to: "predictions.csv")
         let manifest = try writer.finish(summary: .object(["images": .number(Double(predictions.count)), "loss": .string(settings.loss.rawValue)]))
         return StageResult(folder: folder, manifest: manifest, reused: false)
-    } catch let error as ArtifactError {
-        throw .artifact(error)
-    } catch let error as IngestError {
-        throw .data(error)
-    } catch let error as CheckpointError {
-        throw .checkpoint(error)
-    } catch let error as ImagingError {
-        throw .data(.image(error))
     } catch {
-        throw .artifact(.io(path: folder, message: "\(error)"))
+        throw trainingError(error, folder: folder)
     }
 }

@@ -94,15 +94,9 @@ final class TrainingTests: XCTestCase {
         let batch = phantoms(6, size: 64)
         let store = ParameterStore(seed: seed)
         var sgd = SGD(learningRate: 1e-2, momentum: 0.9, nesterov: true, decay: 1e-6)
-        var losses: [Float] = []
         var generator = SplitMix64(seed: seed, stream: 1)
-        for _ in 0..<steps {
-            let tape = Tape(recording: true, training: true, generator: SplitMix64(seed: generator.next()))
-            let logits = Classifier.forward(Layers(tape: tape, store: store), tape.constant(batch.images)).logits
-            let loss = tape.scale(tape.sum(tape.multiply(tape.log(tape.softmax(logits)), tape.constant(batch.labels))), -1.0 / 6)
-            losses.append(tape.value(loss).data[0])
-            tape.backward(from: loss)
-            sgd.step(store, gradients: tape.parameterGradients())
+        let losses = (0..<steps).map { _ in
+            classifierTrainStep(store: store, optimizer: &sgd, images: batch.images, labels: batch.labels, generator: &generator).loss
         }
         return (losses, store.allTensors)
     }
@@ -124,19 +118,9 @@ final class TrainingTests: XCTestCase {
         let batch = phantoms(2, size: 64)
         let store = ParameterStore(seed: 6)
         var adam = Adam(learningRate: 1e-3)
-        var losses: [Float] = []
-        for _ in 0..<6 {
-            let tape = Tape(recording: true, training: true)
-            let p = UNet.forward(Layers(tape: tape, store: store), tape.constant(batch.images)).probabilities
-            // Binary cross-entropy: −mean(y log p + (1−y) log(1−p)).
-            let y = tape.constant(batch.masks)
-            let notY = tape.constant(Tensor(shape: batch.masks.shape, data: batch.masks.data.map { 1 - $0 }))
-            let oneMinusP = tape.add(tape.scale(p, -1), tape.constant(Tensor(shape: batch.masks.shape, repeating: 1)))
-            let ll = tape.add(tape.multiply(y, tape.log(p)), tape.multiply(notY, tape.log(oneMinusP)))
-            let loss = tape.scale(tape.mean(ll), -1)
-            losses.append(tape.value(loss).data[0])
-            tape.backward(from: loss)
-            adam.step(store, gradients: tape.parameterGradients())
+        var generator = SplitMix64(seed: 1)
+        let losses = (0..<6).map { _ in
+            unetTrainStep(store: store, optimizer: &adam, images: batch.images, masks: batch.masks, generator: &generator).loss
         }
         XCTAssertLessThan(losses.last!, 0.8 * losses.first!, "losses \(losses)")
     }
