@@ -13,9 +13,17 @@ public struct OptimizerState: Sendable, Equatable {
     public init() {}
 }
 
+/// What the training loops need of an optimiser: its base learning rate (callbacks change it),
+/// its checkpointable state and one update step.
+public protocol Optimizer: Sendable {
+    var learningRate: Float { get set }
+    var state: OptimizerState { get set }
+    mutating func step(_ store: ParameterStore, gradients: [String: Tensor])
+}
+
 /// Keras `SGD(lr, momentum, nesterov, decay)`:
 /// lr_t = lr/(1 + decay·iterations); v ← μ·v − lr_t·g; w ← w + μ·v − lr_t·g (Nesterov) or w ← w + v.
-public struct SGD: Sendable {
+public struct SGD: Optimizer {
     public var learningRate: Float
     public var momentum: Float
     public var nesterov: Bool
@@ -53,7 +61,7 @@ public struct SGD: Sendable {
 
 /// Keras `Adam(lr, beta_1 = 0.9, beta_2 = 0.999, epsilon = 1e-7)`:
 /// lr_t = lr·√(1−β2^t)/(1−β1^t); m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²; w ← w − lr_t·m/(√v + ε).
-public struct Adam: Sendable {
+public struct Adam: Optimizer {
     public var learningRate: Float
     public var beta1: Float = 0.9
     public var beta2: Float = 0.999

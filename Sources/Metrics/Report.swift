@@ -198,6 +198,8 @@ public func formatFixed(_ x: Double, decimals: Int) -> String {
     for _ in 0..<decimals { scale *= 10 }
     let scaled = (abs(x) * scale).rounded()
     let integer = Int(scaled) / Int(scale), fraction = Int(scaled) % Int(scale)
+    let sign = x < 0 && scaled > 0 ? "-" : ""
+    guard decimals > 0 else { return sign + "\(integer)" }
     let digits = String(fraction)
-    return (x < 0 && scaled > 0 ? "-" : "") + "\(integer)." + String(repeating: "0", count: decimals - digits.count) + digits
+    return sign + "\(integer)." + String(repeating: "0", count: decimals - digits.count) + digits
 }

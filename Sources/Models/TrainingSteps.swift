@@ -38,13 +38,28 @@ public func classifierPredict(store: ParameterStore, images: Tensor) -> (probabi
     return (tape.value(tape.softmax(logits)), tape.forwardFlops)
 }
 
-/// A U-Net training step with BCE and Adam.
+/// A U-Net training step: `loss` over the batch (SPEC §1.2), backward, Adam. A non-finite loss is
+/// returned without touching the weights.
 public func unetTrainStep(store: ParameterStore, optimizer: inout Adam, images: Tensor, masks: Tensor,
-                          generator: inout SplitMix64) -> StepResult {
+                          generator: inout SplitMix64, loss kind: SegmentationLoss = .bce,
+                          batchNormMomentum: Float = kerasBatchNormMomentum) -> StepResult {
     let tape = Tape(recording: true, training: true, generator: SplitMix64(seed: generator.next()))
-    let logits = UNet.forward(Layers(tape: tape, store: store), tape.constant(images)).logits
-    let loss = binaryCrossEntropyFromLogits(tape, logits: logits, masks: masks)
-    tape.backward(from: loss)
-    optimizer.step(store, gradients: tape.parameterGradients())
-    return StepResult(loss: tape.value(loss).data[0], forwardFlops: tape.forwardFlops)
+    tape.batchNormMomentum = batchNormMomentum
+    let (probabilities, logits) = UNet.forward(Layers(tape: tape, store: store), tape.constant(images))
+    let loss = segmentationLoss(kind, tape: tape, probabilities: probabilities, logits: logits, masks: masks)
+    let value = tape.value(loss).data[0]
+    if value.isFinite {
+        tape.backward(from: loss)
+        optimizer.step(store, gradients: tape.parameterGradients())
+    }
+    return StepResult(loss: value, forwardFlops: tape.forwardFlops)
+}
+
+/// U-Net lung probabilities [N,H,W,1] in inference mode, and `loss` on `masks` when given.
+public func unetPredict(store: ParameterStore, images: Tensor, masks: Tensor? = nil,
+                        loss kind: SegmentationLoss = .bce) -> (probabilities: Tensor, loss: Float?) {
+    let tape = Tape(recording: false, training: false)
+    let (probabilities, logits) = UNet.forward(Layers(tape: tape, store: store), tape.constant(images))
+    let loss = masks.map { tape.value(segmentationLoss(kind, tape: tape, probabilities: probabilities, logits: logits, masks: $0)).data[0] }
+    return (tape.value(probabilities), loss)
 }

@@ -38,19 +38,9 @@ public struct ClassificationImages: Sendable {
 
     /// Images [B,S,S,3] in [0,1] and one-hot labels [B,3] for `indices`.
     public func batch(_ indices: [Int]) -> (images: Tensor, labels: Tensor) {
-        let area = size * size
-        var images = [Float](repeating: 0, count: indices.count * area * 3)
         var labels = [Float](repeating: 0, count: indices.count * 3)
-        for (b, index) in indices.enumerated() {
-            let source = pixels[index]
-            for p in 0..<area {
-                let v = Float(source[p]) / 255
-                images[(b * area + p) * 3] = v
-                images[(b * area + p) * 3 + 1] = v
-                images[(b * area + p) * 3 + 2] = v
-            }
-            labels[b * 3 + self.labels[index]] = 1
-        }
-        return (Tensor(shape: [indices.count, size, size, 3], data: images), Tensor(shape: [indices.count, 3], data: labels))
+        for (b, index) in indices.enumerated() { labels[b * 3 + self.labels[index]] = 1 }
+        let images = networkInput(indices.map { pixels[$0].map { Float($0) / 255 } }, size: size)
+        return (images, Tensor(shape: [indices.count, 3], data: labels))
     }
 }

@@ -29,43 +29,8 @@ public struct ClassifySettings: Codable, Sendable, Equatable {
     }
 }
 
-/// Why training stopped with an error.
-public enum TrainingError: Error, CustomStringConvertible {
-    case notFinite(epoch: Int, step: Int, lastCheckpoint: String)
-    /// Stopped on request after an epoch; rerunning resumes from the checkpoint.
-    case interrupted(afterEpoch: Int, checkpoint: String)
-    case emptySplit(dataset: String, split: String)
-    case checkpoint(CheckpointError)
-    case data(IngestError)
-    case artifact(ArtifactError)
-
-    public var description: String {
-        switch self {
-        case let .notFinite(epoch, step, checkpoint):
-            "the loss became NaN or infinite at epoch \(epoch + 1), step \(step + 1); the last good state is \(checkpoint) "
-                + "(lower the learning rate, or rerun: training resumes from it)"
-        case let .interrupted(epoch, checkpoint): "stopped after epoch \(epoch); rerun to resume from \(checkpoint)"
-        case let .emptySplit(dataset, split): "\(dataset): no \(split) images; prepare the dataset with a validation split"
-        case let .checkpoint(error): error.description
-        case let .data(error): error.description
-        case let .artifact(error): error.description
-        }
-    }
-}
-
 /// Version of the classifier artifact's files (part of its key).
 public let classifierFormatVersion = 1
-
-/// One line of log.jsonl.
-public struct EpochRecord: Codable, Sendable {
-    public var epoch: Int
-    public var loss: Double
-    public var valLoss: Double
-    public var valAccuracy: Double
-    public var learningRate: Double
-    public var seconds: Double
-    public var best: Bool
-}
 
 /// Trains (or resumes, or reuses) the classifier for `settings` on `dataset`.
 ///
@@ -79,8 +44,7 @@ public func runClassifyTrain(dataset: Dataset, datasetKey: String, variant: Stri
     catch { throw .artifact(.io(path: store.root, message: "cannot encode settings: \(error)")) }
     let folder = store.folder(stage: "classify-train", variant: variant, key: key)
     if !force, let manifest = store.completeManifest(at: folder) { return StageResult(folder: folder, manifest: manifest, reused: true) }
-    let checkpointPath = folder + "/training.safetensors"
-    let resuming = !force && FileManager.default.fileExists(atPath: checkpointPath)
+    let resuming = !force && FileManager.default.fileExists(atPath: folder + "/training.safetensors")
     let config = settings.config
     guard let interpolation = Interpolation(rawValue: config.interpolation) else {
         throw .artifact(.io(path: "pipeline.json", message: "classify.interpolation '\(config.interpolation)' is unknown"))
@@ -107,34 +71,12 @@ public func runClassifyTrain(dataset: Dataset, datasetKey: String, variant: Stri
     let parameters = ParameterStore(seed: settings.seed)
     let probe = Tape(recording: false, training: false)
     _ = Classifier.forward(Layers(tape: probe, store: parameters), probe.constant(Tensor(zeros: [1, config.size, config.size, 3])))
-    var sgd = SGD(learningRate: Float(config.learningRate), momentum: Float(config.momentum), nesterov: config.nesterov, decay: Float(config.decay))
-    var state = TrainingState(
-        epoch: 0, batchInEpoch: 0, learningRate: Float(config.learningRate),
-        plateau: ReduceLROnPlateau(factor: Float(config.plateauFactor), patience: config.plateauPatience,
-                                   minDelta: Float(config.minDelta), minLearningRate: Float(config.minLearningRate)),
-        earlyStopping: EarlyStopping(patience: config.earlyStoppingPatience, minDelta: Float(config.minDelta)),
-        best: BestCheckpoint(), generators: ["shuffle": SplitMix64(seed: settings.seed, stream: 1),
-                                             "dropConnect": SplitMix64(seed: settings.seed, stream: 2)])
-    var log: [EpochRecord] = []
-    var stopped = false
-    if resuming {
-        do {
-            let bytes = try readFile(checkpointPath)
-            let restored = try TrainingCheckpoint.decode(bytes, source: checkpointPath, into: parameters)
-            sgd.state = restored.optimizer
-            state = restored.state
-            stopped = restored.metadata["stopped"] == "true"
-            if let data = FileManager.default.contents(atPath: folder + "/log.jsonl") {
-                log = String(decoding: data, as: UTF8.self).split(separator: "\n").compactMap {
-                    try? JSONDecoder().decode(EpochRecord.self, from: Data($0.utf8))
-                }
-            }
-            sink(.note("resuming from \(checkpointPath) after epoch \(state.epoch)"))
-        } catch {
-            throw trainingError(error, folder: checkpointPath)
-        }
-    }
-    sgd.learningRate = state.learningRate
+    let sgd = SGD(learningRate: Float(config.learningRate), momentum: Float(config.momentum), nesterov: config.nesterov, decay: Float(config.decay))
+    var loop = try TrainingLoop(
+        folder: folder, parameters: parameters, optimizer: sgd, epochs: config.epochs, callbacks: config.callbacks,
+        generators: ["shuffle": SplitMix64(seed: settings.seed, stream: 1), "dropConnect": SplitMix64(seed: settings.seed, stream: 2)],
+        label: settings.loss.rawValue, weightsMetadata: ["format": "multiloss-cxr/classifier", "loss": settings.loss.rawValue],
+        resuming: resuming, sink: sink)
 
     // Keras' balanced class weights, or none.
     let counts = (0..<3).map { c in train.labels.filter { $0 == c }.count }
@@ -144,20 +86,12 @@ public func runClassifyTrain(dataset: Dataset, datasetKey: String, variant: Stri
     let lossSettings = config.codeCompat ? ClassificationLossSettings.codeCompat : ClassificationLossSettings()
     let stepsPerEpoch = max(1, train.count / config.batchSize)  // Keras: n // batch
 
-    func encodeJSON(_ value: some Encodable) -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        return (try? encoder.encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
-    }
-
-    while state.epoch < config.epochs && !stopped {
-        let started = Date()
+    try loop.run(writer: &writer, sink: sink, continueAfter: continueAfter, trainEpoch: { epoch, sgd, generators throws(TrainingError) in
         var order = Array(0..<train.count)
-        var shuffle = state.generators["shuffle"] ?? SplitMix64(seed: settings.seed, stream: 1)
+        var shuffle = generators["shuffle"] ?? SplitMix64(seed: settings.seed, stream: 1)
         seededShuffle(&order, &shuffle)
-        state.generators["shuffle"] = shuffle
-        var dropConnect = state.generators["dropConnect"] ?? SplitMix64(seed: settings.seed, stream: 2)
+        generators["shuffle"] = shuffle
+        var dropConnect = generators["dropConnect"] ?? SplitMix64(seed: settings.seed, stream: 2)
         var lossSum = 0.0
         for step in 0..<stepsPerEpoch {
             let (images, labels) = train.batch(Array(order[(step * config.batchSize)..<((step + 1) * config.batchSize)]))
@@ -165,53 +99,22 @@ public func runClassifyTrain(dataset: Dataset, datasetKey: String, variant: Stri
                                              generator: &dropConnect, loss: settings.loss, classWeights: classWeights,
                                              settings: lossSettings, dropConnect: Float(config.dropConnect),
                                              batchNormMomentum: Float(config.batchNormMomentum))
-            guard result.loss.isFinite else { throw .notFinite(epoch: state.epoch, step: step, lastCheckpoint: checkpointPath) }
+            guard result.loss.isFinite else { throw .notFinite(epoch: epoch, step: step, lastCheckpoint: folder + "/training.safetensors") }
             lossSum += Double(result.loss)
-            sink(.progress(task: "epoch \(state.epoch + 1)/\(config.epochs) [\(settings.loss.rawValue)]", done: step + 1, total: stepsPerEpoch))
+            sink(.progress(task: "epoch \(epoch + 1)/\(config.epochs) [\(settings.loss.rawValue)]", done: step + 1, total: stepsPerEpoch))
         }
-        state.generators["dropConnect"] = dropConnect
-        // Validation: unweighted loss, the mean of batch losses weighted by batch size.
-        let (valLoss, valPredictions) = evaluateClassifier(parameters, images: val, loss: settings.loss, settings: lossSettings,
-                                                           batchSize: config.batchSize)
-        let valAccuracy = Double(zip(valPredictions.predicted, val.labels).filter { $0 == $1 }.count) / Double(val.count)
-        let isBest = state.best.isBest(current: valLoss, epoch: state.epoch)
-        do {
-            if isBest {
-                try writer.write(Safetensors.encode(parameters.allTensors, metadata: ["format": "multiloss-cxr/classifier",
-                                                                                    "loss": settings.loss.rawValue,
-                                                                                    "epoch": String(state.epoch + 1)]),
-                                 to: "model.safetensors")
-            }
-            let record = EpochRecord(epoch: state.epoch + 1, loss: lossSum / Double(stepsPerEpoch), valLoss: Double(valLoss),
-                                     valAccuracy: valAccuracy, learningRate: Double(sgd.learningRate),
-                                     seconds: (Date().timeIntervalSince(started) * 1000).rounded() / 1000, best: isBest)
-            log.append(record)
-            sink(.note("epoch \(record.epoch): loss \(formatFixed(record.loss, decimals: 4)), val loss \(formatFixed(record.valLoss, decimals: 4)), "
-                       + "val accuracy \(formatFixed(valAccuracy, decimals: 4))\(isBest ? " (best)" : "")"))
-            try writer.write(Array((log.map(encodeJSON).joined(separator: "\n") + "\n").utf8), to: "log.jsonl")
-            state.learningRate = state.plateau.update(current: valLoss, learningRate: sgd.learningRate)
-            sgd.learningRate = state.learningRate
-            stopped = state.earlyStopping.shouldStop(current: valLoss)
-            state.epoch += 1
-            let checkpoint = try TrainingCheckpoint.encode(store: parameters, optimizer: sgd.state, state: state,
-                                                           metadata: ["stopped": stopped ? "true" : "false"])
-            try writeFileAtomically(checkpoint, to: checkpointPath)
-        } catch {
-            throw trainingError(error, folder: folder)
-        }
-        if !continueAfter(state.epoch) && state.epoch < config.epochs && !stopped {
-            throw .interrupted(afterEpoch: state.epoch, checkpoint: checkpointPath)
-        }
-    }
+        generators["dropConnect"] = dropConnect
+        return lossSum / Double(stepsPerEpoch)
+    }, validate: {
+        // Unweighted loss, the mean of batch losses weighted by batch size.
+        let (valLoss, predictions) = evaluateClassifier(parameters, images: val, loss: settings.loss, settings: lossSettings,
+                                                        batchSize: config.batchSize)
+        return Validation(loss: valLoss, accuracy: Double(zip(predictions.predicted, val.labels).filter { $0 == $1 }.count) / Double(val.count))
+    })
 
     // The best weights predict the validation and test splits.
+    let best = try loop.finish(writer: &writer)
     do {
-        let best = try Safetensors.decode(try readFile(folder + "/model.safetensors"), source: folder + "/model.safetensors")
-        try parameters.load(best.tensors, source: folder + "/model.safetensors")
-        // The training checkpoint is scaffolding of an incomplete run; the artifact keeps the best weights.
-        try? FileManager.default.removeItem(atPath: checkpointPath)
-        try writer.write(try readFile(folder + "/model.safetensors"), to: "model.safetensors")
-        try writer.write(try readFile(folder + "/log.jsonl"), to: "log.jsonl")
         let valPredictions = evaluateClassifier(parameters, images: val, loss: settings.loss, settings: lossSettings,
                                                 batchSize: config.batchSize).predictions
         try writer.write(Array(predictionCSV(valPredictions).utf8), to: "predictions-val.csv")
@@ -222,31 +125,14 @@ public func runClassifyTrain(dataset: Dataset, datasetKey: String, variant: Stri
                                                  batchSize: config.batchSize).predictions
             try writer.write(Array(predictionCSV(predictions).utf8), to: "predictions-test.csv")
         }
-        let bestRecord = log.first { $0.epoch == (state.best.bestEpoch ?? 0) + 1 }
-        let summary: JSONValue = .object([
-            "loss": .string(settings.loss.rawValue), "paperName": .string(settings.loss.paperName),
-            "epochsRun": .number(Double(log.count)), "stoppedEarly": .bool(log.count < config.epochs),
-            "bestEpoch": .number(Double((state.best.bestEpoch ?? 0) + 1)),
-            "bestValLoss": .number(bestRecord?.valLoss ?? .nan), "bestValAccuracy": .number(bestRecord?.valAccuracy ?? .nan),
-            "trainingSeconds": .number(log.reduce(0) { $0 + $1.seconds }),
-            "classWeights": .array((classWeights ?? []).map { .number(Double($0)) }),
-        ])
-        let manifest = try writer.finish(summary: summary)
+        var summary = loop.summary(best: best)
+        summary["loss"] = .string(settings.loss.rawValue)
+        summary["paperName"] = .string(settings.loss.paperName)
+        summary["classWeights"] = .array((classWeights ?? []).map { .number(Double($0)) })
+        let manifest = try writer.finish(summary: .object(summary))
         return StageResult(folder: folder, manifest: manifest, reused: false)
     } catch {
         throw trainingError(error, folder: folder)
-    }
-}
-
-/// The typed error for anything thrown while writing a classifier artifact in `folder`.
-private func trainingError(_ error: any Error, folder: String) -> TrainingError {
-    switch error {
-    case let error as TrainingError: error
-    case let error as ArtifactError: .artifact(error)
-    case let error as IngestError: .data(error)
-    case let error as CheckpointError: .checkpoint(error)
-    case let error as ImagingError: .data(.image(error))
-    default: .artifact(.io(path: folder, message: "\(error)"))
     }
 }
 

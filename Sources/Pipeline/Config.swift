@@ -19,7 +19,52 @@ public struct PipelineConfig: Codable, Sendable, Equatable {
     public var prepare: PrepareConfig
     public var synthetic: SyntheticConfig
     public var evaluate: EvaluateConfig
+    public var segment: SegmentConfig
+    public var crop: CropConfig
     public var classify: ClassifyConfig
+}
+
+/// The `segment` stage (SPEC §1.3 training table).
+public struct SegmentConfig: Codable, Sendable, Equatable {
+    /// Input side in pixels (SPEC §1.1: 512; the `fast` profile 256), a multiple of 32.
+    public var size: Int
+    /// Resampling of images to `size` ([P]: bicubic); masks are area-averaged and re-thresholded.
+    public var interpolation: String
+    public var batchSize: Int
+    public var epochs: Int
+    /// Keras Adam (β1 0.9, β2 0.999, ε 1e-7).
+    public var learningRate: Double
+    public var earlyStoppingPatience: Int
+    public var plateauPatience: Int
+    public var plateauFactor: Double
+    public var minLearningRate: Double
+    public var minDelta: Double
+    /// [P]'s augmentation: a random integer shift of at most this many pixels on each axis…
+    public var shiftPixels: Int
+    /// …a rotation uniform in ±this many degrees…
+    public var rotationDegrees: Double
+    /// …and a horizontal flip with probability ½. All off when false.
+    public var augment: Bool
+    /// Batch-norm running-statistics momentum (Keras 0.99).
+    public var batchNormMomentum: Double
+    /// Probability above which a pixel is lung (SPEC §2 step 2).
+    public var threshold: Double
+    /// The `segment evaluate` metric that ranks the models for the top-3 ensemble: dice, iou or accuracy.
+    public var selectionMetric: String
+    /// How many of the ranked models `mask-crop` ANDs ([P]: 3).
+    public var ensembleSize: Int
+}
+
+/// The `mask-crop` stage (SPEC §2).
+public struct CropConfig: Codable, Sendable, Equatable {
+    /// Side of the square crops written ([C]: 512).
+    public var size: Int
+    /// Resampling of the crop to `size` ([C]: INTER_AREA).
+    public var interpolation: String
+    /// SPEC §2 step 6: MATLAB imadjust with stretchlim's 1 %/99 %.
+    public var contrastStretch: Bool
+    /// Thumbnails on the crop contact sheet.
+    public var contactSheetImages: Int
 }
 
 /// The `classify-train` stage (SPEC §3 training table).
@@ -49,6 +94,20 @@ public struct ClassifyConfig: Codable, Sendable, Equatable {
     /// hundred steps to settle; the demo and ci profiles train for fewer and use 0.9.
     public var batchNormMomentum: Double
 }
+extension SegmentConfig {
+    var callbacks: CallbackSettings {
+        CallbackSettings(plateauFactor: plateauFactor, plateauPatience: plateauPatience, earlyStoppingPatience: earlyStoppingPatience,
+                         minDelta: minDelta, minLearningRate: minLearningRate)
+    }
+}
+
+extension ClassifyConfig {
+    var callbacks: CallbackSettings {
+        CallbackSettings(plateauFactor: plateauFactor, plateauPatience: plateauPatience, earlyStoppingPatience: earlyStoppingPatience,
+                         minDelta: minDelta, minLearningRate: minLearningRate)
+    }
+}
+
 /// The `evaluate` stage's intervals and calibration bins.
 public struct EvaluateConfig: Codable, Sendable, Equatable {
     /// Stratified bootstrap resamples per metric (and for the paired ΔMCC test).
@@ -191,6 +250,24 @@ extension PipelineConfig {
         if !(0.5..<1).contains(evaluate.confidenceLevel) {
             throw .badValue(path: path, key: "evaluate.confidenceLevel", message: "must be in [0.5, 1)")
         }
+        if segment.size < 32 || segment.size % 32 != 0 {
+            throw .badValue(path: path, key: "segment.size", message: "must be a multiple of 32 (the U-Net downsamples five times)")
+        }
+        for (key, name) in [("segment.interpolation", segment.interpolation), ("crop.interpolation", crop.interpolation)]
+        where Interpolation(rawValue: name) == nil {
+            throw .badValue(path: path, key: key, message: "must be one of \(Interpolation.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        if segment.batchSize < 1 || segment.epochs < 1 {
+            throw .badValue(path: path, key: "segment", message: "batchSize and epochs must be positive")
+        }
+        if !["dice", "iou", "accuracy"].contains(segment.selectionMetric) {
+            throw .badValue(path: path, key: "segment.selectionMetric", message: "must be dice, iou or accuracy")
+        }
+        if !(0 < segment.threshold && segment.threshold < 1) {
+            throw .badValue(path: path, key: "segment.threshold", message: "must be in (0, 1)")
+        }
+        if segment.ensembleSize < 1 { throw .badValue(path: path, key: "segment.ensembleSize", message: "must be at least 1") }
+        if crop.size < 16 { throw .badValue(path: path, key: "crop.size", message: "must be at least 16") }
         if classify.size < 32 || classify.size % 16 != 0 {
             throw .badValue(path: path, key: "classify.size", message: "must be a multiple of 16, at least 32")
         }

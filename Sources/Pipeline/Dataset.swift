@@ -143,11 +143,27 @@ func datasetCSV(_ rows: [DatasetRow]) -> String {
 }
 
 extension Dataset {
-    /// The dataset prepared under `name` (what a stage's `--data NAME` resolves to).
+    /// The dataset named `name` (what a stage's `--data NAME` resolves to).
     ///
     /// - Throws: `ArtifactError.notFound` naming the stage and name when it was never prepared.
     public static func named(_ name: String, in store: ArtifactStore) throws(ArtifactError) -> Dataset {
-        let (folder, manifest) = try store.current(stage: "prepare", variant: name)
+        let (folder, manifest) = try store.dataset(named: name)
         return try Dataset(folder: folder, manifest: manifest)
+    }
+}
+
+extension ArtifactStore {
+    /// The stages whose artifacts are datasets, in the order a name is looked up.
+    public static let datasetStages = ["prepare", "mask-crop"]
+
+    /// The newest dataset artifact named `name`: prepared from raw images, or else made by
+    /// `mask-crop`.
+    ///
+    /// - Throws: `ArtifactError.notFound` when neither stage has one of that name.
+    public func dataset(named name: String) throws(ArtifactError) -> (folder: String, manifest: Manifest) {
+        for stage in Self.datasetStages where FileManager.default.fileExists(atPath: "\(root)/\(stage)/\(name)/current") {
+            return try current(stage: stage, variant: name)
+        }
+        throw .notFound(stage: Self.datasetStages.joined(separator: "' or '"), variant: name, root: root)
     }
 }

@@ -48,6 +48,18 @@ public enum JSONValue: Sendable, Equatable, Codable {
         self = try JSONDecoder().decode(JSONValue.self, from: try JSONEncoder().encode(value))
     }
 
+    /// The members of an object.
+    public var objectValue: [String: JSONValue]? {
+        guard case let .object(members) = self else { return nil }
+        return members
+    }
+
+    /// The string itself.
+    public var stringValue: String? {
+        guard case let .string(value) = self else { return nil }
+        return value
+    }
+
     /// The string at `key` of an object, if there is one.
     public func stringValue(of key: String) -> String? {
         guard case let .object(members) = self, case let .string(value)? = members[key] else { return nil }

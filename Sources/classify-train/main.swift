@@ -47,7 +47,7 @@ struct Train: ParsableCommand {
         try runStage("classify-train") {
             var config = try common.loadConfig()
             if codeCompat { config.classify.codeCompat = true }
-            let (folder, manifest) = try common.store.current(stage: "prepare", variant: data)
+            let (folder, manifest) = try common.store.dataset(named: data)
             let dataset = try Dataset(folder: folder, manifest: manifest)
             let settings = ClassifySettings(loss: loss, config: config.classify, seed: config.seed, initialization: "random")
             let sink = common.sink(stage: "classify-train")
@@ -82,7 +82,7 @@ struct Predict: ParsableCommand {
             guard let modelManifest = common.store.completeManifest(at: model) else {
                 throw ArtifactError.incomplete(path: model, message: "no complete classify-train artifact here")
             }
-            let (folder, manifest) = try common.store.current(stage: "prepare", variant: data)
+            let (folder, manifest) = try common.store.dataset(named: data)
             let dataset = try Dataset(folder: folder, manifest: manifest)
             let loss = modelManifest.summary.stringValue(of: "loss") ?? "model"
             let result = try runClassifyPredict(modelFolder: model, modelManifest: modelManifest, dataset: dataset,

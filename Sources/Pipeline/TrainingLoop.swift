@@ -1,0 +1,224 @@
+// The epoch loop both training stages share: Keras-style callbacks on the validation loss
+// (ReduceLROnPlateau, EarlyStopping, best checkpoint), one JSON line per epoch in log.jsonl, and a
+// training checkpoint after every epoch, so a killed run resumes where it stopped and ends
+// byte-identical to an uninterrupted one. The stage supplies what an epoch of training and a
+// validation pass are.
+
+import Engine
+import Foundation
+import Imaging
+import Metrics
+import SeededRandom
+
+/// Why training stopped with an error.
+public enum TrainingError: Error, CustomStringConvertible {
+    case notFinite(epoch: Int, step: Int, lastCheckpoint: String)
+    /// Stopped on request after an epoch; rerunning resumes from the checkpoint.
+    case interrupted(afterEpoch: Int, checkpoint: String)
+    case emptySplit(dataset: String, split: String)
+    case checkpoint(CheckpointError)
+    case data(IngestError)
+    case artifact(ArtifactError)
+
+    public var description: String {
+        switch self {
+        case let .notFinite(epoch, step, checkpoint):
+            "the loss became NaN or infinite at epoch \(epoch + 1), step \(step + 1); the last good state is \(checkpoint) "
+                + "(lower the learning rate, or rerun: training resumes from it)"
+        case let .interrupted(epoch, checkpoint): "stopped after epoch \(epoch); rerun to resume from \(checkpoint)"
+        case let .emptySplit(dataset, split): "\(dataset): no \(split) images; prepare the dataset with a validation split"
+        case let .checkpoint(error): error.description
+        case let .data(error): error.description
+        case let .artifact(error): error.description
+        }
+    }
+}
+
+/// One line of log.jsonl.
+public struct EpochRecord: Codable, Sendable {
+    public var epoch: Int
+    public var loss: Double
+    public var valLoss: Double
+    /// Classification: top-1 accuracy. Segmentation: Keras binary accuracy at 0.5.
+    public var valAccuracy: Double
+    /// Segmentation only: batch-level Dice and IoU (SPEC §1.2), averaged over validation batches.
+    public var valDice: Double?
+    public var valIoU: Double?
+    public var learningRate: Double
+    public var seconds: Double
+    public var best: Bool
+}
+
+/// What one validation pass measured.
+public struct Validation: Sendable {
+    public var loss: Float
+    public var accuracy: Double
+    public var dice: Double?
+    public var iou: Double?
+
+    public init(loss: Float, accuracy: Double, dice: Double? = nil, iou: Double? = nil) {
+        self.loss = loss
+        self.accuracy = accuracy
+        self.dice = dice
+        self.iou = iou
+    }
+}
+
+/// The callbacks' settings (all monitor the validation loss, mode min).
+public struct CallbackSettings: Sendable {
+    public var plateauFactor: Double
+    public var plateauPatience: Int
+    public var earlyStoppingPatience: Int
+    public var minDelta: Double
+    public var minLearningRate: Double
+}
+
+/// A training run of one model in its artifact folder.
+struct TrainingLoop<O: Optimizer> {
+    let folder: String
+    let parameters: ParameterStore
+    let epochs: Int
+    /// Shown in progress lines, e.g. the loss name.
+    let label: String
+    /// Written into the best weights' safetensors metadata.
+    let weightsMetadata: [String: String]
+    var optimizer: O
+    private(set) var state: TrainingState
+    private(set) var log: [EpochRecord] = []
+    private(set) var stopped = false
+
+    var checkpointPath: String { folder + "/training.safetensors" }
+
+    /// A fresh run, or the run restored from `folder`'s checkpoint when `resuming`.
+    init(folder: String, parameters: ParameterStore, optimizer: O, epochs: Int, callbacks: CallbackSettings,
+         generators: [String: SplitMix64], label: String, weightsMetadata: [String: String], resuming: Bool,
+         sink: EventSink) throws(TrainingError) {
+        self.folder = folder
+        self.parameters = parameters
+        self.optimizer = optimizer
+        self.epochs = epochs
+        self.label = label
+        self.weightsMetadata = weightsMetadata
+        state = TrainingState(
+            epoch: 0, batchInEpoch: 0, learningRate: optimizer.learningRate,
+            plateau: ReduceLROnPlateau(factor: Float(callbacks.plateauFactor), patience: callbacks.plateauPatience,
+                                       minDelta: Float(callbacks.minDelta), minLearningRate: Float(callbacks.minLearningRate)),
+            earlyStopping: EarlyStopping(patience: callbacks.earlyStoppingPatience, minDelta: Float(callbacks.minDelta)),
+            best: BestCheckpoint(), generators: generators)
+        guard resuming else { return }
+        do {
+            let restored = try TrainingCheckpoint.decode(try readFile(checkpointPath), source: checkpointPath, into: parameters)
+            self.optimizer.state = restored.optimizer
+            state = restored.state
+            stopped = restored.metadata["stopped"] == "true"
+            if let data = FileManager.default.contents(atPath: folder + "/log.jsonl") {
+                log = String(decoding: data, as: UTF8.self).split(separator: "\n").compactMap {
+                    try? JSONDecoder().decode(EpochRecord.self, from: Data($0.utf8))
+                }
+            }
+            sink(.note("resuming from \(checkpointPath) after epoch \(state.epoch)"))
+        } catch {
+            throw trainingError(error, folder: checkpointPath)
+        }
+        self.optimizer.learningRate = state.learningRate
+    }
+
+    /// Trains until `epochs`, early stopping, or `continueAfter` returns false (an interruption
+    /// the next run resumes from).
+    ///
+    /// - Parameters:
+    ///   - trainEpoch: one epoch of optimisation steps given the epoch index, the optimiser and the
+    ///     run's random generators; returns the mean training loss, or throws to stop.
+    ///   - validate: the validation pass of the current weights.
+    mutating func run(writer: inout ArtifactWriter, sink: EventSink, continueAfter: (Int) -> Bool,
+                      trainEpoch: (Int, inout O, inout [String: SplitMix64]) throws(TrainingError) -> Double,
+                      validate: () -> Validation) throws(TrainingError) {
+        while state.epoch < epochs && !stopped {
+            let started = Date()
+            let trainLoss = try trainEpoch(state.epoch, &optimizer, &state.generators)
+            let validation = validate()
+            let isBest = state.best.isBest(current: validation.loss, epoch: state.epoch)
+            do {
+                if isBest {
+                    var metadata = weightsMetadata
+                    metadata["epoch"] = String(state.epoch + 1)
+                    try writer.write(Safetensors.encode(parameters.allTensors, metadata: metadata), to: "model.safetensors")
+                }
+                let record = EpochRecord(epoch: state.epoch + 1, loss: trainLoss, valLoss: Double(validation.loss),
+                                         valAccuracy: validation.accuracy, valDice: validation.dice, valIoU: validation.iou,
+                                         learningRate: Double(optimizer.learningRate),
+                                         seconds: (Date().timeIntervalSince(started) * 1000).rounded() / 1000, best: isBest)
+                log.append(record)
+                sink(.note(describe(record)))
+                try writer.write(Array((log.map(encodeJSONLine).joined(separator: "\n") + "\n").utf8), to: "log.jsonl")
+                state.learningRate = state.plateau.update(current: validation.loss, learningRate: optimizer.learningRate)
+                optimizer.learningRate = state.learningRate
+                stopped = state.earlyStopping.shouldStop(current: validation.loss)
+                state.epoch += 1
+                let checkpoint = try TrainingCheckpoint.encode(store: parameters, optimizer: optimizer.state, state: state,
+                                                               metadata: ["stopped": stopped ? "true" : "false"])
+                try writeFileAtomically(checkpoint, to: checkpointPath)
+            } catch {
+                throw trainingError(error, folder: folder)
+            }
+            if !continueAfter(state.epoch) && state.epoch < epochs && !stopped {
+                throw .interrupted(afterEpoch: state.epoch, checkpoint: checkpointPath)
+            }
+        }
+    }
+
+    /// Loads the best weights into `parameters`, drops the checkpoint (scaffolding of an incomplete
+    /// run) and records the weights and the log as outputs of `writer`.
+    ///
+    /// - Returns: the best epoch's log line.
+    func finish(writer: inout ArtifactWriter) throws(TrainingError) -> EpochRecord? {
+        let path = folder + "/model.safetensors"
+        do {
+            let bytes = try readFile(path)
+            try parameters.load(try Safetensors.decode(bytes, source: path).tensors, source: path)
+            try? FileManager.default.removeItem(atPath: checkpointPath)
+            try writer.write(bytes, to: "model.safetensors")
+            try writer.write(try readFile(folder + "/log.jsonl"), to: "log.jsonl")
+        } catch {
+            throw trainingError(error, folder: folder)
+        }
+        return log.first { $0.epoch == (state.best.bestEpoch ?? 0) + 1 }
+    }
+
+    /// The summary entries every training artifact has.
+    func summary(best: EpochRecord?) -> [String: JSONValue] {
+        ["epochsRun": .number(Double(log.count)), "stoppedEarly": .bool(log.count < epochs),
+         "bestEpoch": .number(Double((state.best.bestEpoch ?? 0) + 1)),
+         "bestValLoss": .number(best?.valLoss ?? .nan), "bestValAccuracy": .number(best?.valAccuracy ?? .nan),
+         "trainingSeconds": .number(log.reduce(0) { $0 + $1.seconds })]
+    }
+
+    private func describe(_ record: EpochRecord) -> String {
+        var text = "epoch \(record.epoch) [\(label)]: loss \(formatFixed(record.loss, decimals: 4)), "
+            + "val loss \(formatFixed(record.valLoss, decimals: 4)), val accuracy \(formatFixed(record.valAccuracy, decimals: 4))"
+        if let dice = record.valDice { text += ", val Dice \(formatFixed(dice, decimals: 4))" }
+        if let iou = record.valIoU { text += ", val IoU \(formatFixed(iou, decimals: 4))" }
+        text += ", \(formatFixed(record.seconds, decimals: 0)) s"
+        return text + (record.best ? " (best)" : "")
+    }
+}
+
+/// One JSON line: sorted keys, non-finite numbers as strings.
+func encodeJSONLine(_ value: some Encodable) -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    return (try? encoder.encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+}
+
+/// The typed error for anything thrown while writing a training artifact in `folder`.
+func trainingError(_ error: any Error, folder: String) -> TrainingError {
+    switch error {
+    case let error as TrainingError: error
+    case let error as ArtifactError: .artifact(error)
+    case let error as IngestError: .data(error)
+    case let error as CheckpointError: .checkpoint(error)
+    case let error as ImagingError: .data(.image(error))
+    default: .artifact(.io(path: folder, message: "\(error)"))
+    }
+}
