@@ -6,23 +6,38 @@ SHELL := /bin/bash
 
 # BLAS provider: blis (default, fastest here on EfficientNet's GEMM shapes) or openblas.
 BLAS ?= blis
-# Configuration profile for the demo: demo (minutes) or ci (smaller).
-PROFILE ?= demo
+# Configuration profile of the demo: demo (minutes) or ci (smaller).
+DEMO_PROFILE ?= demo
+# Configuration profile of the real-data targets (data, segment, crop, classify): paper (the
+# paper's sizes and epochs), or fast (256² U-Nets, 224² classifier).
+PROFILE ?= paper
 ARTIFACTS ?= artifacts
 CONFIG ?= pipeline.json
+# Real data: the lung image/mask pairs the U-Nets learn from and the chest X-rays to classify.
+LUNGS_SRC ?= ../shared/data/pediatric-lungs
+LUNGS_LAYOUT ?= pairs
+LUNGS_TEST_FRACTION ?= 0.2
+CXR_SRC ?= ../shared/data/kermany224
+CXR_LAYOUT ?= kermany
+# The split Table 2 is computed on: test when the chest X-rays have a test folder, else val.
+TABLE2_SPLIT ?= val
 
 SCRATCH := $(if $(filter blis,$(BLAS)),.build,.build-$(BLAS))
 BIN := $(SCRATCH)/release
 STAGE_FLAGS = --config $(CONFIG) --profile $(PROFILE) --artifacts $(ARTIFACTS)
+DEMO_FLAGS = --config $(CONFIG) --profile $(DEMO_PROFILE) --artifacts $(ARTIFACTS)
 export CXR_BLAS := $(BLAS)
 
 DEB_PACKAGES := pkg-config libpng-dev libjpeg-dev libblis-dev libopenblas-dev
 
-.PHONY: help deps build test demo bench clean
+.PHONY: help deps build test demo data segment crop classify bench clean
 
 help:
 	@echo "make demo     install missing C libraries, build, and run every built stage on synthetic data"
 	@echo "make test     install missing C libraries, build, and run the test suite"
+	@echo "make segment  real data: prepare the lung set, train the five U-Nets, Table 1 and the top-3 (PROFILE=paper|fast)"
+	@echo "make crop     real data: the top-3 U-Nets' masks for every chest X-ray, ANDed, cropped, contrast-stretched"
+	@echo "make classify real data: the twelve classifiers on the crops and Table 2"
 	@echo "make build    release build of every stage (BLAS=blis|openblas)"
 	@echo "make bench    the engine's speed and peak memory per workload, as JSON (BENCH_STEPS=5)"
 	@echo "make deps     apt-get install the C libraries that are missing"
@@ -51,23 +66,60 @@ test: build
 	swift build -c release --scratch-path .build-test -Xswiftc -enable-testing --build-tests
 	swift test -c release --scratch-path .build-test -Xswiftc -enable-testing --skip-build
 
+SEG_LOSSES := bce weighted-bce-dice focal tversky focal-tversky
 LOSSES := cce cce-entropy kl focal hinge smoothed-cce smoothed-focal calibrated-cce calibrated-kl \
           calibrated-focal calibrated-hinge calibrated-negative-entropy
 
+# The whole study on synthetic data, every stage in order: lungs → five U-Nets → Table 1 and the
+# top-3 → masks for the chest X-rays → crops → twelve classifiers → Table 2.
 demo: build
 	@mkdir -p data
-	$(BIN)/prepare $(STAGE_FLAGS) --layout synthetic --source data/synthetic-$(PROFILE) --name synthetic
-	$(BIN)/prepare $(STAGE_FLAGS) --layout montgomery --source data/synthetic-$(PROFILE)/montgomery --name synthetic-lungs
+	$(BIN)/prepare $(DEMO_FLAGS) --layout synthetic --source data/synthetic-$(DEMO_PROFILE) --name synthetic
+	$(BIN)/prepare $(DEMO_FLAGS) --layout montgomery --source data/synthetic-$(DEMO_PROFILE)/montgomery --name synthetic-lungs --test-fraction 0.25
+	@for loss in $(SEG_LOSSES); do \
+	  $(BIN)/segment train $(DEMO_FLAGS) --loss $$loss --data synthetic-lungs || exit 1; \
+	done
+	$(BIN)/segment evaluate $(DEMO_FLAGS) --trained-on synthetic-lungs --data synthetic-lungs
+	$(BIN)/segment predict $(DEMO_FLAGS) --ensemble-of synthetic-lungs --data synthetic
+	$(BIN)/mask-crop $(DEMO_FLAGS) --data synthetic
 	@rm -f $(ARTIFACTS)/demo-predictions.txt
 	@for loss in $(LOSSES); do \
-	  $(BIN)/classify-train $(STAGE_FLAGS) --loss $$loss --data synthetic | tail -n 1 >> $(ARTIFACTS)/demo-predictions.txt || exit 1; \
+	  $(BIN)/classify-train $(DEMO_FLAGS) --loss $$loss --data synthetic-crops --encoder-from synthetic-lungs \
+	    | tail -n 1 >> $(ARTIFACTS)/demo-predictions.txt || exit 1; \
 	done
-	$(BIN)/evaluate $(STAGE_FLAGS) $$(sed 's|$$|/predictions-test.csv|' $(ARTIFACTS)/demo-predictions.txt) --name demo-table2 --names $(LOSSES)
+	$(BIN)/evaluate $(DEMO_FLAGS) $$(sed 's|$$|/predictions-test.csv|' $(ARTIFACTS)/demo-predictions.txt) --name demo-table2 --names $(LOSSES)
 	@echo
 	@echo "demo: datasets in $(ARTIFACTS)/prepare/{synthetic,synthetic-lungs}/<key>/ (see their contact-sheet.png)"
-	@echo "demo: twelve classifiers in $(ARTIFACTS)/classify-train/<loss>-synthetic/<key>/"
+	@echo "demo: five U-Nets in $(ARTIFACTS)/segment-train/<loss>-synthetic-lungs/<key>/"
+	@echo "demo: Table 1 and the top-3: $(ARTIFACTS)/segment-evaluate/synthetic-lungs/<key>/table1.md"
+	@echo "demo: lung crops in $(ARTIFACTS)/mask-crop/synthetic-crops/<key>/ (see contact-sheet.png, crops.csv)"
+	@echo "demo: twelve classifiers in $(ARTIFACTS)/classify-train/<loss>-synthetic-crops/<key>/"
 	@echo "demo: Table 2 on the synthetic test split: $(ARTIFACTS)/evaluate/demo-table2/<key>/table.md (figures in plots/)"
-	@echo "demo: segment, mask-crop, ensemble, gradcam and report are not built yet (README.md)"
+	@echo "demo: ensemble, gradcam and report are not built yet (README.md)"
+
+# The study on real data (hours at PROFILE=paper on a CPU). Every stage skips work whose
+# artifact already exists, so rerunning a target only does what changed.
+data: build
+	$(BIN)/prepare $(STAGE_FLAGS) --layout $(LUNGS_LAYOUT) --source $(LUNGS_SRC) --name lungs --test-fraction $(LUNGS_TEST_FRACTION)
+	$(BIN)/prepare $(STAGE_FLAGS) --layout $(CXR_LAYOUT) --source $(CXR_SRC) --name cxr
+
+segment: data
+	@for loss in $(SEG_LOSSES); do \
+	  $(BIN)/segment train $(STAGE_FLAGS) --loss $$loss --data lungs || exit 1; \
+	done
+	$(BIN)/segment evaluate $(STAGE_FLAGS) --trained-on lungs --data lungs
+
+crop: segment
+	$(BIN)/segment predict $(STAGE_FLAGS) --ensemble-of lungs --data cxr
+	$(BIN)/mask-crop $(STAGE_FLAGS) --data cxr
+
+classify: crop
+	@rm -f $(ARTIFACTS)/classify-models.txt
+	@for loss in $(LOSSES); do \
+	  $(BIN)/classify-train $(STAGE_FLAGS) --loss $$loss --data cxr-crops --encoder-from lungs \
+	    | tail -n 1 >> $(ARTIFACTS)/classify-models.txt || exit 1; \
+	done
+	$(BIN)/evaluate $(STAGE_FLAGS) $$(sed 's|$$|/predictions-$(TABLE2_SPLIT).csv|' $(ARTIFACTS)/classify-models.txt) --name table2-$(TABLE2_SPLIT) --names $(LOSSES)
 
 BENCH_STEPS ?= 5
 bench: build

@@ -87,6 +87,6 @@ let package = Package(
         .testTarget(name: "MetricsTests", dependencies: ["Metrics", "Pipeline", "SeededRandom"],
                     resources: [.copy("Fixtures")], swiftSettings: swiftSettings),
         // End-to-end: runs the stage executables as a user would, checking exit codes and output.
-        .testTarget(name: "CLITests", dependencies: ["prepare", "evaluate", "classify-train", "Imaging"], swiftSettings: swiftSettings),
+        .testTarget(name: "CLITests", dependencies: ["prepare", "evaluate", "classify-train", "segment", "mask-crop", "Imaging"], swiftSettings: swiftSettings),
     ]
 )

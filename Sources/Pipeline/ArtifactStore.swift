@@ -17,6 +17,8 @@ public enum ToolInfo {
 public enum ArtifactError: Error, CustomStringConvertible {
     case io(path: String, message: String)
     case notFound(stage: String, variant: String, root: String)
+    /// A needed artifact is missing, with what to run to make it.
+    case missingInput(message: String)
     case incomplete(path: String, message: String)
     case invalidManifest(path: String, message: String)
 
@@ -25,6 +27,7 @@ public enum ArtifactError: Error, CustomStringConvertible {
         case let .io(path, message): "\(path): \(message)"
         case let .notFound(stage, variant, root):
             "no complete '\(stage)' artifact named '\(variant)' under \(root) (run that stage first)"
+        case let .missingInput(message): message
         case let .incomplete(path, message): "\(path): incomplete artifact: \(message)"
         case let .invalidManifest(path, message): "\(path): unreadable manifest: \(message)"
         }

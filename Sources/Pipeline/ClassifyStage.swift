@@ -18,7 +18,8 @@ public struct ClassifySettings: Codable, Sendable, Equatable {
     public var loss: ClassificationLoss
     public var config: ClassifyConfig
     public var seed: UInt64
-    /// "random" (until the segment stage provides trained encoders).
+    /// "random", or "unet:" and the key of the `segment train` artifact whose encoder (up to
+    /// block5c) the classifier starts from.
     public var initialization: String
 
     public init(loss: ClassificationLoss, config: ClassifyConfig, seed: UInt64, initialization: String) {
@@ -32,15 +33,53 @@ public struct ClassifySettings: Codable, Sendable, Equatable {
 /// Version of the classifier artifact's files (part of its key).
 public let classifierFormatVersion = 1
 
-/// Trains (or resumes, or reuses) the classifier for `settings` on `dataset`.
+/// A trained U-Net whose encoder initialises a classifier (SPEC §3).
+public struct EncoderSource: Sendable {
+    public let folder: String
+    public let key: String
+
+    public init(folder: String, key: String) {
+        self.folder = folder
+        self.key = key
+    }
+
+    public var initialization: String { "unet:" + key }
+}
+
+/// Copies every classifier tensor outside the head (`extra_conv_eff0`, `predictions`) — the
+/// EfficientNet-B0 encoder up to block5c, batch-norm statistics included — from the U-Net weights
+/// in `source`.
+///
+/// - Throws: `CheckpointError.mismatch` naming the encoder tensors the U-Net file lacks or has
+///   in another shape.
+func initializeEncoder(_ parameters: ParameterStore, from source: EncoderSource) throws(TrainingError) {
+    let path = source.folder + "/model.safetensors"
+    do {
+        let unet = try Safetensors.decode(try readFile(path), source: path).tensors
+        var tensors = parameters.allTensors
+        for name in tensors.keys where !name.hasPrefix(Classifier.dcl) && !name.hasPrefix("predictions") {
+            tensors[name] = unet[name]
+        }
+        try parameters.load(tensors, source: path)
+    } catch {
+        throw trainingError(error, folder: source.folder)
+    }
+}
+
+/// Trains (or resumes, or reuses) the classifier for `settings` on `dataset`, starting from the
+/// encoder of `encoder` (random weights when nil).
 ///
 /// - Parameter continueAfter: asked after each epoch's checkpoint is written; returning false stops
 ///   with `TrainingError.interrupted` (an interruption the next run resumes from).
 public func runClassifyTrain(dataset: Dataset, datasetKey: String, variant: String, settings: ClassifySettings,
-                             store: ArtifactStore, threads: Int, blasProvider: String, force: Bool,
+                             encoder: EncoderSource? = nil, store: ArtifactStore, threads: Int, blasProvider: String, force: Bool,
                              sink: EventSink, continueAfter: (Int) -> Bool = { _ in true }) throws(TrainingError) -> StageResult {
     let key: String
-    do { key = try ArtifactStore.key(stage: "classify-train", config: settings, inputKeys: [datasetKey], formatVersion: classifierFormatVersion) }
+    precondition(settings.initialization == (encoder?.initialization ?? "random"), "settings.initialization must name the encoder")
+    do {
+        key = try ArtifactStore.key(stage: "classify-train", config: settings, inputKeys: [datasetKey] + (encoder.map { [$0.key] } ?? []),
+                                    formatVersion: classifierFormatVersion)
+    }
     catch { throw .artifact(.io(path: store.root, message: "cannot encode settings: \(error)")) }
     let folder = store.folder(stage: "classify-train", variant: variant, key: key)
     if !force, let manifest = store.completeManifest(at: folder) { return StageResult(folder: folder, manifest: manifest, reused: true) }
@@ -62,7 +101,8 @@ public func runClassifyTrain(dataset: Dataset, datasetKey: String, variant: Stri
     var writer: ArtifactWriter
     do {
         writer = try store.begin(stage: "classify-train", variant: variant, key: key, config: settings,
-                                 inputs: [ManifestInput(name: "dataset", path: dataset.folder, key: datasetKey)],
+                                 inputs: [ManifestInput(name: "dataset", path: dataset.folder, key: datasetKey)]
+                                     + (encoder.map { [ManifestInput(name: "encoder", path: $0.folder, key: $0.key)] } ?? []),
                                  seed: settings.seed, threads: threads, blasProvider: blasProvider,
                                  formatVersion: classifierFormatVersion, resume: resuming)
     } catch { throw .artifact(error) }
@@ -71,6 +111,10 @@ public func runClassifyTrain(dataset: Dataset, datasetKey: String, variant: Stri
     let parameters = ParameterStore(seed: settings.seed)
     let probe = Tape(recording: false, training: false)
     _ = Classifier.forward(Layers(tape: probe, store: parameters), probe.constant(Tensor(zeros: [1, config.size, config.size, 3])))
+    if let encoder, !resuming {
+        try initializeEncoder(parameters, from: encoder)
+        sink(.note("encoder (stem to block5c) from the U-Net \(encoder.folder)"))
+    }
     let sgd = SGD(learningRate: Float(config.learningRate), momentum: Float(config.momentum), nesterov: config.nesterov, decay: Float(config.decay))
     var loop = try TrainingLoop(
         folder: folder, parameters: parameters, optimizer: sgd, epochs: config.epochs, callbacks: config.callbacks,
@@ -107,7 +151,7 @@ public func runClassifyTrain(dataset: Dataset, datasetKey: String, variant: Stri
         return lossSum / Double(stepsPerEpoch)
     }, validate: {
         // Unweighted loss, the mean of batch losses weighted by batch size.
-        let (valLoss, predictions) = evaluateClassifier(parameters, images: val, loss: settings.loss, settings: lossSettings,
+        let (valLoss, predictions, _) = evaluateClassifier(parameters, images: val, loss: settings.loss, settings: lossSettings,
                                                         batchSize: config.batchSize)
         return Validation(loss: valLoss, accuracy: Double(zip(predictions.predicted, val.labels).filter { $0 == $1 }.count) / Double(val.count))
     })
@@ -129,6 +173,7 @@ public func runClassifyTrain(dataset: Dataset, datasetKey: String, variant: Stri
         summary["loss"] = .string(settings.loss.rawValue)
         summary["paperName"] = .string(settings.loss.paperName)
         summary["classWeights"] = .array((classWeights ?? []).map { .number(Double($0)) })
+        summary["encoder"] = .string(encoder?.folder ?? "random")
         let manifest = try writer.finish(summary: .object(summary))
         return StageResult(folder: folder, manifest: manifest, reused: false)
     } catch {
@@ -136,20 +181,29 @@ public func runClassifyTrain(dataset: Dataset, datasetKey: String, variant: Stri
     }
 }
 
-/// The unweighted validation loss (batch losses averaged by batch size) and the predictions.
+/// The unweighted validation loss (batch losses averaged by batch size) and the predictions, and
+/// with `features` the DCL activations [N,h,w,512] (SPEC §3) the model-level ensembles combine.
 public func evaluateClassifier(_ parameters: ParameterStore, images: ClassificationImages, loss: ClassificationLoss,
-                               settings: ClassificationLossSettings, batchSize: Int) -> (loss: Float, predictions: Predictions) {
+                               settings: ClassificationLossSettings, batchSize: Int,
+                               features: Bool = false) -> (loss: Float, predictions: Predictions, features: Tensor?) {
     var total = 0.0
     var probabilities: [Double] = []
+    var dcl: [Float] = [], dclShape: [Int] = []
     var start = 0
     while start < images.count {
         let indices = Array(start..<min(start + batchSize, images.count))
         let (x, y) = images.batch(indices)
         let tape = Tape(recording: false, training: false)
-        let p = tape.softmax(Classifier.forward(Layers(tape: tape, store: parameters), tape.constant(x)).logits)
+        let output = Classifier.forward(Layers(tape: tape, store: parameters), tape.constant(x))
+        let p = tape.softmax(output.logits)
         let value = tape.value(classificationLoss(loss, tape: tape, probabilities: p, labels: y, classWeights: nil, settings: settings))
         total += Double(value.data[0]) * Double(indices.count)
         probabilities += tape.value(p).data.map(Double.init)
+        if features {
+            let maps = tape.value(output.dcl)
+            dcl += maps.data
+            dclShape = [images.count] + maps.shape.dropFirst()
+        }
         start += batchSize
     }
     // Renormalise in Double so each row sums to 1 within the prediction file's tolerance.
@@ -158,14 +212,23 @@ public func evaluateClassifier(_ parameters: ParameterStore, images: Classificat
         for k in 0..<3 { probabilities[3 * i + k] /= sum }
     }
     return (Float(total / Double(images.count)),
-            Predictions(ids: images.ids, labels: images.labels, probabilities: probabilities, classes: 3))
+            Predictions(ids: images.ids, labels: images.labels, probabilities: probabilities, classes: 3),
+            features ? Tensor(shape: dclShape, data: dcl) : nil)
+}
+
+/// What decides a prediction artifact besides the model and the dataset.
+struct ClassifyPredictSettings: Codable, Equatable {
+    var model: ClassifySettings
+    var features: Bool
 }
 
 /// Predictions of a trained classifier artifact for every image of a dataset (any split), written
-/// as `predictions.csv` in the evaluate format, so a model can be scored on data it never saw.
+/// as `predictions.csv` in the evaluate format, so a model can be scored on data it never saw; with
+/// `features`, also `features.safetensors`: the DCL maps as tensor `dcl` [N,h,w,512] in row order,
+/// the image ids and labels in its metadata.
 public func runClassifyPredict(modelFolder: String, modelManifest: Manifest, dataset: Dataset, datasetKey: String,
-                               variant: String, store: ArtifactStore, threads: Int, blasProvider: String, force: Bool,
-                               sink: EventSink) throws(TrainingError) -> StageResult {
+                               variant: String, features: Bool = false, store: ArtifactStore, threads: Int, blasProvider: String,
+                               force: Bool, sink: EventSink) throws(TrainingError) -> StageResult {
     let settings: ClassifySettings
     do {
         settings = try JSONDecoder().decode(ClassifySettings.self, from: JSONEncoder().encode(modelManifest.config))
@@ -176,7 +239,11 @@ public func runClassifyPredict(modelFolder: String, modelManifest: Manifest, dat
         throw .artifact(.invalidManifest(path: modelFolder + "/manifest.json", message: "unknown interpolation"))
     }
     let key: String
-    do { key = try ArtifactStore.key(stage: "classify-predict", config: settings, inputKeys: [modelManifest.key, datasetKey], formatVersion: classifierFormatVersion) }
+    let predictSettings = ClassifyPredictSettings(model: settings, features: features)
+    do {
+        key = try ArtifactStore.key(stage: "classify-predict", config: predictSettings, inputKeys: [modelManifest.key, datasetKey],
+                                    formatVersion: classifierFormatVersion)
+    }
     catch { throw .artifact(.io(path: store.root, message: "\(error)")) }
     let folder = store.folder(stage: "classify-predict", variant: variant, key: key)
     if !force, let manifest = store.completeManifest(at: folder) { return StageResult(folder: folder, manifest: manifest, reused: true) }
@@ -189,13 +256,19 @@ public func runClassifyPredict(modelFolder: String, modelManifest: Manifest, dat
         let images = try ClassificationImages.load(dataset, rows: dataset.rows, size: settings.config.size, interpolation: interpolation,
                                                    threads: threads, sink: sink)
         let lossSettings = settings.config.codeCompat ? ClassificationLossSettings.codeCompat : ClassificationLossSettings()
-        let predictions = evaluateClassifier(parameters, images: images, loss: settings.loss, settings: lossSettings,
-                                             batchSize: settings.config.batchSize).predictions
-        var writer = try store.begin(stage: "classify-predict", variant: variant, key: key, config: settings,
+        let (_, predictions, maps) = evaluateClassifier(parameters, images: images, loss: settings.loss, settings: lossSettings,
+                                                        batchSize: settings.config.batchSize, features: features)
+        var writer = try store.begin(stage: "classify-predict", variant: variant, key: key, config: predictSettings,
                                      inputs: [ManifestInput(name: "model", path: modelFolder, key: modelManifest.key),
                                               ManifestInput(name: "dataset", path: dataset.folder, key: datasetKey)],
                                      seed: settings.seed, threads: threads, blasProvider: blasProvider, formatVersion: classifierFormatVersion)
         try writer.write(Array(predictionCSV(predictions).utf8), to: "predictions.csv")
+        if let maps {
+            let ids = String(decoding: try canonicalJSON(images.ids), as: UTF8.self)
+            let labels = String(decoding: try canonicalJSON(images.labels), as: UTF8.self)
+            try writer.write(Safetensors.encode(["dcl": maps], metadata: ["format": "multiloss-cxr/dcl-features", "layer": Classifier.dcl,
+                                                                           "ids": ids, "labels": labels]), to: "features.safetensors")
+        }
         let manifest = try writer.finish(summary: .object(["images": .number(Double(predictions.count)), "loss": .string(settings.loss.rawValue)]))
         return StageResult(folder: folder, manifest: manifest, reused: false)
     } catch {

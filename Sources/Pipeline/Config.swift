@@ -5,6 +5,7 @@
 
 import Foundation
 import Imaging
+import Losses
 
 /// The whole pipeline configuration after a profile has been applied.
 public struct PipelineConfig: Codable, Sendable, Equatable {
@@ -93,6 +94,9 @@ public struct ClassifyConfig: Codable, Sendable, Equatable {
     /// Batch-norm running-statistics momentum (Keras 0.99). With 0.99 the statistics need several
     /// hundred steps to settle; the demo and ci profiles train for fewer and use 0.9.
     public var batchNormMomentum: Double
+    /// Where the encoder starts: the U-Net trained with this segmentation loss (SPEC §3: the best,
+    /// focal-tversky), or "random".
+    public var encoder: String
 }
 extension SegmentConfig {
     var callbacks: CallbackSettings {
@@ -274,6 +278,10 @@ extension PipelineConfig {
         if Interpolation(rawValue: classify.interpolation) == nil {
             throw .badValue(path: path, key: "classify.interpolation",
                             message: "must be one of \(Interpolation.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        if classify.encoder != "random" && SegmentationLoss(rawValue: classify.encoder) == nil {
+            throw .badValue(path: path, key: "classify.encoder",
+                            message: "must be random or a segmentation loss (\(SegmentationLoss.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
         if classify.batchSize < 1 || classify.epochs < 1 {
             throw .badValue(path: path, key: "classify", message: "batchSize and epochs must be positive")

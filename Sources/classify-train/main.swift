@@ -29,7 +29,9 @@ struct Train: ParsableCommand {
             best checkpoint on validation loss. Writes artifacts/classify-train/LOSS-DATA/KEY/ with \
             model.safetensors (best weights), log.jsonl (one line per epoch), predictions-val.csv and \
             predictions-test.csv (the evaluate format). A killed run resumes from its last epoch. The \
-            encoder starts from random weights until the segment stage provides trained U-Nets.
+            encoder (stem to block5c) starts from the U-Net that `segment train --loss ENCODER --data \
+            ENCODER-FROM` trained (classify.encoder, focal-tversky by default), or from random weights with \
+            --encoder random.
             """)
 
     @OptionGroup var common: CommonOptions
@@ -43,16 +45,38 @@ struct Train: ParsableCommand {
     @Flag(help: "Use the released code's loss behaviour (DCA without gradient, its λ and γ, no entropy term).")
     var codeCompat = false
 
+    @Option(help: "Encoder start: random, or the segmentation loss of the U-Net to take it from (default: classify.encoder).")
+    var encoder: String?
+
+    @Option(help: "The lung dataset that U-Net was trained on (its segment train --data).")
+    var encoderFrom = "lungs"
+
     func run() throws {
         try runStage("classify-train") {
             var config = try common.loadConfig()
             if codeCompat { config.classify.codeCompat = true }
             let (folder, manifest) = try common.store.dataset(named: data)
             let dataset = try Dataset(folder: folder, manifest: manifest)
-            let settings = ClassifySettings(loss: loss, config: config.classify, seed: config.seed, initialization: "random")
             let sink = common.sink(stage: "classify-train")
+            let choice = encoder ?? config.classify.encoder
+            var source: EncoderSource?
+            if choice != "random" {
+                guard SegmentationLoss(rawValue: choice) != nil else {
+                    throw ValidationError("--encoder must be random or one of \(SegmentationLoss.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                do {
+                    let unet = try common.store.current(stage: "segment-train", variant: "\(choice)-\(encoderFrom)")
+                    source = EncoderSource(folder: unet.folder, key: unet.manifest.key)
+                } catch {
+                    throw ArtifactError.missingInput(message: "\(error); the encoder comes from the \(choice) U-Net trained on "
+                        + "'\(encoderFrom)': run `segment train --loss \(choice) --data \(encoderFrom)`, name another lung dataset "
+                        + "with --encoder-from, or start from random weights with --encoder random")
+                }
+            }
+            let settings = ClassifySettings(loss: loss, config: config.classify, seed: config.seed,
+                                            initialization: source?.initialization ?? "random")
             let result = try runClassifyTrain(dataset: dataset, datasetKey: manifest.key, variant: "\(loss.rawValue)-\(data)",
-                                              settings: settings, store: common.store, threads: config.threads,
+                                              settings: settings, encoder: source, store: common.store, threads: config.threads,
                                               blasProvider: BLAS.provider, force: common.force, sink: sink)
             if result.reused { sink(.note("reusing the complete artifact (same data and settings; --force to retrain)")) }
             return result.folder
@@ -76,6 +100,9 @@ struct Predict: ParsableCommand {
     @Option(help: "The prepared dataset's name.")
     var data: String
 
+    @Flag(help: "Also write features.safetensors: the DCL (extra_conv_eff0) maps of every image, for model-level ensembles.")
+    var features = false
+
     func run() throws {
         try runStage("classify-train predict") {
             let config = try common.loadConfig()
@@ -86,7 +113,7 @@ struct Predict: ParsableCommand {
             let dataset = try Dataset(folder: folder, manifest: manifest)
             let loss = modelManifest.summary.stringValue(of: "loss") ?? "model"
             let result = try runClassifyPredict(modelFolder: model, modelManifest: modelManifest, dataset: dataset,
-                                                datasetKey: manifest.key, variant: "\(loss)-on-\(data)", store: common.store,
+                                                datasetKey: manifest.key, variant: "\(loss)-on-\(data)", features: features, store: common.store,
                                                 threads: config.threads, blasProvider: BLAS.provider, force: common.force,
                                                 sink: common.sink(stage: "classify-train predict"))
             return result.folder

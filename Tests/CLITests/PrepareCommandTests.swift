@@ -94,4 +94,26 @@ final class PrepareCommandTests: XCTestCase {
         let missing = try runStage("evaluate", ["--config", Self.config, "--profile", "ci", "--artifacts", "art", "none.csv"], in: scratch)
         XCTAssertEqual(missing.status, 66)
     }
+
+    func testSegmentAndMaskCropExplainThemselvesAndNameWhatIsMissing() throws {
+        let help = try runStage("segment", ["train", "--help"], in: scratch)
+        XCTAssertEqual(help.status, 0)
+        for loss in ["bce", "weighted-bce-dice", "focal", "tversky", "focal-tversky"] { XCTAssertTrue(help.stdout.contains(loss), loss) }
+        let common = ["--config", Self.config, "--profile", "ci", "--artifacts", "art", "--progress", "none"]
+        let unknownLoss = try runStage("segment", ["train"] + common + ["--loss", "dice", "--data", "x"], in: scratch)
+        XCTAssertEqual(unknownLoss.status, 64)
+        XCTAssertTrue(unknownLoss.stderr.contains("dice"), unknownLoss.stderr)
+        let noData = try runStage("segment", ["train"] + common + ["--loss", "bce", "--data", "lungs"], in: scratch)
+        XCTAssertEqual(noData.status, 66)
+        XCTAssertTrue(noData.stderr.contains("named 'lungs'"), noData.stderr)
+        let noModel = try runStage("segment", ["evaluate"] + common + ["--model", "art/nothing", "--data", "lungs"], in: scratch)
+        XCTAssertEqual(noModel.status, 66)
+        let noMasks = try runStage("mask-crop", common + ["--data", "cxr"], in: scratch)
+        XCTAssertEqual(noMasks.status, 66)
+        XCTAssertTrue(noMasks.stderr.contains("named 'cxr'"), noMasks.stderr)
+        XCTAssertEqual(try prepare(["--layout", "synthetic", "--source", "syn", "--name", "s"]).status, 0)
+        let noEncoder = try runStage("classify-train", common + ["--loss", "cce", "--data", "s"], in: scratch)
+        XCTAssertEqual(noEncoder.status, 66)
+        XCTAssertTrue(noEncoder.stderr.contains("segment train --loss focal-tversky --data lungs"), noEncoder.stderr)
+    }
 }

@@ -1,9 +1,12 @@
 // The classify-train stage on tiny synthetic data: what it writes, and that an interrupted run
 // resumes to the same weights and predictions as an uninterrupted one.
 
+import Engine
 import Foundation
+import Imaging
 import Losses
 import Metrics
+import Models
 import XCTest
 @testable import Pipeline
 
@@ -75,6 +78,63 @@ final class ClassifyStageTests: XCTestCase {
         for (i, id) in test.ids.enumerated() {
             let j = try XCTUnwrap(all.ids.firstIndex(of: id))
             for k in 0..<3 { XCTAssertEqual(all.p(j, k), test.p(i, k), accuracy: 1e-12) }
+        }
+    }
+
+    func testFeaturesAreTheDCLMapsOfEveryImage() throws {
+        let model = try train(scratch + "/one")
+        let (data, key) = try dataset()
+        let predicted = try runClassifyPredict(modelFolder: model.folder, modelManifest: model.manifest, dataset: data, datasetKey: key,
+                                               variant: "p", features: true, store: ArtifactStore(root: scratch + "/one"),
+                                               threads: 2, blasProvider: "test", force: false, sink: { _ in })
+        let (tensors, metadata) = try Safetensors.decode(try readFile(predicted.folder + "/features.safetensors"), source: "features")
+        // 32² input: block5c_add is 2×2×112, the DCL 2×2×512.
+        XCTAssertEqual(tensors["dcl"]?.shape, [data.rows.count, 2, 2, 512])
+        let ids = try JSONDecoder().decode([String].self, from: Data(try XCTUnwrap(metadata["ids"]).utf8))
+        XCTAssertEqual(ids, data.rows.map(\.path))
+        // The maps are the ReLU output of extra_conv_eff0 for that image: recompute image 3 alone.
+        let parameters = ParameterStore(seed: 0)
+        let tape = Tape(recording: false, training: false)
+        let images = try ClassificationImages.load(data, rows: [data.rows[3]], size: 32, interpolation: .nearestPIL, threads: 1, sink: { _ in })
+        _ = Classifier.forward(Layers(tape: tape, store: parameters), tape.constant(images.batch([0]).images))
+        try parameters.load(try Safetensors.decode(try readFile(model.folder + "/model.safetensors"), source: "m").tensors, source: "m")
+        let again = Tape(recording: false, training: false)
+        let dcl = again.value(Classifier.forward(Layers(tape: again, store: parameters), again.constant(images.batch([0]).images)).dcl)
+        let stored = Array(try XCTUnwrap(tensors["dcl"]).data[(3 * 2048)..<(4 * 2048)])
+        for (a, b) in zip(stored, dcl.data) { XCTAssertEqual(a, b, accuracy: 1e-5) }
+        XCTAssertTrue(stored.contains { $0 > 0 } && stored.allSatisfy { $0 >= 0 })
+    }
+
+    func testEncoderStartsFromTheUNetUpToBlock5c() throws {
+        let unet = unetParameters(seed: 11)
+        let folder = scratch + "/unet"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        try writeFileAtomically(Safetensors.encode(unet.allTensors, metadata: [:]), to: folder + "/model.safetensors")
+        let classifier = ParameterStore(seed: 12)
+        let tape = Tape(recording: false, training: false)
+        _ = Classifier.forward(Layers(tape: tape, store: classifier), tape.constant(Tensor(zeros: [1, 32, 32, 3])))
+        let before = classifier.allTensors
+        try initializeEncoder(classifier, from: EncoderSource(folder: folder, key: "k"))
+        var copied = 0
+        for (name, tensor) in classifier.allTensors {
+            if name.hasPrefix("extra_conv_eff0") || name.hasPrefix("predictions") {
+                XCTAssertEqual(tensor.data, before[name]?.data, name)
+            } else {
+                XCTAssertEqual(tensor.data, unet.value(name).data, name)
+                if name.hasSuffix("kernel") { XCTAssertNotEqual(tensor.data, before[name]?.data, name) }
+                copied += 1
+            }
+        }
+        XCTAssertTrue(classifier.allTensors.keys.contains("block5c_project_bn/moving_variance"))
+        XCTAssertFalse(classifier.allTensors.keys.contains { $0.hasPrefix("block6a") })
+        XCTAssertGreaterThan(copied, 200)
+
+        // A U-Net file without one encoder tensor is refused, naming it.
+        var partial = unet.allTensors
+        partial["block3b_dwconv/depthwise_kernel"] = nil
+        try writeFileAtomically(Safetensors.encode(partial, metadata: [:]), to: folder + "/model.safetensors")
+        XCTAssertThrowsError(try initializeEncoder(classifier, from: EncoderSource(folder: folder, key: "k"))) { error in
+            XCTAssertTrue("\(error)".contains("block3b_dwconv/depthwise_kernel"), "\(error)")
         }
     }
 }

@@ -203,7 +203,7 @@ final class IngestionTests: XCTestCase {
         let store = ArtifactStore(root: scratch + "/artifacts")
         XCTAssertEqual(try Dataset.named("d", in: store).folder, first.folder)
         XCTAssertThrowsError(try Dataset.named("never", in: store)) { error in
-            XCTAssertTrue("\(error)".contains("no complete 'prepare' artifact named 'never'"), "\(error)")
+            XCTAssertTrue("\(error)".contains("no complete 'prepare' or 'mask-crop' artifact named 'never'"), "\(error)")
         }
     }
 
