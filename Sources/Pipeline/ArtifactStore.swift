@@ -90,6 +90,19 @@ public struct ArtifactStore: Sendable {
         return String(hasher.hexDigest().prefix(16))
     }
 
+    /// Where a stage run's artifact lives: its key and folder, and the artifact itself when a
+    /// complete one is already there and `force` is off (the run is then skipped).
+    public func locate(stage: String, variant: String, config: some Encodable, inputKeys: [String], formatVersion: Int,
+                       force: Bool) throws(ArtifactError) -> (key: String, folder: String, existing: StageResult?) {
+        let key: String
+        do { key = try Self.key(stage: stage, config: config, inputKeys: inputKeys, formatVersion: formatVersion) } catch {
+            throw .io(path: root, message: "cannot encode the \(stage) settings: \(error)")
+        }
+        let folder = folder(stage: stage, variant: variant, key: key)
+        let existing = force ? nil : completeManifest(at: folder).map { StageResult(folder: folder, manifest: $0, reused: true) }
+        return (key, folder, existing)
+    }
+
     public func folder(stage: String, variant: String, key: String) -> String {
         "\(root)/\(stage)/\(variant)/\(key)"
     }

@@ -74,15 +74,11 @@ func initializeEncoder(_ parameters: ParameterStore, from source: EncoderSource)
 public func runClassifyTrain(dataset: Dataset, datasetKey: String, variant: String, settings: ClassifySettings,
                              encoder: EncoderSource? = nil, store: ArtifactStore, threads: Int, blasProvider: String, force: Bool,
                              sink: EventSink, continueAfter: (Int) -> Bool = { _ in true }) throws(TrainingError) -> StageResult {
-    let key: String
     precondition(settings.initialization == (encoder?.initialization ?? "random"), "settings.initialization must name the encoder")
-    do {
-        key = try ArtifactStore.key(stage: "classify-train", config: settings, inputKeys: [datasetKey] + (encoder.map { [$0.key] } ?? []),
-                                    formatVersion: classifierFormatVersion)
-    }
-    catch { throw .artifact(.io(path: store.root, message: "cannot encode settings: \(error)")) }
-    let folder = store.folder(stage: "classify-train", variant: variant, key: key)
-    if !force, let manifest = store.completeManifest(at: folder) { return StageResult(folder: folder, manifest: manifest, reused: true) }
+    let (key, folder, existing): (String, String, StageResult?)
+    do { (key, folder, existing) = try store.locate(stage: "classify-train", variant: variant, config: settings, inputKeys: [datasetKey] + (encoder.map { [$0.key] } ?? []), formatVersion: classifierFormatVersion, force: force) }
+    catch { throw .artifact(error) }
+    if let existing { return existing }
     let resuming = !force && FileManager.default.fileExists(atPath: folder + "/training.safetensors")
     let config = settings.config
     guard let interpolation = Interpolation(rawValue: config.interpolation) else {
@@ -238,15 +234,11 @@ public func runClassifyPredict(modelFolder: String, modelManifest: Manifest, dat
     guard let interpolation = Interpolation(rawValue: settings.config.interpolation) else {
         throw .artifact(.invalidManifest(path: modelFolder + "/manifest.json", message: "unknown interpolation"))
     }
-    let key: String
     let predictSettings = ClassifyPredictSettings(model: settings, features: features)
-    do {
-        key = try ArtifactStore.key(stage: "classify-predict", config: predictSettings, inputKeys: [modelManifest.key, datasetKey],
-                                    formatVersion: classifierFormatVersion)
-    }
-    catch { throw .artifact(.io(path: store.root, message: "\(error)")) }
-    let folder = store.folder(stage: "classify-predict", variant: variant, key: key)
-    if !force, let manifest = store.completeManifest(at: folder) { return StageResult(folder: folder, manifest: manifest, reused: true) }
+    let (key, folder, existing): (String, String, StageResult?)
+    do { (key, folder, existing) = try store.locate(stage: "classify-predict", variant: variant, config: predictSettings, inputKeys: [modelManifest.key, datasetKey], formatVersion: classifierFormatVersion, force: force) }
+    catch { throw .artifact(error) }
+    if let existing { return existing }
     let parameters = ParameterStore(seed: settings.seed)
     let probe = Tape(recording: false, training: false)
     _ = Classifier.forward(Layers(tape: probe, store: parameters), probe.constant(Tensor(zeros: [1, settings.config.size, settings.config.size, 3])))

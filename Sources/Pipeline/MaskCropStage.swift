@@ -47,11 +47,10 @@ public func runMaskCrop(dataset: Dataset, datasetKey: String, masksFolder: Strin
         throw .artifact(.io(path: "pipeline.json", message: "crop.interpolation '\(config.interpolation)' is unknown"))
     }
     let settings = MaskCropSettings(crop: config)
-    let key: String
-    do { key = try ArtifactStore.key(stage: stage, config: settings, inputKeys: [datasetKey, masksManifest.key], formatVersion: cropFormatVersion) }
-    catch { throw .artifact(.io(path: store.root, message: "\(error)")) }
-    let folder = store.folder(stage: stage, variant: variant, key: key)
-    if !force, let manifest = store.completeManifest(at: folder) { return StageResult(folder: folder, manifest: manifest, reused: true) }
+    let (key, folder, existing): (String, String, StageResult?)
+    do { (key, folder, existing) = try store.locate(stage: stage, variant: variant, config: settings, inputKeys: [datasetKey, masksManifest.key], formatVersion: cropFormatVersion, force: force) }
+    catch { throw .artifact(error) }
+    if let existing { return existing }
 
     func crop(_ row: DatasetRow) throws(IngestError) -> CropRecord {
         do throws(ImagingError) {

@@ -33,11 +33,10 @@ public func runSegmentTrain(dataset: Dataset, datasetKey: String, variant: Strin
                             store: ArtifactStore, threads: Int, blasProvider: String, force: Bool,
                             sink: EventSink, continueAfter: (Int) -> Bool = { _ in true }) throws(TrainingError) -> StageResult {
     let stage = "segment-train"
-    let key: String
-    do { key = try ArtifactStore.key(stage: stage, config: settings, inputKeys: [datasetKey], formatVersion: segmenterFormatVersion) }
-    catch { throw .artifact(.io(path: store.root, message: "cannot encode settings: \(error)")) }
-    let folder = store.folder(stage: stage, variant: variant, key: key)
-    if !force, let manifest = store.completeManifest(at: folder) { return StageResult(folder: folder, manifest: manifest, reused: true) }
+    let (key, folder, existing): (String, String, StageResult?)
+    do { (key, folder, existing) = try store.locate(stage: stage, variant: variant, config: settings, inputKeys: [datasetKey], formatVersion: segmenterFormatVersion, force: force) }
+    catch { throw .artifact(error) }
+    if let existing { return existing }
     let resuming = !force && FileManager.default.fileExists(atPath: folder + "/training.safetensors")
     let config = settings.config
     let interpolation = Interpolation(rawValue: config.interpolation) ?? .cubic
@@ -304,13 +303,10 @@ public func runSegmentEvaluate(models: [TrainedSegmenter], dataset: Dataset, dat
     let stage = "segment-evaluate"
     let settings = SegmentEvaluateSettings(split: split?.rawValue ?? "all", threshold: config.threshold,
                                            selectionMetric: config.selectionMetric, ensembleSize: config.ensembleSize)
-    let key: String
-    do {
-        key = try ArtifactStore.key(stage: stage, config: settings, inputKeys: models.map(\.manifest.key) + [datasetKey],
-                                    formatVersion: segmentationEvaluationFormatVersion)
-    } catch { throw .artifact(.io(path: store.root, message: "\(error)")) }
-    let folder = store.folder(stage: stage, variant: variant, key: key)
-    if !force, let manifest = store.completeManifest(at: folder) { return StageResult(folder: folder, manifest: manifest, reused: true) }
+    let (key, folder, existing): (String, String, StageResult?)
+    do { (key, folder, existing) = try store.locate(stage: stage, variant: variant, config: settings, inputKeys: models.map(\.manifest.key) + [datasetKey], formatVersion: segmentationEvaluationFormatVersion, force: force) }
+    catch { throw .artifact(error) }
+    if let existing { return existing }
     let rows = dataset.rows.filter { split == nil || $0.split == split }
     guard !rows.isEmpty else { throw .emptySplit(dataset: dataset.folder, split: split?.rawValue ?? "any") }
 
@@ -434,13 +430,10 @@ public func runSegmentPredict(models: [TrainedSegmenter], dataset: Dataset, data
                               sink: EventSink) throws(TrainingError) -> StageResult {
     let stage = "segment-predict"
     let settings = SegmentPredictSettings(threshold: threshold)
-    let key: String
-    do {
-        key = try ArtifactStore.key(stage: stage, config: settings, inputKeys: models.map(\.manifest.key) + [datasetKey],
-                                    formatVersion: segmentationEvaluationFormatVersion)
-    } catch { throw .artifact(.io(path: store.root, message: "\(error)")) }
-    let folder = store.folder(stage: stage, variant: variant, key: key)
-    if !force, let manifest = store.completeManifest(at: folder) { return StageResult(folder: folder, manifest: manifest, reused: true) }
+    let (key, folder, existing): (String, String, StageResult?)
+    do { (key, folder, existing) = try store.locate(stage: stage, variant: variant, config: settings, inputKeys: models.map(\.manifest.key) + [datasetKey], formatVersion: segmentationEvaluationFormatVersion, force: force) }
+    catch { throw .artifact(error) }
+    if let existing { return existing }
     let maskFolders = models.enumerated().map { "masks/\($0 + 1)-\($1.name)" }
     var empty = [[String]](repeating: [], count: models.count)
     do {
