@@ -37,6 +37,14 @@ final class BufferPool: @unchecked Sendable {
     }
 }
 
+/// Runs `body` on pooled scratch storage of `count` elements with unspecified contents, which goes
+/// back to the pool afterwards (no allocation or first touch once the pool holds that size).
+func withPooledScratch<R>(_ count: Int, _ body: (UnsafeMutablePointer<Float>) -> R) -> R {
+    var array = BufferPool.shared.take(count) ?? [Float](unsafeUninitializedCapacity: count) { _, initialized in initialized = count }
+    defer { BufferPool.shared.give(array) }
+    return array.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
+}
+
 extension Tensor {
     /// A tensor of zeros on pooled storage.
     static func pooledZeros(_ shape: [Int]) -> Tensor {

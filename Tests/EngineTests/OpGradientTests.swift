@@ -13,6 +13,49 @@ final class OpGradientTests: XCTestCase {
         }
     }
 
+    /// The 3×3 stride-1 convolutions take the Winograd path: forward and input gradient against a
+    /// direct sum in Double, on odd sizes (edge tiles half outside) and more channels than the
+    /// finite-difference check affords.
+    func testWinogradMatchesADirectSumInDouble() {
+        for (padding, h, w) in [(Padding.same, 7, 5), (.valid, 6, 9), (.same, 1, 4)] {
+            let (cin, cout) = (13, 6)
+            let x = randomTensor([2, h, w, cin], seed: 7), k = randomTensor([3, 3, cin, cout], seed: 8)
+            let pad = padding == .same ? 1 : 0
+            let oh = padding == .same ? h : h - 2, ow = padding == .same ? w : w - 2
+            let dy = randomTensor([2, oh, ow, cout], seed: 9)
+            let tape = Tape(recording: true, training: true)
+            let xv = tape.constant(x)
+            let y = tape.conv2d(xv, tape.constant(k), padding: padding)
+            XCTAssertEqual(tape.value(y).shape, [2, oh, ow, cout])
+            tape.backward(from: y, seed: dy)
+            let dx = tape.gradient(xv)
+            var direct = [Double](repeating: 0, count: 2 * oh * ow * cout), input = [Double](repeating: 0, count: x.count)
+            for n in 0..<2 {
+                for oy in 0..<oh {
+                    for ox in 0..<ow {
+                        for ky in 0..<3 {
+                            for kx in 0..<3 {
+                                let iy = oy + ky - pad, ix = ox + kx - pad
+                                guard iy >= 0 && iy < h && ix >= 0 && ix < w else { continue }
+                                for i in 0..<cin {
+                                    let xi = ((n * h + iy) * w + ix) * cin + i
+                                    for o in 0..<cout {
+                                        let kk = ((ky * 3 + kx) * cin + i) * cout + o, yo = ((n * oh + oy) * ow + ox) * cout + o
+                                        direct[yo] += Double(x.data[xi]) * Double(k.data[kk])
+                                        input[xi] += Double(dy.data[yo]) * Double(k.data[kk])
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            for (a, b) in zip(tape.value(y).data, direct) { XCTAssertEqual(Double(a), b, accuracy: 1e-5 * max(1, abs(b)), "forward \(padding)") }
+            for (a, b) in zip(dx?.data ?? [], input) { XCTAssertEqual(Double(a), b, accuracy: 1e-5 * max(1, abs(b)), "dx \(padding)") }
+            XCTAssertEqual(dx?.count, x.count)
+        }
+    }
+
     func testSamePaddingMatchesTensorFlowGeometry() {
         // Stride 2 on even input: k=3 pads 0 before (1 after); k=5 pads 1 before (2 after).
         XCTAssertEqual(convGeometry(input: 8, kernel: 3, stride: 2, padding: .same).padBefore, 0)

@@ -88,6 +88,7 @@ extension Tape {
         let s = ConvShape(input: input, kh: k[0], kw: k[1], stride: stride, padTop: padTop, padLeft: padLeft, oh: oh, ow: ow)
         let cout = k[3]
         let pointwise = s.kh == 1 && s.kw == 1 && stride == 1
+        let winograd = s.kh == 3 && s.kw == 3 && stride == 1
         forwardFlops += 2 * Double(input.n * oh * ow) * Double(s.patch * cout)
         let xv = value(x), kv = value(kernel)
         let pixels = oh * ow
@@ -97,6 +98,10 @@ extension Tape {
                     if pointwise {
                         BLAS.gemmRowsSplit(m: input.n * pixels, n: cout, k: input.c, a: xp, lda: input.c, b: w, ldb: cout,
                                            beta: 0, c: y, ldc: cout)
+                    } else if winograd {
+                        winogradConvolveImages(xp, input, padTop: s.padTop, padLeft: s.padLeft,
+                                               filters: winogradFilters(w, cin: input.c, cout: cout, rotated: false),
+                                               cout: cout, into: y, oh: oh, ow: ow, accumulate: false)
                     } else {
                         // Images split across threads, each with its own patch buffer.
                         let box = SendableBox((xp, w, y))
@@ -148,11 +153,20 @@ extension Tape {
                                             BLAS.sgemm(transposeA: true, transposeB: false, m: s.patch, n: cout, k: pixels,
                                                        alpha: 1, a: cols, lda: s.patch, b: gn, ldb: cout, beta: 1,
                                                        c: p + part * size, ldc: cout)
+                                            if winograd { continue }
                                             BLAS.sgemm(transposeA: false, transposeB: true, m: pixels, n: s.patch, k: cout,
                                                        alpha: 1, a: gn, lda: cout, b: w, ldb: cout, beta: 0, c: cols, ldc: s.patch)
                                             col2im(cols, s, image: n, into: dx)
                                         }
                                     }
+                                }
+                                // The input gradient of a 3×3 stride-1 convolution is the convolution of dy with
+                                // the kernel rotated by 180°, channels swapped, padded by 2 − pad.
+                                if winograd {
+                                    winogradConvolveImages(g, NHWC(n: input.n, h: oh, w: ow, c: cout),
+                                                           padTop: 2 - s.padTop, padLeft: 2 - s.padLeft,
+                                                           filters: winogradFilters(w, cin: input.c, cout: cout, rotated: true),
+                                                           cout: input.c, into: dx, oh: input.h, ow: input.w, accumulate: true)
                                 }
                             }
                             tape.accumulate(kernel) { dw in
