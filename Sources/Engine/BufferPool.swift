@@ -3,6 +3,9 @@
 // take arrays of the same element count from the pool. A training step allocates the same shapes
 // every time, so after the first step nothing is allocated or first-touched. Correctness never
 // depends on the pool: an array someone still references is copied on write, as Swift arrays are.
+// The pool keeps no more arrays of a size than were ever out at once: a tape also hands back
+// arrays that never came from the pool (the outputs of elementwise ops, say), and keeping those
+// would grow the pool by the same arrays every step.
 
 import Foundation
 
@@ -11,6 +14,9 @@ final class BufferPool: @unchecked Sendable {
 
     private let lock = NSLock()
     private var free: [Int: [[Float]]] = [:]
+    /// Per size: arrays taken (or missed) and not yet handed back, and the most ever out at once.
+    private var outstanding: [Int: Int] = [:]
+    private var peak: [Int: Int] = [:]
     private var pooledElements = 0
     /// Upper bound on pooled storage (elements): 16 GiB of Float32. A step never pools more than it
     /// held at its peak, so this only guards against pathological shape churn.
@@ -20,18 +26,31 @@ final class BufferPool: @unchecked Sendable {
     func take(_ count: Int) -> [Float]? {
         lock.lock()
         defer { lock.unlock() }
+        let out = outstanding[count, default: 0] + 1
+        outstanding[count] = out
+        if out > peak[count, default: 0] { peak[count] = out }
         guard var list = free[count], let array = list.popLast() else { return nil }
         free[count] = list
         pooledElements -= count
         return array
     }
 
-    /// Keeps `array` for reuse (dropped when the pool is full).
+    /// How many arrays of `count` elements the pool holds.
+    func pooledArrays(of count: Int) -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return free[count]?.count ?? 0
+    }
+
+    /// Keeps `array` for reuse, unless as many arrays of its size are pooled as were ever out at
+    /// once, or the pool is full.
     func give(_ array: [Float]) {
         guard array.count > 1024 else { return }
         lock.lock()
         defer { lock.unlock() }
-        guard pooledElements + array.count <= limit else { return }
+        outstanding[array.count] = max(0, outstanding[array.count, default: 0] - 1)
+        guard free[array.count, default: []].count < peak[array.count, default: 0],
+              pooledElements + array.count <= limit else { return }
         free[array.count, default: []].append(array)
         pooledElements += array.count
     }

@@ -91,6 +91,24 @@ final class ModelTests: XCTestCase {
 }
 
 final class InferenceMemoryTests: XCTestCase {
+    func testBufferPoolDoesNotGrowWithArraysItNeverLent() {
+        // An elementwise op's output is not taken from the pool but is handed back with its tape;
+        // step after step the pool must not keep such arrays (it grew by them every step before).
+        let size = 4999
+        for _ in 0..<12 {
+            let tape = Tape(recording: true, training: true)
+            let x = tape.constant(Tensor(shape: [size], repeating: 1))
+            tape.backward(from: tape.sum(tape.scale(x, 2)))
+        }
+        XCTAssertLessThanOrEqual(BufferPool.shared.pooledArrays(of: size), 2)
+        // Arrays it did lend come back and are reused: a pooled op output of a fresh size.
+        for _ in 0..<12 {
+            let tape = Tape(recording: true, training: true)
+            _ = tape.relu(tape.constant(Tensor(shape: [1, 1, 1, 5003], repeating: 1)))
+        }
+        XCTAssertEqual(BufferPool.shared.pooledArrays(of: 5003), 1)
+    }
+
     func testReleasingIntermediatesLeavesInferenceOutputsUnchanged() {
         // Inference frees block intermediates; a recording tape (which keeps everything) must give
         // the same outputs, and reading a released value is a programming error caught early.
