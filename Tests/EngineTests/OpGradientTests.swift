@@ -6,6 +6,15 @@ import SeededRandom
 
 final class OpGradientTests: XCTestCase {
     func testConvolutionGradients() {
+        for winograd in [false, true] {
+            let before = Winograd.enabled
+            Winograd.enabled = winograd
+            defer { Winograd.enabled = before }
+            checkConvolutionGradients()
+        }
+    }
+
+    func checkConvolutionGradients() {
         for (k, stride, padding) in [(3, 1, Padding.same), (3, 2, .same), (5, 2, .same), (3, 1, .valid), (1, 1, .same), (1, 2, .same)] {
             let x = randomTensor([2, 6, 6, 3], seed: 1), w = randomTensor([k, k, 3, 4], seed: 2), b = randomTensor([4], seed: 3)
             assertGradients(gradientCheck(inputs: [x, w, b]) { t, v in t.conv2d(v[0], v[1], bias: v[2], stride: stride, padding: padding) },
@@ -17,6 +26,9 @@ final class OpGradientTests: XCTestCase {
     /// direct sum in Double, on odd sizes (edge tiles half outside) and more channels than the
     /// finite-difference check affords.
     func testWinogradMatchesADirectSumInDouble() {
+        let before = Winograd.enabled
+        Winograd.enabled = true
+        defer { Winograd.enabled = before }
         for (padding, h, w) in [(Padding.same, 7, 5), (.valid, 6, 9), (.same, 1, 4)] {
             let (cin, cout) = (13, 6)
             let x = randomTensor([2, h, w, cin], seed: 7), k = randomTensor([3, 3, cin, cout], seed: 8)

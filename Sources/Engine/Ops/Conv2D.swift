@@ -88,7 +88,7 @@ extension Tape {
         let s = ConvShape(input: input, kh: k[0], kw: k[1], stride: stride, padTop: padTop, padLeft: padLeft, oh: oh, ow: ow)
         let cout = k[3]
         let pointwise = s.kh == 1 && s.kw == 1 && stride == 1
-        let winograd = s.kh == 3 && s.kw == 3 && stride == 1
+        let winograd = Winograd.enabled && s.kh == 3 && s.kw == 3 && stride == 1
         forwardFlops += 2 * Double(input.n * oh * ow) * Double(s.patch * cout)
         let xv = value(x), kv = value(kernel)
         let pixels = oh * ow

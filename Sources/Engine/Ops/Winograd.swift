@@ -9,6 +9,15 @@
 // passes here (the input gradient is the same convolution of dy with the kernel rotated by 180°
 // and its channel axes swapped); the kernel gradient keeps the patch GEMM.
 
+import Foundation
+
+/// Whether stride-1 3×3 convolutions take the Winograd path. Off by default while a crash inside
+/// BLIS seen once in a long U-Net run with it on (after ~400 steps) is unexplained; `CXR_WINOGRAD=1`
+/// turns it on (DECISIONS.md, "Engine").
+public enum Winograd {
+    nonisolated(unsafe) public static var enabled = ProcessInfo.processInfo.environment["CXR_WINOGRAD"] == "1"
+}
+
 /// The 16 transformed filters U[ξ] = (G·g·Gᵀ)[ξ], each a [Cin × Cout] matrix, from an HWIO 3×3
 /// kernel; `rotated` gives those of the input-gradient pass: g'[ky][kx][o][i] = g[2−ky][2−kx][i][o].
 func winogradFilters(_ kernel: UnsafePointer<Float>, cin: Int, cout: Int, rotated: Bool) -> [Float] {
@@ -116,59 +125,87 @@ private func winogradConvolve(_ x: UnsafePointer<Float>, h: Int, w: Int, cin: In
     }
 }
 
+/// Float, or eight of them: the transforms run eight channels at a time (explicit SIMD, since the
+/// 32 pointers of a tile keep the compiler from proving the loops safe to vectorise), then one.
+private protocol Lanes {
+    static var width: Int { get }
+    static func + (a: Self, b: Self) -> Self
+    static func - (a: Self, b: Self) -> Self
+    init(loading p: UnsafePointer<Float>)
+    func store(to p: UnsafeMutablePointer<Float>)
+}
+
+extension Float: Lanes {
+    static var width: Int { 1 }
+    @inline(__always) init(loading p: UnsafePointer<Float>) { self = p.pointee }
+    @inline(__always) func store(to p: UnsafeMutablePointer<Float>) { p.pointee = self }
+}
+
+extension SIMD8: Lanes where Scalar == Float {
+    static var width: Int { 8 }
+    @inline(__always) init(loading p: UnsafePointer<Float>) { self = UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
+    @inline(__always) func store(to p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: self, as: SIMD8<Float>.self) }
+}
+
 /// V = Bᵀ·d·B for one tile, every channel: d[r·4 + q] points at the channels of input pixel
 /// (r, q); the 16 results go to out[ξ·plane + c].
-@inline(__always)
 private func transformInputTile(_ d: UnsafeMutablePointer<UnsafePointer<Float>>, into out: UnsafeMutablePointer<Float>,
                                 plane: Int, channels: Int) {
-    let (d00, d01, d02, d03) = (d[0], d[1], d[2], d[3])
-    let (d10, d11, d12, d13) = (d[4], d[5], d[6], d[7])
-    let (d20, d21, d22, d23) = (d[8], d[9], d[10], d[11])
-    let (d30, d31, d32, d33) = (d[12], d[13], d[14], d[15])
-    let (o0, o1, o2, o3) = (out, out + plane, out + 2 * plane, out + 3 * plane)
-    let (o4, o5, o6, o7) = (out + 4 * plane, out + 5 * plane, out + 6 * plane, out + 7 * plane)
-    let (o8, o9, o10, o11) = (out + 8 * plane, out + 9 * plane, out + 10 * plane, out + 11 * plane)
-    let (o12, o13, o14, o15) = (out + 12 * plane, out + 13 * plane, out + 14 * plane, out + 15 * plane)
-    for c in 0..<channels {
+    let simd = channels / 8 * 8
+    transformInput(SIMD8<Float>.self, d, out, plane, 0, simd)
+    transformInput(Float.self, d, out, plane, simd, channels)
+}
+
+@inline(__always)
+private func transformInput<V: Lanes>(_: V.Type, _ d: UnsafeMutablePointer<UnsafePointer<Float>>, _ out: UnsafeMutablePointer<Float>,
+                                      _ plane: Int, _ from: Int, _ to: Int) {
+    var c = from
+    while c < to {
+        @inline(__always) func at(_ k: Int) -> V { V(loading: d[k] + c) }
+        @inline(__always) func put(_ k: Int, _ v: V) { v.store(to: out + k * plane + c) }
         // Bᵀ·d: rows.
-        let a0 = d00[c] - d20[c], a1 = d01[c] - d21[c], a2 = d02[c] - d22[c], a3 = d03[c] - d23[c]
-        let b0 = d10[c] + d20[c], b1 = d11[c] + d21[c], b2 = d12[c] + d22[c], b3 = d13[c] + d23[c]
-        let e0 = d20[c] - d10[c], e1 = d21[c] - d11[c], e2 = d22[c] - d12[c], e3 = d23[c] - d13[c]
-        let f0 = d10[c] - d30[c], f1 = d11[c] - d31[c], f2 = d12[c] - d32[c], f3 = d13[c] - d33[c]
+        let d00 = at(0), d01 = at(1), d02 = at(2), d03 = at(3), d10 = at(4), d11 = at(5), d12 = at(6), d13 = at(7)
+        let d20 = at(8), d21 = at(9), d22 = at(10), d23 = at(11), d30 = at(12), d31 = at(13), d32 = at(14), d33 = at(15)
+        let a0 = d00 - d20, a1 = d01 - d21, a2 = d02 - d22, a3 = d03 - d23
+        let b0 = d10 + d20, b1 = d11 + d21, b2 = d12 + d22, b3 = d13 + d23
+        let e0 = d20 - d10, e1 = d21 - d11, e2 = d22 - d12, e3 = d23 - d13
+        let f0 = d10 - d30, f1 = d11 - d31, f2 = d12 - d32, f3 = d13 - d33
         // ·B: columns.
-        o0[c] = a0 - a2; o1[c] = a1 + a2; o2[c] = a2 - a1; o3[c] = a1 - a3
-        o4[c] = b0 - b2; o5[c] = b1 + b2; o6[c] = b2 - b1; o7[c] = b1 - b3
-        o8[c] = e0 - e2; o9[c] = e1 + e2; o10[c] = e2 - e1; o11[c] = e1 - e3
-        o12[c] = f0 - f2; o13[c] = f1 + f2; o14[c] = f2 - f1; o15[c] = f1 - f3
+        put(0, a0 - a2); put(1, a1 + a2); put(2, a2 - a1); put(3, a1 - a3)
+        put(4, b0 - b2); put(5, b1 + b2); put(6, b2 - b1); put(7, b1 - b3)
+        put(8, e0 - e2); put(9, e1 + e2); put(10, e2 - e1); put(11, e1 - e3)
+        put(12, f0 - f2); put(13, f1 + f2); put(14, f2 - f1); put(15, f1 - f3)
+        c += V.width
     }
 }
 
 /// Y = Aᵀ·M·A for one tile, every channel: m[ξ·plane + o] in, the 2×2 outputs inside the image
 /// to y, y + channels (right) and y + rowStride (below).
-@inline(__always)
 private func transformOutputTile(_ m: UnsafeMutablePointer<Float>, plane: Int, channels: Int, into y: UnsafeMutablePointer<Float>,
                                  rowStride: Int, right: Bool, below: Bool, accumulate: Bool) {
-    let y01 = y + channels, y10 = y + rowStride, y11 = y + rowStride + channels
-    for o in 0..<channels {
-        let m00 = m[o], m01 = m[plane + o], m02 = m[2 * plane + o], m03 = m[3 * plane + o]
-        let m10 = m[4 * plane + o], m11 = m[5 * plane + o], m12 = m[6 * plane + o], m13 = m[7 * plane + o]
-        let m20 = m[8 * plane + o], m21 = m[9 * plane + o], m22 = m[10 * plane + o], m23 = m[11 * plane + o]
-        let m30 = m[12 * plane + o], m31 = m[13 * plane + o], m32 = m[14 * plane + o], m33 = m[15 * plane + o]
-        // Aᵀ·M: rows.
-        let s0 = m00 + m10 + m20, s1 = m01 + m11 + m21, s2 = m02 + m12 + m22, s3 = m03 + m13 + m23
-        let t0 = m10 - m20 - m30, t1 = m11 - m21 - m31, t2 = m12 - m22 - m32, t3 = m13 - m23 - m33
-        // ·A: columns.
-        let v00 = s0 + s1 + s2, v01 = s1 - s2 - s3, v10 = t0 + t1 + t2, v11 = t1 - t2 - t3
-        if accumulate {
-            y[o] += v00
-            if right { y01[o] += v01 }
-            if below { y10[o] += v10 }
-            if right && below { y11[o] += v11 }
-        } else {
-            y[o] = v00
-            if right { y01[o] = v01 }
-            if below { y10[o] = v10 }
-            if right && below { y11[o] = v11 }
+    let simd = channels / 8 * 8
+    transformOutput(SIMD8<Float>.self, m, plane, y, rowStride, channels, right, below, accumulate, 0, simd)
+    transformOutput(Float.self, m, plane, y, rowStride, channels, right, below, accumulate, simd, channels)
+}
+
+@inline(__always)
+private func transformOutput<V: Lanes>(_: V.Type, _ m: UnsafeMutablePointer<Float>, _ plane: Int, _ y: UnsafeMutablePointer<Float>,
+                                       _ rowStride: Int, _ channels: Int, _ right: Bool, _ below: Bool, _ accumulate: Bool,
+                                       _ from: Int, _ to: Int) {
+    var o = from
+    while o < to {
+        @inline(__always) func at(_ k: Int) -> V { V(loading: m + k * plane + o) }
+        @inline(__always) func put(_ p: UnsafeMutablePointer<Float>, _ v: V) {
+            (accumulate ? V(loading: p + o) + v : v).store(to: p + o)
         }
+        // Aᵀ·M: rows.
+        let s0 = at(0) + at(4) + at(8), s1 = at(1) + at(5) + at(9), s2 = at(2) + at(6) + at(10), s3 = at(3) + at(7) + at(11)
+        let t0 = at(4) - at(8) - at(12), t1 = at(5) - at(9) - at(13), t2 = at(6) - at(10) - at(14), t3 = at(7) - at(11) - at(15)
+        // ·A: columns.
+        put(y, s0 + s1 + s2)
+        if right { put(y + channels, s1 - s2 - s3) }
+        if below { put(y + rowStride, t0 + t1 + t2) }
+        if right && below { put(y + rowStride + channels, t1 - t2 - t3) }
+        o += V.width
     }
 }
