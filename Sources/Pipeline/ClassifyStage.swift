@@ -84,10 +84,8 @@ public func runClassifyTrain(dataset: Dataset, datasetKey: String, variant: Stri
     guard let interpolation = Interpolation(rawValue: config.interpolation) else {
         throw .artifact(.io(path: "pipeline.json", message: "classify.interpolation '\(config.interpolation)' is unknown"))
     }
-    let split = { (s: Split) in dataset.rows.filter { $0.split == s } }
-    let trainRows = split(.train), valRows = split(.val), testRows = split(.test)
-    guard !trainRows.isEmpty else { throw .emptySplit(dataset: dataset.folder, split: "training") }
-    guard !valRows.isEmpty else { throw .emptySplit(dataset: dataset.folder, split: "validation") }
+    let (trainRows, valRows) = try trainingRows(dataset)
+    let testRows = dataset.rows.filter { $0.split == .test }
     let train: ClassificationImages, val: ClassificationImages
     do {
         train = try .load(dataset, rows: trainRows, size: config.size, interpolation: interpolation, threads: threads, sink: sink)

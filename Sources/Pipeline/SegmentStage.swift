@@ -40,9 +40,7 @@ public func runSegmentTrain(dataset: Dataset, datasetKey: String, variant: Strin
     let resuming = !force && FileManager.default.fileExists(atPath: folder + "/training.safetensors")
     let config = settings.config
     let interpolation = Interpolation(rawValue: config.interpolation) ?? .cubic
-    let trainRows = dataset.rows.filter { $0.split == .train }, valRows = dataset.rows.filter { $0.split == .val }
-    guard !trainRows.isEmpty else { throw .emptySplit(dataset: dataset.folder, split: "training") }
-    guard !valRows.isEmpty else { throw .emptySplit(dataset: dataset.folder, split: "validation") }
+    let (trainRows, valRows) = try trainingRows(dataset)
     let train: SegmentationImages, val: SegmentationImages
     do {
         train = try .load(dataset, rows: trainRows, size: config.size, interpolation: interpolation, threads: threads, sink: sink)

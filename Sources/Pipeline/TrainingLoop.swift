@@ -203,6 +203,16 @@ struct TrainingLoop<O: Optimizer> {
     }
 }
 
+/// The train and val rows of a dataset a training stage needs.
+///
+/// - Throws: `TrainingError.emptySplit` naming the dataset and the missing split.
+func trainingRows(_ dataset: Dataset) throws(TrainingError) -> (train: [DatasetRow], val: [DatasetRow]) {
+    let train = dataset.rows.filter { $0.split == .train }, val = dataset.rows.filter { $0.split == .val }
+    guard !train.isEmpty else { throw .emptySplit(dataset: dataset.folder, split: "training") }
+    guard !val.isEmpty else { throw .emptySplit(dataset: dataset.folder, split: "validation") }
+    return (train, val)
+}
+
 /// One JSON line: sorted keys, non-finite numbers as strings.
 func encodeJSONLine(_ value: some Encodable) -> String {
     let encoder = JSONEncoder()
