@@ -27,6 +27,10 @@ BIN := $(SCRATCH)/release
 STAGE_FLAGS = --config $(CONFIG) --profile $(PROFILE) --artifacts $(ARTIFACTS)
 DEMO_FLAGS = --config $(CONFIG) --profile $(DEMO_PROFILE) --artifacts $(ARTIFACTS)
 export CXR_BLAS := $(BLAS)
+# Instruction set of the numeric code (Package.swift): AVX2 with FMA where this CPU has both, else
+# the x86-64 baseline; `make build TARGET_CPU=` builds the baseline anywhere.
+TARGET_CPU ?= $(shell grep -qw avx2 /proc/cpuinfo 2>/dev/null && grep -qw fma /proc/cpuinfo 2>/dev/null && echo haswell)
+export CXR_TARGET_CPU := $(TARGET_CPU)
 
 DEB_PACKAGES := pkg-config libpng-dev libjpeg-dev libblis-dev libopenblas-dev
 

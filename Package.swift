@@ -21,9 +21,15 @@ default:
     blasDefine = "CXR_BLAS_BLIS"
 }
 
+/// The instruction set the numeric code is compiled for: `CXR_TARGET_CPU` (an LLVM CPU name such as
+/// `haswell`, AVX2 with FMA). The Makefile sets it to `haswell` when this machine's CPU has AVX2 and FMA;
+/// unset, the compiler's baseline (x86-64 with SSE2) is used. Swift never contracts a·b + c into an FMA
+/// nor reorders sums on its own, so the wider vectors change speed only, not one bit of a result.
+let targetCPU = ProcessInfo.processInfo.environment["CXR_TARGET_CPU"].flatMap { $0.isEmpty ? nil : $0 }
+
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
-]
+] + (targetCPU.map { [.unsafeFlags(["-target-cpu", $0])] } ?? [])
 
 let package = Package(
     name: "MultiLossCXR",
