@@ -22,49 +22,65 @@ final class OpGradientTests: XCTestCase {
         }
     }
 
-    /// The 3×3 stride-1 convolutions take the Winograd path: forward and input gradient against a
-    /// direct sum in Double, on odd sizes (edge tiles half outside) and more channels than the
-    /// finite-difference check affords.
-    func testWinogradMatchesADirectSumInDouble() {
-        let before = Winograd.enabled
-        Winograd.enabled = true
-        defer { Winograd.enabled = before }
-        for (padding, h, w) in [(Padding.same, 7, 5), (.valid, 6, 9), (.same, 1, 4)] {
-            let (cin, cout) = (13, 6)
-            let x = randomTensor([2, h, w, cin], seed: 7), k = randomTensor([3, 3, cin, cout], seed: 8)
-            let pad = padding == .same ? 1 : 0
-            let oh = padding == .same ? h : h - 2, ow = padding == .same ? w : w - 2
-            let dy = randomTensor([2, oh, ow, cout], seed: 9)
-            let tape = Tape(recording: true, training: true)
-            let xv = tape.constant(x)
-            let y = tape.conv2d(xv, tape.constant(k), padding: padding)
-            XCTAssertEqual(tape.value(y).shape, [2, oh, ow, cout])
-            tape.backward(from: y, seed: dy)
-            let dx = tape.gradient(xv)
-            var direct = [Double](repeating: 0, count: 2 * oh * ow * cout), input = [Double](repeating: 0, count: x.count)
-            for n in 0..<2 {
-                for oy in 0..<oh {
-                    for ox in 0..<ow {
-                        for ky in 0..<3 {
-                            for kx in 0..<3 {
-                                let iy = oy + ky - pad, ix = ox + kx - pad
-                                guard iy >= 0 && iy < h && ix >= 0 && ix < w else { continue }
-                                for i in 0..<cin {
-                                    let xi = ((n * h + iy) * w + ix) * cin + i
-                                    for o in 0..<cout {
-                                        let kk = ((ky * 3 + kx) * cin + i) * cout + o, yo = ((n * oh + oy) * ow + ox) * cout + o
-                                        direct[yo] += Double(x.data[xi]) * Double(k.data[kk])
-                                        input[xi] += Double(dy.data[yo]) * Double(k.data[kk])
+    /// Forward, input and kernel gradients against a direct sum in Double, on both paths (patch
+    /// matrices and, for 3×3 stride 1, Winograd), on odd sizes (edge tiles half outside) and with
+    /// more channels than the finite-difference check affords; the wide cases span several bands
+    /// of output pixels (ConvShape.bands), so the band seams are checked too.
+    func testConvolutionMatchesADirectSumInDouble() {
+        let cases: [(k: Int, stride: Int, padding: Padding, h: Int, w: Int, cin: Int, cout: Int, bands: Int)] = [
+            (3, 1, .same, 7, 5, 13, 6, 1), (3, 1, .valid, 6, 9, 13, 6, 1), (3, 1, .same, 1, 4, 13, 6, 1),
+            (3, 2, .same, 8, 7, 5, 3, 1), (3, 1, .same, 9, 11, 470, 3, 2), (5, 2, .same, 17, 17, 200, 2, 2),
+        ]
+        for winograd in [false, true] {
+            let before = Winograd.enabled
+            Winograd.enabled = winograd
+            defer { Winograd.enabled = before }
+            for c in cases {
+                let (oh, padTop) = convGeometry(input: c.h, kernel: c.k, stride: c.stride, padding: c.padding)
+                let (ow, padLeft) = convGeometry(input: c.w, kernel: c.k, stride: c.stride, padding: c.padding)
+                let shape = ConvShape(input: NHWC(n: 2, h: c.h, w: c.w, c: c.cin), kh: c.k, kw: c.k, stride: c.stride,
+                                      padTop: padTop, padLeft: padLeft, oh: oh, ow: ow)
+                XCTAssertEqual(Array(shape.bands).count, c.bands, "bands of \(c)")
+                let x = randomTensor([2, c.h, c.w, c.cin], seed: 7), k = randomTensor([c.k, c.k, c.cin, c.cout], seed: 8)
+                let dy = randomTensor([2, oh, ow, c.cout], seed: 9)
+                let tape = Tape(recording: true, training: true)
+                let xv = tape.constant(x), kv = tape.constant(k)
+                let y = tape.conv2d(xv, kv, stride: c.stride, padding: c.padding)
+                XCTAssertEqual(tape.value(y).shape, [2, oh, ow, c.cout])
+                tape.backward(from: y, seed: dy)
+                var direct = [Double](repeating: 0, count: dy.count)
+                var input = [Double](repeating: 0, count: x.count), kernel = [Double](repeating: 0, count: k.count)
+                for n in 0..<2 {
+                    for oy in 0..<oh {
+                        for ox in 0..<ow {
+                            for ky in 0..<c.k {
+                                for kx in 0..<c.k {
+                                    let iy = oy * c.stride + ky - padTop, ix = ox * c.stride + kx - padLeft
+                                    guard iy >= 0 && iy < c.h && ix >= 0 && ix < c.w else { continue }
+                                    for i in 0..<c.cin {
+                                        let xi = ((n * c.h + iy) * c.w + ix) * c.cin + i
+                                        for o in 0..<c.cout {
+                                            let kk = ((ky * c.k + kx) * c.cin + i) * c.cout + o
+                                            let yo = ((n * oh + oy) * ow + ox) * c.cout + o
+                                            direct[yo] += Double(x.data[xi]) * Double(k.data[kk])
+                                            input[xi] += Double(dy.data[yo]) * Double(k.data[kk])
+                                            kernel[kk] += Double(dy.data[yo]) * Double(x.data[xi])
+                                        }
                                     }
                                 }
                             }
                         }
                     }
                 }
+                let label = "\(c) winograd=\(winograd)"
+                let tolerance = 1e-5 * Double(c.cin).squareRoot()
+                for (a, b) in zip(tape.value(y).data, direct) { XCTAssertEqual(Double(a), b, accuracy: tolerance * max(1, abs(b)), "forward \(label)") }
+                let dx = tape.gradient(xv), dk = tape.gradient(kv)
+                XCTAssertEqual(dx?.count, x.count)
+                XCTAssertEqual(dk?.count, k.count)
+                for (a, b) in zip(dx?.data ?? [], input) { XCTAssertEqual(Double(a), b, accuracy: tolerance * max(1, abs(b)), "dx \(label)") }
+                for (a, b) in zip(dk?.data ?? [], kernel) { XCTAssertEqual(Double(a), b, accuracy: tolerance * max(1, abs(b)), "dkernel \(label)") }
             }
-            for (a, b) in zip(tape.value(y).data, direct) { XCTAssertEqual(Double(a), b, accuracy: 1e-5 * max(1, abs(b)), "forward \(padding)") }
-            for (a, b) in zip(dx?.data ?? [], input) { XCTAssertEqual(Double(a), b, accuracy: 1e-5 * max(1, abs(b)), "dx \(padding)") }
-            XCTAssertEqual(dx?.count, x.count)
         }
     }
 

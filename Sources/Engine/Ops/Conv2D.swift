@@ -1,6 +1,7 @@
 // k×k convolution (NHWC input, HWIO kernel), forward and backward, with TensorFlow's padding rules.
-// A 1×1 stride-1 convolution is one GEMM over all pixels; other shapes gather patches of one image
-// at a time (im2col) and multiply, which bounds the scratch memory to one image's patches.
+// A 1×1 stride-1 convolution is one GEMM over all pixels; other shapes gather the patches of a band
+// of one image's output pixels at a time (im2col) and multiply, so the patch matrix stays in cache
+// between being written and being read, and the scratch is one band per thread.
 
 /// Padding modes of Keras convolutions.
 public enum Padding: Sendable, Equatable {
@@ -29,47 +30,55 @@ struct ConvShape {
     let kh, kw, stride, padTop, padLeft, oh, ow: Int
 
     var patch: Int { kh * kw * input.c }
+
+    /// Output pixels per band: about 1 MiB of patches (a fixed size, so results do not depend on the
+    /// thread count), at least one output row's worth of 64 pixels.
+    var bandPixels: Int { min(oh * ow, max(64, (1 << 18) / patch)) }
+
+    /// The bands of one image's output pixels, in order.
+    var bands: StrideTo<Int> { Swift.stride(from: 0, to: oh * ow, by: bandPixels) }
 }
 
-/// Gathers image `n`'s patches into `cols` (oh·ow rows of kh·kw·c), zeros where padding.
-func im2col(_ x: UnsafePointer<Float>, _ s: ConvShape, image n: Int, into cols: UnsafeMutablePointer<Float>) {
+/// Gathers the patches of image `n`'s output pixels `pixels` (row-major indices oy·ow + ox) into
+/// `cols` (one row of kh·kw·c per pixel), zeros where padding.
+func im2col(_ x: UnsafePointer<Float>, _ s: ConvShape, image n: Int, pixels: Range<Int>,
+            into cols: UnsafeMutablePointer<Float>) {
     let c = s.input.c
-    for oy in 0..<s.oh {
-        for ox in 0..<s.ow {
-            var dst = cols + (oy * s.ow + ox) * s.patch
-            for ky in 0..<s.kh {
-                let iy = oy * s.stride + ky - s.padTop
-                for kx in 0..<s.kw {
-                    let ix = ox * s.stride + kx - s.padLeft
-                    if iy >= 0 && iy < s.input.h && ix >= 0 && ix < s.input.w {
-                        let src = x + ((n * s.input.h + iy) * s.input.w + ix) * c
-                        for i in 0..<c { dst[i] = src[i] }  // inline: c is small, a memmove call is not
-                    } else {
-                        for i in 0..<c { dst[i] = 0 }
-                    }
-                    dst += c
+    for pixel in pixels {
+        let oy = pixel / s.ow, ox = pixel % s.ow
+        var dst = cols + (pixel - pixels.lowerBound) * s.patch
+        for ky in 0..<s.kh {
+            let iy = oy * s.stride + ky - s.padTop
+            for kx in 0..<s.kw {
+                let ix = ox * s.stride + kx - s.padLeft
+                if iy >= 0 && iy < s.input.h && ix >= 0 && ix < s.input.w {
+                    let src = x + ((n * s.input.h + iy) * s.input.w + ix) * c
+                    for i in 0..<c { dst[i] = src[i] }  // inline: c is small, a memmove call is not
+                } else {
+                    for i in 0..<c { dst[i] = 0 }
                 }
+                dst += c
             }
         }
     }
 }
 
-/// Adds the patch gradients `cols` of image `n` back onto the input gradient.
-func col2im(_ cols: UnsafePointer<Float>, _ s: ConvShape, image n: Int, into dx: UnsafeMutablePointer<Float>) {
+/// Adds the patch gradients `cols` of image `n`'s output pixels `pixels` back onto the input gradient.
+func col2im(_ cols: UnsafePointer<Float>, _ s: ConvShape, image n: Int, pixels: Range<Int>,
+            into dx: UnsafeMutablePointer<Float>) {
     let c = s.input.c
-    for oy in 0..<s.oh {
-        for ox in 0..<s.ow {
-            var src = cols + (oy * s.ow + ox) * s.patch
-            for ky in 0..<s.kh {
-                let iy = oy * s.stride + ky - s.padTop
-                for kx in 0..<s.kw {
-                    let ix = ox * s.stride + kx - s.padLeft
-                    if iy >= 0 && iy < s.input.h && ix >= 0 && ix < s.input.w {
-                        let dst = dx + ((n * s.input.h + iy) * s.input.w + ix) * c
-                        for i in 0..<c { dst[i] += src[i] }
-                    }
-                    src += c
+    for pixel in pixels {
+        let oy = pixel / s.ow, ox = pixel % s.ow
+        var src = cols + (pixel - pixels.lowerBound) * s.patch
+        for ky in 0..<s.kh {
+            let iy = oy * s.stride + ky - s.padTop
+            for kx in 0..<s.kw {
+                let ix = ox * s.stride + kx - s.padLeft
+                if iy >= 0 && iy < s.input.h && ix >= 0 && ix < s.input.w {
+                    let dst = dx + ((n * s.input.h + iy) * s.input.w + ix) * c
+                    for i in 0..<c { dst[i] += src[i] }
                 }
+                src += c
             }
         }
     }
@@ -107,13 +116,16 @@ extension Tape {
                         let box = SendableBox((xp, w, y))
                         Parallel.forEachRange(input.n, grain: 1) { images in
                             let (xp, w, y) = box.value
-                            let cols = UnsafeMutablePointer<Float>.allocate(capacity: pixels * s.patch)
+                            let cols = UnsafeMutablePointer<Float>.allocate(capacity: s.bandPixels * s.patch)
                             defer { cols.deallocate() }
                             for n in images {
-                                im2col(xp, s, image: n, into: cols)
-                                BLAS.sgemm(transposeA: false, transposeB: false, m: pixels, n: cout, k: s.patch,
-                                           alpha: 1, a: cols, lda: s.patch, b: w, ldb: cout, beta: 0,
-                                           c: y + n * pixels * cout, ldc: cout)
+                                for start in s.bands {
+                                    let band = start..<min(start + s.bandPixels, pixels)
+                                    im2col(xp, s, image: n, pixels: band, into: cols)
+                                    BLAS.sgemm(transposeA: false, transposeB: false, m: band.count, n: cout, k: s.patch,
+                                               alpha: 1, a: cols, lda: s.patch, b: w, ldb: cout, beta: 0,
+                                               c: y + (n * pixels + start) * cout, ldc: cout)
+                                }
                             }
                         }
                     }
@@ -145,18 +157,21 @@ extension Tape {
                                     let box = SendableBox((xp, w, g, dx, p.baseAddress!))
                                     Parallel.forEachPart(input.n, grain: 1) { part, images in
                                         let (xp, w, g, dx, p) = box.value
-                                        let cols = UnsafeMutablePointer<Float>.allocate(capacity: pixels * s.patch)
+                                        let cols = UnsafeMutablePointer<Float>.allocate(capacity: s.bandPixels * s.patch)
                                         defer { cols.deallocate() }
                                         for n in images {
-                                            let gn = g + n * pixels * cout
-                                            im2col(xp, s, image: n, into: cols)
-                                            BLAS.sgemm(transposeA: true, transposeB: false, m: s.patch, n: cout, k: pixels,
-                                                       alpha: 1, a: cols, lda: s.patch, b: gn, ldb: cout, beta: 1,
-                                                       c: p + part * size, ldc: cout)
-                                            if winograd { continue }
-                                            BLAS.sgemm(transposeA: false, transposeB: true, m: pixels, n: s.patch, k: cout,
-                                                       alpha: 1, a: gn, lda: cout, b: w, ldb: cout, beta: 0, c: cols, ldc: s.patch)
-                                            col2im(cols, s, image: n, into: dx)
+                                            for start in s.bands {
+                                                let band = start..<min(start + s.bandPixels, pixels)
+                                                let gb = g + (n * pixels + start) * cout
+                                                im2col(xp, s, image: n, pixels: band, into: cols)
+                                                BLAS.sgemm(transposeA: true, transposeB: false, m: s.patch, n: cout, k: band.count,
+                                                           alpha: 1, a: cols, lda: s.patch, b: gb, ldb: cout, beta: 1,
+                                                           c: p + part * size, ldc: cout)
+                                                if winograd { continue }
+                                                BLAS.sgemm(transposeA: false, transposeB: true, m: band.count, n: s.patch, k: cout,
+                                                           alpha: 1, a: gb, lda: cout, b: w, ldb: cout, beta: 0, c: cols, ldc: s.patch)
+                                                col2im(cols, s, image: n, pixels: band, into: dx)
+                                            }
                                         }
                                     }
                                 }
