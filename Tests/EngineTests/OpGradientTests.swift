@@ -84,6 +84,30 @@ final class OpGradientTests: XCTestCase {
         }
     }
 
+    /// An op's first contribution to a gradient writes the buffer and later ones add to it
+    /// (Tape.accumulate(_:writing:)): with the input read twice, both paths run, and an add that
+    /// overwrote, or a write that left old values, would show as a wrong gradient.
+    func testGradientsOfAnInputReadTwice() {
+        let x = randomTensor([2, 4, 4, 3], seed: 16, range: 2), s = randomTensor([2, 3], seed: 17)
+        let k = randomTensor([1, 1, 3, 5], seed: 18), y = randomTensor([2, 4, 4, 2], seed: 19)
+        let store = ParameterStore(seed: 1)
+        store.declareBatchNorm("bn", channels: 3)
+        store.set("bn/gamma", randomTensor([3], seed: 20, range: 2))
+        let ops: [(String, (Tape, Var, [Var]) -> Var)] = [
+            ("silu", { t, x, _ in t.silu(x) }), ("sigmoid", { t, x, _ in t.sigmoid(x) }),
+            ("batch norm", { t, x, _ in t.batchNorm(x, name: "bn", store: store) }),
+            ("concat", { t, x, v in t.concat([x, v[2]]) }), ("scale channels", { t, x, v in t.scaleChannels(x, by: v[1]) }),
+            ("1×1 conv", { t, x, v in t.conv2d(x, v[3]) }), ("add", { t, x, _ in t.add(x, x) }),
+        ]
+        for (name, op) in ops {
+            assertGradients(gradientCheck(inputs: [x, s, y, k], store: store) { t, v in
+                t.add(op(t, v[0], v), t.multiply(op(t, v[0], v), op(t, v[0], v)))
+            }, "\(name) read three times")
+        }
+        let awayFromZero = Tensor(shape: x.shape, data: x.data.map { $0 + ($0 >= 0 ? 0.1 : -0.1) })
+        assertGradients(gradientCheck(inputs: [awayFromZero]) { t, v in t.add(t.relu(v[0]), t.relu(v[0])) }, "relu read twice")
+    }
+
     func testSamePaddingMatchesTensorFlowGeometry() {
         // Stride 2 on even input: k=3 pads 0 before (1 after); k=5 pads 1 before (2 after).
         XCTAssertEqual(convGeometry(input: 8, kernel: 3, stride: 2, padding: .same).padBefore, 0)

@@ -16,17 +16,24 @@ enum Activation {
         }
     }
 
-    /// dx += dy·f′(x) given input x and output y.
+    /// dx += dy·f′(x) given input x and output y (dx = dy·f′(x) unless `add`).
     func backward(_ g: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>,
-                  _ dx: UnsafeMutablePointer<Float>, _ range: Range<Int>) {
-        switch self {
-        case .relu: for i in range where x[i] > 0 { dx[i] += g[i] }
-        case .sigmoid: for i in range { dx[i] += g[i] * y[i] * (1 - y[i]) }
-        case .silu:
-            // σ = y/x where x ≠ 0; recomputed to stay exact at x = 0: f′ = σ·(1 + x·(1 − σ)).
+                  _ dx: UnsafeMutablePointer<Float>, _ range: Range<Int>, add: Bool) {
+        switch (self, add) {
+        case (.relu, true): for i in range where x[i] > 0 { dx[i] += g[i] }
+        case (.relu, false): for i in range { dx[i] = x[i] > 0 ? g[i] : 0 }
+        case (.sigmoid, true): for i in range { dx[i] += g[i] * y[i] * (1 - y[i]) }
+        case (.sigmoid, false): for i in range { dx[i] = g[i] * y[i] * (1 - y[i]) }
+        // σ = y/x where x ≠ 0; recomputed to stay exact at x = 0: f′ = σ·(1 + x·(1 − σ)).
+        case (.silu, true):
             for i in range {
                 let s = 1 / (1 + fastExp(-x[i]))
                 dx[i] += g[i] * s * (1 + x[i] * (1 - s))
+            }
+        case (.silu, false):
+            for i in range {
+                let s = 1 / (1 + fastExp(-x[i]))
+                dx[i] = g[i] * s * (1 + x[i] * (1 - s))
             }
         }
     }
@@ -43,10 +50,10 @@ extension Tape {
             }
         }
         return record(out) { tape, dy in
-            tape.accumulate(x) { dx in
+            tape.accumulate(x) { dx, add in
                 dy.withPointer { g in xv.withPointer { xp in out.withPointer { yp in
                     let b = SendableBox((g, xp, yp, dx))
-                    Parallel.forEachRange(count) { range in kind.backward(b.value.0, b.value.1, b.value.2, b.value.3, range) }
+                    Parallel.forEachRange(count) { range in kind.backward(b.value.0, b.value.1, b.value.2, b.value.3, range, add: add) }
                 } } }
             }
         }

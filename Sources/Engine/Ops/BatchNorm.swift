@@ -130,14 +130,18 @@ extension Tape {
                         coefD[ch] = s * (k * mean[ch] - Float(sumDy[ch]) / m)
                     }
                 }
-                tape.accumulate(x) { dx in
+                tape.accumulate(x) { dx, add in
                     coefA.withUnsafeBufferPointer { a in coefB.withUnsafeBufferPointer { bb in coefD.withUnsafeBufferPointer { d in
                         let box = SendableBox((dx, g, xp, a.baseAddress!, bb.baseAddress!, d.baseAddress!))
                         Parallel.forEachRange(rows, grain: 256) { range in
                             let (dx, g, xp, a, bb, d) = box.value
                             for r in range {
                                 let o = r * c
-                                for ch in 0..<c { dx[o + ch] += a[ch] * g[o + ch] + bb[ch] * xp[o + ch] + d[ch] }
+                                if add {
+                                    for ch in 0..<c { dx[o + ch] += a[ch] * g[o + ch] + bb[ch] * xp[o + ch] + d[ch] }
+                                } else {
+                                    for ch in 0..<c { dx[o + ch] = a[ch] * g[o + ch] + bb[ch] * xp[o + ch] + d[ch] }
+                                }
                             }
                         }
                     } } }

@@ -142,9 +142,9 @@ extension Tape {
                                 BLAS.gemmTransposedAccumulate(m: input.c, n: cout, k: input.n * pixels, a: xp, lda: input.c,
                                                               b: g, ldb: cout, c: dw)
                             }
-                            tape.accumulate(x) { dx in
+                            tape.accumulate(x) { dx, add in
                                 BLAS.gemmRowsSplit(m: input.n * pixels, n: input.c, k: cout, a: g, lda: cout, b: w, ldb: cout,
-                                                   beta: 1, c: dx, ldc: input.c, transposeB: true)
+                                                   beta: add ? 1 : 0, c: dx, ldc: input.c, transposeB: true)
                             }
                         } else {
                             // Per thread: its images' input gradients, and a partial kernel gradient

@@ -10,7 +10,13 @@ extension Tape {
         precondition(av.shape == bv.shape, "add shapes \(av.shape) and \(bv.shape) differ")
         let out = Tensor(shape: av.shape, data: zip(av.data, bv.data).map(+))
         return record(out) { tape, dy in
-            for v in [a, b] { tape.accumulate(v) { dx in for i in 0..<dy.count { dx[i] += dy.data[i] } } }
+            for v in [a, b] {
+                tape.accumulate(v) { dx, add in
+                    dy.withPointer { g in
+                        if add { for i in 0..<dy.count { dx[i] += g[i] } } else { dx.update(from: g, count: dy.count) }
+                    }
+                }
+            }
         }
     }
 
@@ -37,7 +43,7 @@ extension Tape {
         }
         return record(out) { tape, dy in
             dy.withPointer { g in xv.withPointer { xp in sv.withPointer { sp in
-                tape.accumulate(x) { dx in
+                tape.accumulate(x) { dx, add in
                     let box = SendableBox((dx, g, sp))
                     Parallel.forEachRange(d.n, grain: 1) { images in
                         let (dx, g, sp) = box.value
@@ -45,7 +51,11 @@ extension Tape {
                             let scale = sp + n * c
                             for p in 0..<area {
                                 let o = (n * area + p) * c
-                                for ch in 0..<c { dx[o + ch] += g[o + ch] * scale[ch] }
+                                if add {
+                                    for ch in 0..<c { dx[o + ch] += g[o + ch] * scale[ch] }
+                                } else {
+                                    for ch in 0..<c { dx[o + ch] = g[o + ch] * scale[ch] }
+                                }
                             }
                         }
                     }

@@ -87,9 +87,14 @@ extension Tape {
         return record(out) { tape, dy in
             var offset = 0
             for (part, width) in zip(parts, widths) {
-                tape.accumulate(part) { dx in
-                    for r in 0..<rows { for ch in 0..<width { dx[r * width + ch] += dy.data[r * total + offset + ch] } }
-                }
+                tape.accumulate(part, writing: { dx, add in
+                    dy.withPointer { g in
+                        for r in 0..<rows {
+                            let src = g + r * total + offset, dst = dx + r * width
+                            if add { for ch in 0..<width { dst[ch] += src[ch] } } else { for ch in 0..<width { dst[ch] = src[ch] } }
+                        }
+                    }
+                })
                 offset += width
             }
         }
