@@ -10,44 +10,72 @@ import Foundation
 public let kerasBatchNormMomentum: Float = 0.99
 public let batchNormEpsilon: Float = 1e-3
 
-/// Per-channel Σ_r a[r,c]·(b[r,c] − shift[c]) (or Σ a when `b` is nil). Each thread part sums
-/// blocks of up to 64 rows in Float, adds each block to Double totals, and the parts are combined
-/// in order: accurate over millions of rows, vectorised, and deterministic for a thread count.
-private func channelSums(_ a: UnsafePointer<Float>, times b: UnsafePointer<Float>? = nil, minus shift: [Float]? = nil,
-                         rows: Int, channels c: Int) -> [Double] {
+/// What `channelSums` adds up per channel over the rows, in one pass over memory.
+private enum ChannelSumTerms {
+    /// Σ a.
+    case plain
+    /// Σ (a − shift)², the second pass of the two-pass variance.
+    case centredSquares
+    /// Σ a and Σ a·(b − shift) together: batch norm's Σ dy and Σ dy·(x − μ).
+    case plainAndProduct(UnsafePointer<Float>)
+}
+
+/// Per-channel sums over the rows of `a` [rows, c] (one array of c totals per sum of `terms`).
+/// Each thread part sums blocks of up to 64 rows in Float, adds each block to Double totals, and
+/// the parts are combined in order: accurate over millions of rows, vectorised, and deterministic
+/// for a thread count.
+private func channelSums(_ a: UnsafePointer<Float>, _ terms: ChannelSumTerms, shift: [Float]? = nil,
+                         rows: Int, channels c: Int) -> [[Double]] {
+    let sums: Int
+    if case .plainAndProduct = terms { sums = 2 } else { sums = 1 }
     let parts = Parallel.parts(rows, grain: 256)
-    var partials = [Double](repeating: 0, count: parts * c)
+    var partials = [Double](repeating: 0, count: parts * sums * c)
     let offsets = shift ?? [Float](repeating: 0, count: c)
     partials.withUnsafeMutableBufferPointer { p in offsets.withUnsafeBufferPointer { o in
-        let box = SendableBox((p.baseAddress!, a, b, o.baseAddress!))
+        let box = SendableBox((p.baseAddress!, a, o.baseAddress!))
         Parallel.forEachPart(rows, grain: 256) { part, range in
-            let (p, a, b, o) = box.value
-            let sums = p + part * c
-            let block = UnsafeMutablePointer<Float>.allocate(capacity: c)
+            let (p, a, o) = box.value
+            let totals = p + part * sums * c
+            let block = UnsafeMutablePointer<Float>.allocate(capacity: sums * c)
             defer { block.deallocate() }
+            let second = block + c
             var start = range.lowerBound
             while start < range.upperBound {
                 let end = min(start + 64, range.upperBound)
-                block.update(repeating: 0, count: c)
-                if let b {
-                    for r in start..<end {
-                        let ar = a + r * c, br = b + r * c
-                        for ch in 0..<c { block[ch] += ar[ch] * (br[ch] - o[ch]) }
-                    }
-                } else {
+                block.update(repeating: 0, count: sums * c)
+                switch terms {
+                case .plain:
                     for r in start..<end {
                         let ar = a + r * c
                         for ch in 0..<c { block[ch] += ar[ch] }
                     }
+                case .centredSquares:
+                    for r in start..<end {
+                        let ar = a + r * c
+                        for ch in 0..<c {
+                            let d = ar[ch] - o[ch]
+                            block[ch] += d * d
+                        }
+                    }
+                case .plainAndProduct(let b):
+                    for r in start..<end {
+                        let ar = a + r * c, br = b + r * c
+                        for ch in 0..<c {
+                            block[ch] += ar[ch]
+                            second[ch] += ar[ch] * (br[ch] - o[ch])
+                        }
+                    }
                 }
-                for ch in 0..<c { sums[ch] += Double(block[ch]) }
+                for i in 0..<(sums * c) { totals[i] += Double(block[i]) }
                 start = end
             }
         }
     } }
-    var out = [Double](repeating: 0, count: c)
-    for part in 0..<parts { for ch in 0..<c { out[ch] += partials[part * c + ch] } }
-    return out
+    return (0..<sums).map { k in
+        var out = [Double](repeating: 0, count: c)
+        for part in 0..<parts { for ch in 0..<c { out[ch] += partials[(part * sums + k) * c + ch] } }
+        return out
+    }
 }
 
 extension Tape {
@@ -63,22 +91,10 @@ extension Tape {
         let rows = xv.count / c
         var mean = [Float](repeating: 0, count: c), variance = [Float](repeating: 0, count: c)
         if training {
-            let sums = xv.withPointer { channelSums($0, rows: rows, channels: c) }
+            let sums = xv.withPointer { channelSums($0, .plain, rows: rows, channels: c)[0] }
             for ch in 0..<c { mean[ch] = Float(sums[ch] / Double(rows)) }
-            // Σ(x − μ)² = Σ(x − μ)·(x − μ): the two-pass variance.
-            let centred = xv.withPointer { xp in
-                let shifted = Tensor.pooled(xv.shape) { d in
-                    mean.withUnsafeBufferPointer { m in
-                        let box = SendableBox((d, xp, m.baseAddress!))
-                        Parallel.forEachRange(rows, grain: 256) { range in
-                            let (d, xp, m) = box.value
-                            for r in range { for ch in 0..<c { d[r * c + ch] = xp[r * c + ch] - m[ch] } }
-                        }
-                    }
-                }
-                defer { BufferPool.shared.give(shifted.data) }
-                return shifted.withPointer { channelSums($0, times: $0, rows: rows, channels: c) }
-            }
+            // The two-pass variance: Σ(x − μ)² after μ.
+            let centred = xv.withPointer { channelSums($0, .centredSquares, shift: mean, rows: rows, channels: c)[0] }
             for ch in 0..<c { variance[ch] = Float(centred[ch] / Double(rows)) }
             let correction = rows > 1 ? Float(rows) / Float(rows - 1) : 1
             let momentum = batchNormMomentum
@@ -113,9 +129,9 @@ extension Tape {
             // x̂ = (x − μ)·s; dγ = Σ dy·x̂; dβ = Σ dy; in training
             // dx = γ·s/m·(m·dy − Σdy − x̂·Σ(dy·x̂)); in inference dx = γ·s·dy.
             dy.withPointer { g in xv.withPointer { xp in
-                let sumDy = channelSums(g, rows: rows, channels: c)
-                // Σ dy·x̂ = invStd·Σ dy·(x − μ).
-                let sumDyXhat = zip(channelSums(g, times: xp, minus: mean, rows: rows, channels: c), invStd).map { $0 * Double($1) }
+                // Σ dy and Σ dy·x̂ = invStd·Σ dy·(x − μ), in one pass.
+                let both = channelSums(g, .plainAndProduct(xp), shift: mean, rows: rows, channels: c)
+                let sumDy = both[0], sumDyXhat = zip(both[1], invStd).map { $0 * Double($1) }
                 tape.accumulate(gammaVar) { dg in for ch in 0..<c { dg[ch] += Float(sumDyXhat[ch]) } }
                 tape.accumulate(betaVar) { db in for ch in 0..<c { db[ch] += Float(sumDy[ch]) } }
                 let m = Float(rows)
