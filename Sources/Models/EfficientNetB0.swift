@@ -45,7 +45,7 @@ public enum EfficientNetB0 {
         var found: [String: Var] = [:]
         func keep(_ name: String, _ v: Var) { if outputs.contains(name) { found[name] = v } }
         var h = layers.conv(x, "stem_conv", filters: 32, kernel: 3, stride: 2, bias: false, initializer: convInitializer)
-        h = tape.silu(layers.batchNorm(h, "stem_bn"))
+        h = layers.batchNorm(h, "stem_bn", activation: .silu)
         keep("stem_activation", h)
         var blockNumber = 0
         for (s, stage) in stages.enumerated() {
@@ -63,7 +63,7 @@ public enum EfficientNetB0 {
             }
         }
         h = layers.conv(h, "top_conv", filters: 1280, kernel: 1, bias: false, initializer: convInitializer)
-        h = tape.silu(layers.batchNorm(h, "top_bn"))
+        h = layers.batchNorm(h, "top_bn", activation: .silu)
         keep("top_activation", h)
         return found
     }
@@ -76,11 +76,11 @@ public enum EfficientNetB0 {
         var h = x
         if expandRatio != 1 {
             h = layers.conv(h, name + "_expand_conv", filters: filters, kernel: 1, bias: false, initializer: convInitializer)
-            h = tape.silu(layers.batchNorm(h, name + "_expand_bn"))
+            h = layers.batchNorm(h, name + "_expand_bn", activation: .silu)
             keep(name + "_expand_activation", h)
         }
         h = layers.depthwise(h, name + "_dwconv", kernel: kernel, stride: stride, initializer: convInitializer)
-        h = tape.silu(layers.batchNorm(h, name + "_bn"))
+        h = layers.batchNorm(h, name + "_bn", activation: .silu)
         keep(name + "_activation", h)
         // Squeeze-excitation: width from the block's input filters (SPEC §1.1).
         let reduced = max(1, Int(Double(inputFilters) * seRatio))

@@ -32,10 +32,10 @@ public struct Layers {
         return tape.depthwiseConv2d(x, weight, stride: stride)
     }
 
-    /// BatchNormalization over the last axis.
-    public func batchNorm(_ x: Var, _ name: String) -> Var {
+    /// BatchNormalization over the last axis, and the activation that follows it as one op.
+    public func batchNorm(_ x: Var, _ name: String, activation: Activation? = nil) -> Var {
         store.declareBatchNorm(name, channels: tape.shape(x).last ?? 0)
-        return tape.batchNorm(x, name: name, store: store)
+        return tape.batchNorm(x, name: name, store: store, activation: activation)
     }
 
     /// A 1×1 convolution applied to a [N,C] vector (SE's reduce/expand on the squeezed tensor).

@@ -24,7 +24,7 @@ public enum UNet {
             for part in ["a", "b"] {
                 let name = "decoder_stage\(stage)\(part)"
                 h = layers.conv(h, name + "_conv", filters: filters, kernel: 3, bias: false, initializer: .heUniform)
-                h = tape.relu(layers.batchNorm(h, name + "_bn"))
+                h = layers.batchNorm(h, name + "_bn", activation: .relu)
             }
             tape.releaseIntermediates(since: mark, keeping: [h])
             if stage < skips.count, let skip = features[skips[stage]] { tape.release([skip]) }

@@ -135,14 +135,57 @@ final class OpGradientTests: XCTestCase {
 
     func testBatchNormGradientsInTrainingAndInference() {
         for training in [true, false] {
-            let store = ParameterStore(seed: 1)
-            store.declareBatchNorm("bn", channels: 3)
-            store.set("bn/gamma", randomTensor([3], seed: 8, range: 2))
-            store.set("bn/beta", randomTensor([3], seed: 9))
-            store.set("bn/moving_variance", Tensor(shape: [3], data: [0.5, 1.5, 2]))
-            let x = randomTensor([2, 3, 3, 3], seed: 6)
-            assertGradients(gradientCheck(inputs: [x], store: store, training: training) { t, v in t.batchNorm(v[0], name: "bn", store: store) },
-                            "batch norm training=\(training)")
+            for activation in [nil, Activation.silu, .relu, .sigmoid] {
+                let store = ParameterStore(seed: 1)
+                store.declareBatchNorm("bn", channels: 3)
+                store.set("bn/gamma", randomTensor([3], seed: 8, range: 2))
+                store.set("bn/beta", randomTensor([3], seed: 9))
+                store.set("bn/moving_variance", Tensor(shape: [3], data: [0.5, 1.5, 2]))
+                let x = randomTensor([2, 3, 3, 3], seed: 6)
+                assertGradients(gradientCheck(inputs: [x], store: store, training: training) { t, v in
+                    t.batchNorm(v[0], name: "bn", store: store, activation: activation)
+                }, "batch norm training=\(training) then \(activation.map { "\($0)" } ?? "nothing")")
+            }
+        }
+    }
+
+    /// Batch norm with its activation as one op gives the same bits as the two ops apart: output,
+    /// input, γ and β gradients, and the moving statistics, over more rows than one thread block
+    /// (so several 64-row blocks and both thread parts take part).
+    func testFusedBatchNormActivationEqualsTheTwoOpsExactly() {
+        let x = randomTensor([3, 17, 11, 5], seed: 21, range: 3), dy = randomTensor([3, 17, 11, 5], seed: 22)
+        for training in [true, false] {
+            for activation in [Activation.silu, .relu, .sigmoid] {
+                func run(fused: Bool) -> [[Float]] {
+                    let store = ParameterStore(seed: 1)
+                    store.declareBatchNorm("bn", channels: 5)
+                    store.set("bn/gamma", randomTensor([5], seed: 23, range: 2))
+                    store.set("bn/beta", randomTensor([5], seed: 24))
+                    store.set("bn/moving_variance", Tensor(shape: [5], data: [0.5, 1.5, 2, 0.7, 1.1]))
+                    let tape = Tape(recording: true, training: training)
+                    let xv = tape.constant(x)
+                    let y: Var
+                    if fused {
+                        y = tape.batchNorm(xv, name: "bn", store: store, activation: activation)
+                    } else {
+                        let z = tape.batchNorm(xv, name: "bn", store: store)
+                        switch activation {
+                        case .silu: y = tape.silu(z)
+                        case .relu: y = tape.relu(z)
+                        case .sigmoid: y = tape.sigmoid(z)
+                        }
+                    }
+                    tape.backward(from: y, seed: dy)
+                    let grads = tape.parameterGradients()
+                    return [tape.value(y).data, tape.gradient(xv)?.data ?? [], grads["bn/gamma"]?.data ?? [], grads["bn/beta"]?.data ?? [],
+                            store.value("bn/moving_mean").data, store.value("bn/moving_variance").data]
+                }
+                let fused = run(fused: true), apart = run(fused: false)
+                for (k, what) in ["output", "dx", "dγ", "dβ", "moving mean", "moving variance"].enumerated() {
+                    XCTAssertFalse(fused[k].isEmpty, what)
+                    XCTAssertEqual(fused[k].map(\.bitPattern), apart[k].map(\.bitPattern), "\(what), \(activation), training=\(training)")
+                }
+            }
         }
     }
 

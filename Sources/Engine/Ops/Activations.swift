@@ -5,7 +5,7 @@ import Foundation
 
 /// The pointwise activations, each with its forward and derivative written out so the loops
 /// inline and vectorise (no closure call per element).
-enum Activation {
+public enum Activation: Sendable {
     case relu, sigmoid, silu
 
     func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ range: Range<Int>) {

@@ -23,18 +23,19 @@ private enum ChannelSumTerms {
 /// Per-channel sums over the rows of `a` [rows, c] (one array of c totals per sum of `terms`).
 /// Each thread part sums blocks of up to 64 rows in Float, adds each block to Double totals, and
 /// the parts are combined in order: accurate over millions of rows, vectorised, and deterministic
-/// for a thread count.
+/// for a thread count. With `produce`, the rows of `a` are written block by block, by
+/// `produce(rows)` just before they are summed, while they are in cache.
 private func channelSums(_ a: UnsafePointer<Float>, _ terms: ChannelSumTerms, shift: [Float]? = nil,
-                         rows: Int, channels c: Int) -> [[Double]] {
+                         rows: Int, channels c: Int, produce: ((Range<Int>) -> Void)? = nil) -> [[Double]] {
     let sums: Int
     if case .plainAndProduct = terms { sums = 2 } else { sums = 1 }
     let parts = Parallel.parts(rows, grain: 256)
     var partials = [Double](repeating: 0, count: parts * sums * c)
     let offsets = shift ?? [Float](repeating: 0, count: c)
     partials.withUnsafeMutableBufferPointer { p in offsets.withUnsafeBufferPointer { o in
-        let box = SendableBox((p.baseAddress!, a, o.baseAddress!))
+        let box = SendableBox((p.baseAddress!, a, o.baseAddress!, produce))
         Parallel.forEachPart(rows, grain: 256) { part, range in
-            let (p, a, o) = box.value
+            let (p, a, o, produce) = box.value
             let totals = p + part * sums * c
             let block = UnsafeMutablePointer<Float>.allocate(capacity: sums * c)
             defer { block.deallocate() }
@@ -42,6 +43,7 @@ private func channelSums(_ a: UnsafePointer<Float>, _ terms: ChannelSumTerms, sh
             var start = range.lowerBound
             while start < range.upperBound {
                 let end = min(start + 64, range.upperBound)
+                produce?(start..<end)
                 block.update(repeating: 0, count: sums * c)
                 switch terms {
                 case .plain:
@@ -79,12 +81,18 @@ private func channelSums(_ a: UnsafePointer<Float>, _ terms: ChannelSumTerms, sh
 }
 
 extension Tape {
-    /// y = γ·(x − μ)/√(σ² + ε) + β over the last axis of `x` (rank 2 or 4).
+    /// y = γ·(x − μ)/√(σ² + ε) + β over the last axis of `x` (rank 2 or 4), followed by
+    /// `activation` when given.
+    ///
+    /// With an activation the two are one op: the normalised values are not kept on the tape but
+    /// recomputed (the same arithmetic, so the same bits) where the backward pass needs them, which
+    /// saves a tensor of memory and two passes over it. The result equals
+    /// `activation(batchNorm(x))` exactly.
     ///
     /// - Parameters:
     ///   - name: the layer name; parameters `name/gamma`, `name/beta`, `name/moving_mean`,
     ///     `name/moving_variance` are read from (and, in training, the moving ones written to) `store`.
-    public func batchNorm(_ x: Var, name: String, store: ParameterStore) -> Var {
+    public func batchNorm(_ x: Var, name: String, store: ParameterStore, activation: Activation? = nil) -> Var {
         let c = shape(x).last ?? 1
         let gammaVar = parameter(name + "/gamma", in: store), betaVar = parameter(name + "/beta", in: store)
         let xv = value(x), gamma = value(gammaVar).data, beta = value(betaVar).data
@@ -112,14 +120,29 @@ extension Tape {
         // y = x·scale + shift per channel.
         let scale = (0..<c).map { gamma[$0] * invStd[$0] }
         let shift = (0..<c).map { beta[$0] - mean[$0] * gamma[$0] * invStd[$0] }
+        /// z = x·scale + shift for `rows`, written to `z` from its start.
+        func normalise(_ xp: UnsafePointer<Float>, _ z: UnsafeMutablePointer<Float>, _ rows: Range<Int>,
+                       _ s: UnsafePointer<Float>, _ t: UnsafePointer<Float>) {
+            for r in rows {
+                let zr = z + (r - rows.lowerBound) * c, xr = xp + r * c
+                for ch in 0..<c { zr[ch] = xr[ch] * s[ch] + t[ch] }
+            }
+        }
+        // The activation reads z from a block-sized scratch, not in place: its loops vectorise only
+        // when input and output do not overlap.
         let out = Tensor.pooled(xv.shape) { y in
             xv.withPointer { xp in scale.withUnsafeBufferPointer { s in shift.withUnsafeBufferPointer { t in
                 let b = SendableBox((y, xp, s.baseAddress!, t.baseAddress!))
                 Parallel.forEachRange(rows, grain: 256) { range in
                     let (y, xp, s, t) = b.value
-                    for r in range {
-                        let yr = y + r * c, xr = xp + r * c
-                        for ch in 0..<c { yr[ch] = xr[ch] * s[ch] + t[ch] }
+                    guard let activation else { normalise(xp, y + range.lowerBound * c, range, s, t); return }
+                    // In blocks of 64 rows, so the activation reads z from cache.
+                    withUnsafeTemporaryAllocation(of: Float.self, capacity: 64 * c) { z in
+                        for start in Swift.stride(from: range.lowerBound, to: range.upperBound, by: 64) {
+                            let block = start..<min(start + 64, range.upperBound)
+                            normalise(xp, z.baseAddress!, block, s, t)
+                            activation.forward(z.baseAddress!, y + start * c, 0..<(block.count * c))
+                        }
                     }
                 }
             } } }
@@ -127,10 +150,30 @@ extension Tape {
         let training = self.training
         return record(out) { tape, dy in
             // x̂ = (x − μ)·s; dγ = Σ dy·x̂; dβ = Σ dy; in training
-            // dx = γ·s/m·(m·dy − Σdy − x̂·Σ(dy·x̂)); in inference dx = γ·s·dy.
-            dy.withPointer { g in xv.withPointer { xp in
-                // Σ dy and Σ dy·x̂ = invStd·Σ dy·(x − μ), in one pass.
-                let both = channelSums(g, .plainAndProduct(xp), shift: mean, rows: rows, channels: c)
+            // dx = γ·s/m·(m·dy − Σdy − x̂·Σ(dy·x̂)); in inference dx = γ·s·dy. With an activation,
+            // dy here is the gradient at its input z, computed block by block from the recomputed z.
+            var dz: Tensor? = nil
+            defer { if let dz { BufferPool.shared.give(dz.data) } }
+            if activation != nil { dz = Tensor.pooled(xv.shape) { _ in } }
+            (dz ?? dy).withPointer { g in xv.withPointer { xp in out.withPointer { yp in
+                // Σ dy and Σ dy·x̂ = invStd·Σ dy·(x − μ), in one pass (after dz of the block, if any).
+                var produce: ((Range<Int>) -> Void)? = nil
+                if let activation {
+                    let box = SendableBox((UnsafeMutablePointer(mutating: g), xp, yp))
+                    produce = { block in
+                        let (dz, xp, yp) = box.value
+                        let o = block.lowerBound * c
+                        withUnsafeTemporaryAllocation(of: Float.self, capacity: block.count * c) { z in
+                            scale.withUnsafeBufferPointer { s in shift.withUnsafeBufferPointer { t in
+                                normalise(xp, z.baseAddress!, block, s.baseAddress!, t.baseAddress!)
+                            } }
+                            dy.withPointer { upstream in
+                                activation.backward(upstream + o, z.baseAddress!, yp + o, dz + o, 0..<(block.count * c), add: false)
+                            }
+                        }
+                    }
+                }
+                let both = channelSums(g, .plainAndProduct(xp), shift: mean, rows: rows, channels: c, produce: produce)
                 let sumDy = both[0], sumDyXhat = zip(both[1], invStd).map { $0 * Double($1) }
                 tape.accumulate(gammaVar) { dg in for ch in 0..<c { dg[ch] += Float(sumDyXhat[ch]) } }
                 tape.accumulate(betaVar) { db in for ch in 0..<c { db[ch] += Float(sumDy[ch]) } }
@@ -162,7 +205,7 @@ extension Tape {
                         }
                     } } }
                 }
-            } }
+            } } }
         }
     }
 }
