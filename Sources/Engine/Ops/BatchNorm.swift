@@ -151,61 +151,65 @@ extension Tape {
         return record(out) { tape, dy in
             // x̂ = (x − μ)·s; dγ = Σ dy·x̂; dβ = Σ dy; in training
             // dx = γ·s/m·(m·dy − Σdy − x̂·Σ(dy·x̂)); in inference dx = γ·s·dy. With an activation,
-            // dy here is the gradient at its input z, computed block by block from the recomputed z.
-            var dz: Tensor? = nil
-            defer { if let dz { BufferPool.shared.give(dz.data) } }
-            if activation != nil { dz = Tensor.pooled(xv.shape) { _ in } }
-            (dz ?? dy).withPointer { g in xv.withPointer { xp in out.withPointer { yp in
-                // Σ dy and Σ dy·x̂ = invStd·Σ dy·(x − μ), in one pass (after dz of the block, if any).
-                var produce: ((Range<Int>) -> Void)? = nil
-                if let activation {
-                    let box = SendableBox((UnsafeMutablePointer(mutating: g), xp, yp))
-                    produce = { block in
-                        let (dz, xp, yp) = box.value
-                        let o = block.lowerBound * c
-                        withUnsafeTemporaryAllocation(of: Float.self, capacity: block.count * c) { z in
-                            scale.withUnsafeBufferPointer { s in shift.withUnsafeBufferPointer { t in
-                                normalise(xp, z.baseAddress!, block, s.baseAddress!, t.baseAddress!)
-                            } }
-                            dy.withPointer { upstream in
-                                activation.backward(upstream + o, z.baseAddress!, yp + o, dz + o, 0..<(block.count * c), add: false)
-                            }
-                        }
-                    }
-                }
-                let both = channelSums(g, .plainAndProduct(xp), shift: mean, rows: rows, channels: c, produce: produce)
-                let sumDy = both[0], sumDyXhat = zip(both[1], invStd).map { $0 * Double($1) }
-                tape.accumulate(gammaVar) { dg in for ch in 0..<c { dg[ch] += Float(sumDyXhat[ch]) } }
-                tape.accumulate(betaVar) { db in for ch in 0..<c { db[ch] += Float(sumDy[ch]) } }
-                let m = Float(rows)
-                // dx = a·dy + b·x + d per channel, with the training terms folded into b and d.
-                var coefA = [Float](repeating: 0, count: c), coefB = [Float](repeating: 0, count: c), coefD = [Float](repeating: 0, count: c)
-                for ch in 0..<c {
-                    let s = gamma[ch] * invStd[ch]
-                    coefA[ch] = s
-                    if training {
-                        let k = Float(sumDyXhat[ch]) / m * invStd[ch]
-                        coefB[ch] = -s * k
-                        coefD[ch] = s * (k * mean[ch] - Float(sumDy[ch]) / m)
-                    }
-                }
-                tape.accumulate(x) { dx, add in
-                    coefA.withUnsafeBufferPointer { a in coefB.withUnsafeBufferPointer { bb in coefD.withUnsafeBufferPointer { d in
-                        let box = SendableBox((dx, g, xp, a.baseAddress!, bb.baseAddress!, d.baseAddress!))
-                        Parallel.forEachRange(rows, grain: 256) { range in
-                            let (dx, g, xp, a, bb, d) = box.value
-                            for r in range {
-                                let o = r * c
-                                if add {
-                                    for ch in 0..<c { dx[o + ch] += a[ch] * g[o + ch] + bb[ch] * xp[o + ch] + d[ch] }
-                                } else {
-                                    for ch in 0..<c { dx[o + ch] = a[ch] * g[o + ch] + bb[ch] * xp[o + ch] + d[ch] }
+            // g is the gradient at its input z, filled block by block into scratch from the recomputed z.
+            func backward(_ g: UnsafePointer<Float>, _ dz: UnsafeMutablePointer<Float>?) {
+                xv.withPointer { xp in out.withPointer { yp in
+                    // Σ dy and Σ dy·x̂ = invStd·Σ dy·(x − μ), in one pass (after dz of the block, if any).
+                    var produce: ((Range<Int>) -> Void)? = nil
+                    if let activation, let dz {
+                        let box = SendableBox((dz, xp, yp))
+                        produce = { block in
+                            let (dz, xp, yp) = box.value
+                            let o = block.lowerBound * c
+                            withUnsafeTemporaryAllocation(of: Float.self, capacity: block.count * c) { z in
+                                scale.withUnsafeBufferPointer { s in shift.withUnsafeBufferPointer { t in
+                                    normalise(xp, z.baseAddress!, block, s.baseAddress!, t.baseAddress!)
+                                } }
+                                dy.withPointer { upstream in
+                                    activation.backward(upstream + o, z.baseAddress!, yp + o, dz + o, 0..<(block.count * c), add: false)
                                 }
                             }
                         }
-                    } } }
-                }
-            } } }
+                    }
+                    let both = channelSums(g, .plainAndProduct(xp), shift: mean, rows: rows, channels: c, produce: produce)
+                    let sumDy = both[0], sumDyXhat = zip(both[1], invStd).map { $0 * Double($1) }
+                    tape.accumulate(gammaVar) { dg in for ch in 0..<c { dg[ch] += Float(sumDyXhat[ch]) } }
+                    tape.accumulate(betaVar) { db in for ch in 0..<c { db[ch] += Float(sumDy[ch]) } }
+                    let m = Float(rows)
+                    // dx = a·dy + b·x + d per channel, with the training terms folded into b and d.
+                    var coefA = [Float](repeating: 0, count: c), coefB = [Float](repeating: 0, count: c), coefD = [Float](repeating: 0, count: c)
+                    for ch in 0..<c {
+                        let s = gamma[ch] * invStd[ch]
+                        coefA[ch] = s
+                        if training {
+                            let k = Float(sumDyXhat[ch]) / m * invStd[ch]
+                            coefB[ch] = -s * k
+                            coefD[ch] = s * (k * mean[ch] - Float(sumDy[ch]) / m)
+                        }
+                    }
+                    tape.accumulate(x) { dx, add in
+                        coefA.withUnsafeBufferPointer { a in coefB.withUnsafeBufferPointer { bb in coefD.withUnsafeBufferPointer { d in
+                            let box = SendableBox((dx, g, xp, a.baseAddress!, bb.baseAddress!, d.baseAddress!))
+                            Parallel.forEachRange(rows, grain: 256) { range in
+                                let (dx, g, xp, a, bb, d) = box.value
+                                for r in range {
+                                    let o = r * c
+                                    if add {
+                                        for ch in 0..<c { dx[o + ch] += a[ch] * g[o + ch] + bb[ch] * xp[o + ch] + d[ch] }
+                                    } else {
+                                        for ch in 0..<c { dx[o + ch] = a[ch] * g[o + ch] + bb[ch] * xp[o + ch] + d[ch] }
+                                    }
+                                }
+                            }
+                        } } }
+                    }
+                } }
+            }
+            if activation != nil {
+                withPooledScratch(xv.count) { dz in backward(UnsafePointer(dz), dz) }
+            } else {
+                dy.withPointer { backward($0, nil) }
+            }
         }
     }
 }
