@@ -133,6 +133,37 @@ final class OpGradientTests: XCTestCase {
         }
     }
 
+    /// The depthwise forward (eight channels at a time, then the rest) against a direct sum in
+    /// Double, with channel counts on and off the vector width and taps cut by every border.
+    func testDepthwiseMatchesADirectSumInDouble() {
+        for (k, stride, h, w, c) in [(3, 1, 5, 7, 8), (3, 2, 8, 7, 12), (5, 2, 9, 6, 19), (5, 1, 4, 4, 16), (3, 2, 1, 1, 3)] {
+            let x = randomTensor([2, h, w, c], seed: 25), kernel = randomTensor([k, k, c], seed: 26)
+            let tape = Tape(recording: false, training: false)
+            let y = tape.value(tape.depthwiseConv2d(tape.constant(x), tape.constant(kernel), stride: stride))
+            let (oh, padTop) = convGeometry(input: h, kernel: k, stride: stride, padding: .same)
+            let (ow, padLeft) = convGeometry(input: w, kernel: k, stride: stride, padding: .same)
+            XCTAssertEqual(y.shape, [2, oh, ow, c])
+            for n in 0..<2 {
+                for oy in 0..<oh {
+                    for ox in 0..<ow {
+                        for ch in 0..<c {
+                            var sum = 0.0
+                            for ky in 0..<k {
+                                for kx in 0..<k {
+                                    let iy = oy * stride + ky - padTop, ix = ox * stride + kx - padLeft
+                                    guard iy >= 0 && iy < h && ix >= 0 && ix < w else { continue }
+                                    sum += Double(x.data[((n * h + iy) * w + ix) * c + ch]) * Double(kernel.data[(ky * k + kx) * c + ch])
+                                }
+                            }
+                            let got = Double(y.data[((n * oh + oy) * ow + ox) * c + ch])
+                            XCTAssertEqual(got, sum, accuracy: 1e-5, "\(k)×\(k) stride \(stride) \(h)×\(w)×\(c) at \(n),\(oy),\(ox),\(ch)")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     func testBatchNormGradientsInTrainingAndInference() {
         for training in [true, false] {
             for activation in [nil, Activation.silu, .relu, .sigmoid] {
