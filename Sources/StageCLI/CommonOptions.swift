@@ -14,7 +14,7 @@ public struct CommonOptions: ParsableArguments, Sendable {
     @Option(help: "The pipeline configuration file.")
     public var config: String = "pipeline.json"
 
-    @Option(help: "Configuration profile: paper, fast, demo or ci (the profiles of the configuration file).")
+    @Option(help: "Configuration profile: paper, fast, quick, demo or ci (the profiles of the configuration file).")
     public var profile: String = "paper"
 
     @Option(help: "Worker threads (default: the configuration's 'threads').")
