@@ -3,11 +3,10 @@
 #include <stdlib.h>  /* defines __GLIBC__ where glibc is the C library */
 
 #if defined(__GLIBC__)
-#include <limits.h>
 #include <malloc.h>
 void cxr_keep_freed_memory(void) {
     mallopt(M_MMAP_MAX, 0);
-    mallopt(M_TRIM_THRESHOLD, INT_MAX);
+    mallopt(M_TRIM_THRESHOLD, -1);  /* mallopt(3): -1 disables trimming completely */
 }
 #else
 void cxr_keep_freed_memory(void) {}

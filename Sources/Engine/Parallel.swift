@@ -58,14 +58,3 @@ struct SendableBox<T>: @unchecked Sendable {
     let value: T
     init(_ value: T) { self.value = value }
 }
-
-extension Tensor {
-    /// A tensor whose storage `fill` initialises completely (no zero-fill first).
-    init(shape: [Int], fill: (UnsafeMutablePointer<Float>) -> Void) {
-        let count = shape.reduce(1, *)
-        self.init(shape: shape, data: [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
-            fill(buffer.baseAddress!)
-            initialized = count
-        })
-    }
-}

@@ -1,9 +1,10 @@
 // Reverse-mode automatic differentiation over coarse ops (STYLE §2). The forward pass appends one
 // node per op: its value and, when recording, a closure that turns the node's gradient into
 // gradients of its inputs. `backward` walks the nodes in reverse. Gradients accumulate (`+=`), so
-// a value used twice (residuals, skips) gets the sum. Gradients of any recorded activation stay
-// readable after `backward` (Grad-CAM reads the DCL's). Without recording (inference), no closure
-// is kept and nothing is retained for the backward pass.
+// a value used twice (residuals, skips) gets the sum. `backward` frees what it has passed; the
+// gradients of constants and parameters, and of the activations a caller names (Grad-CAM reads the
+// DCL's), stay readable. Without recording (inference), no closure is kept and nothing is retained
+// for the backward pass.
 
 import SeededRandom
 
@@ -25,12 +26,14 @@ public final class Tape {
     public var batchNormMomentum: Float = kerasBatchNormMomentum
 
     private(set) var values: [Tensor] = []
-    /// Whether a node's value was allocated by an op (and may go back to the buffer pool).
-    private var owned: [Bool] = []
-    /// Whether a node's value has been freed by `releaseIntermediates`.
+    /// Whether a node's value has been freed (by `release`, `releaseIntermediates` or `backward`).
     private var released: [Bool] = []
     private var gradients: [Tensor?] = []
     private var backwards: [((Tape, Tensor) -> Void)?] = []
+    private var backwardDone = false
+    /// Elements in the values and gradients the tape holds now (storage shared between nodes
+    /// counted per node): its share of a step's memory, which tests watch during `backward`.
+    public private(set) var heldElements = 0
     /// Floating-point operations of the forward pass so far (multiply and add counted separately,
     /// convolutions and dense layers only), for `make bench`'s GFLOP/s.
     public internal(set) var forwardFlops: Double = 0
@@ -43,23 +46,18 @@ public final class Tape {
         self.generator = generator
     }
 
-    deinit {
-        for (index, value) in values.enumerated() where owned[index] && !released[index] { BufferPool.shared.give(value.data) }
-        for gradient in gradients { if let gradient { BufferPool.shared.give(gradient.data) } }
-    }
-
     /// A node holding `value` with no inputs.
-    public func constant(_ value: Tensor) -> Var { record(value, owned: false, backward: nil) }
+    public func constant(_ value: Tensor) -> Var { record(value, backward: nil) }
 
     /// A node reading parameter `name` of `store`; its gradient is reported by `parameterGradients`.
     public func parameter(_ name: String, in store: ParameterStore) -> Var {
-        let node = record(store.value(name), owned: false, backward: nil)
+        let node = record(store.value(name), backward: nil)
         if recording { parameterNodes.append((name, node)) }
         return node
     }
 
     public func value(_ v: Var) -> Tensor {
-        precondition(!released[v.id], "node \(v.id) was released (inference frees activations a model no longer reads)")
+        precondition(!released[v.id], "node \(v.id) was released (inference frees activations a model no longer reads, backward those it has passed)")
         return values[v.id]
     }
 
@@ -78,7 +76,7 @@ public final class Tape {
     public func release(_ vars: [Var]) {
         guard !recording else { return }
         for v in vars where !released[v.id] {
-            if owned[v.id] { BufferPool.shared.give(values[v.id].data) }
+            heldElements -= values[v.id].count
             values[v.id] = Tensor(shape: [1], data: [0])
             released[v.id] = true
         }
@@ -87,13 +85,16 @@ public final class Tape {
     public func shape(_ v: Var) -> [Int] { value(v).shape }
 
     /// The gradient of the last `backward`'s output with respect to `v` (nil if none flowed there).
-    public func gradient(_ v: Var) -> Tensor? { gradients[v.id] }
+    public func gradient(_ v: Var) -> Tensor? {
+        precondition(!released[v.id], "node \(v.id) was released by backward (name it in `keeping:` to read its gradient)")
+        return gradients[v.id]
+    }
 
     /// Appends a node. `backward` receives the node's gradient and adds into its inputs' gradients.
     /// Public so ops defined outside the engine (the losses) keep forward and backward together.
-    public func record(_ value: Tensor, owned: Bool = true, backward: ((Tape, Tensor) -> Void)?) -> Var {
+    public func record(_ value: Tensor, backward: ((Tape, Tensor) -> Void)?) -> Var {
         values.append(value)
-        self.owned.append(owned)
+        heldElements += value.count
         released.append(false)
         gradients.append(nil)
         backwards.append(recording ? backward : nil)
@@ -102,7 +103,10 @@ public final class Tape {
 
     /// Adds into the gradient of `v` through `body`, which gets a zeroed buffer the first time.
     public func accumulate(_ v: Var, _ body: (UnsafeMutablePointer<Float>) -> Void) {
-        if gradients[v.id] == nil { gradients[v.id] = Tensor.pooledZeros(values[v.id].shape) }
+        if gradients[v.id] == nil {
+            gradients[v.id] = Tensor(zeros: values[v.id].shape)
+            heldElements += values[v.id].count
+        }
         gradients[v.id]!.data.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
     }
 
@@ -112,7 +116,8 @@ public final class Tape {
     /// a zero, and saves a pass over memory per op in the backward pass.
     public func accumulate(_ v: Var, writing body: (UnsafeMutablePointer<Float>, _ add: Bool) -> Void) {
         guard gradients[v.id] != nil else {
-            gradients[v.id] = Tensor.pooled(values[v.id].shape) { body($0, false) }
+            gradients[v.id] = Tensor(shape: values[v.id].shape) { body($0, false) }
+            heldElements += values[v.id].count
             return
         }
         gradients[v.id]!.data.withUnsafeMutableBufferPointer { body($0.baseAddress!, true) }
@@ -120,17 +125,31 @@ public final class Tape {
 
     /// Backpropagates from `output`, seeded with `seed` (default: ones, i.e. d output/d output = 1).
     ///
-    /// - Precondition: the tape is recording.
-    public func backward(from output: Var, seed: Tensor? = nil) {
+    /// Memory is handed back as the pass goes: once a node's backward has run, no later step reads
+    /// its value or gradient (inputs precede their ops on the tape), so both are dropped, with its
+    /// closure and what that captured. The pass then holds the forward activations it has not
+    /// reached plus the gradients in flight, where keeping every gradient to the end doubled the
+    /// peak of a training step. What stays readable afterwards: `output`,
+    /// every node without a backward (constants and parameters: their gradients are what callers
+    /// read) and the nodes in `keeping` (Grad-CAM's DCL, say), values and gradients.
+    ///
+    /// - Precondition: the tape is recording and has not run `backward` before.
+    public func backward(from output: Var, seed: Tensor? = nil, keeping keep: [Var] = []) {
         precondition(recording, "backward needs a recording tape")
-        for i in gradients.indices {
-            if let old = gradients[i] { BufferPool.shared.give(old.data) }
-            gradients[i] = nil
-        }
+        precondition(!backwardDone, "backward runs once per tape (it releases what it has passed)")
+        backwardDone = true
+        let kept = Set(keep.map(\.id) + [output.id])
         gradients[output.id] = seed ?? Tensor(shape: values[output.id].shape, repeating: 1)
+        heldElements += values[output.id].count
         for id in stride(from: output.id, through: 0, by: -1) {
-            guard let backward = backwards[id], let gradient = gradients[id] else { continue }
-            backward(self, gradient)
+            guard backwards[id] != nil else { continue }
+            if let gradient = gradients[id] { backwards[id]!(self, gradient) }
+            backwards[id] = nil
+            guard !kept.contains(id) else { continue }
+            heldElements -= values[id].count + (gradients[id]?.count ?? 0)
+            gradients[id] = nil
+            values[id] = Tensor(shape: [1], data: [0])
+            released[id] = true
         }
     }
 

@@ -50,3 +50,21 @@ public struct NHWC: Equatable, Sendable {
     public var shape: [Int] { [n, h, w, c] }
     public var count: Int { n * h * w * c }
 }
+
+extension Tensor {
+    /// A tensor whose storage `fill` initialises completely (no zero-fill first).
+    init(shape: [Int], fill: (UnsafeMutablePointer<Float>) -> Void) {
+        let count = shape.reduce(1, *)
+        self.init(shape: shape, data: [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+            fill(buffer.baseAddress!)
+            initialized = count
+        })
+    }
+}
+
+/// Runs `body` on scratch storage of `count` elements with unspecified contents. Large scratch
+/// comes from the heap, which keeps freed memory (`Parallel.configure`), so a training step
+/// reuses the same pages step after step instead of faulting in fresh ones.
+func withScratch<R>(_ count: Int, _ body: (UnsafeMutablePointer<Float>) -> R) -> R {
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: count) { body($0.baseAddress!) }
+}

@@ -90,25 +90,7 @@ final class ModelTests: XCTestCase {
     }
 }
 
-final class InferenceMemoryTests: XCTestCase {
-    func testBufferPoolDoesNotGrowWithArraysItNeverLent() {
-        // An elementwise op's output is not taken from the pool but is handed back with its tape;
-        // step after step the pool must not keep such arrays (it grew by them every step before).
-        let size = 4999
-        for _ in 0..<12 {
-            let tape = Tape(recording: true, training: true)
-            let x = tape.constant(Tensor(shape: [size], repeating: 1))
-            tape.backward(from: tape.sum(tape.scale(x, 2)))
-        }
-        XCTAssertLessThanOrEqual(BufferPool.shared.pooledArrays(of: size), 2)
-        // Arrays it did lend come back and are reused: a pooled op output of a fresh size.
-        for _ in 0..<12 {
-            let tape = Tape(recording: true, training: true)
-            _ = tape.relu(tape.constant(Tensor(shape: [1, 1, 1, 5003], repeating: 1)))
-        }
-        XCTAssertEqual(BufferPool.shared.pooledArrays(of: 5003), 1)
-    }
-
+final class MemoryTests: XCTestCase {
     func testReleasingIntermediatesLeavesInferenceOutputsUnchanged() {
         // Inference frees block intermediates; a recording tape (which keeps everything) must give
         // the same outputs, and reading a released value is a programming error caught early.
@@ -120,5 +102,50 @@ final class InferenceMemoryTests: XCTestCase {
         let full = Tape(recording: true, training: false)
         XCTAssertEqual(full.value(UNet.forward(Layers(tape: full, store: store), full.constant(x)).probabilities), unet)
         XCTAssertEqual(full.value(Classifier.forward(Layers(tape: full, store: store), full.constant(x)).logits), classifier)
+    }
+
+    func testBackwardFreesWhatItPassedWithoutChangingGradients() {
+        // Parameter gradients of a U-Net step are bitwise the same whether backward keeps every
+        // node or frees each as it passes it (freed arrays are reused within the same pass).
+        let x = randomTensor([2, 32, 32, 3], seed: 12)
+        func gradients(keepingAll: Bool) -> [String: Tensor] {
+            let store = ParameterStore(seed: 6)
+            let tape = Tape(recording: true, training: true)
+            let y = UNet.forward(Layers(tape: tape, store: store), tape.constant(x)).probabilities
+            let loss = tape.sum(tape.multiply(y, y))
+            tape.backward(from: loss, keeping: keepingAll ? (0..<tape.nodeCount).map { Var(id: $0) } : [])
+            return tape.parameterGradients()
+        }
+        let kept = gradients(keepingAll: true), freed = gradients(keepingAll: false)
+        XCTAssertEqual(kept.count, freed.count)
+        for (name, g) in kept { XCTAssertEqual(freed[name]?.data.map(\.bitPattern), g.data.map(\.bitPattern), name) }
+
+        // A chain of 20 activations over a probe that reads what the tape holds when backward
+        // reaches it: the input and the probe's value and gradient, and the output (kept, with its
+        // seed) and the gradient flowing into the probe — everything above has been dropped.
+        // Keeping every gradient to the end held 20 values and 20 gradients more.
+        let size = 6007
+        let tape = Tape(recording: true, training: true)
+        let input = tape.constant(Tensor(shape: [size], repeating: 1))
+        var heldAtProbe = 0
+        var h = tape.record(tape.value(input)) { tape, dy in
+            heldAtProbe = tape.heldElements
+            tape.accumulate(input) { dx in for i in 0..<size { dx[i] += dy.data[i] } }
+        }
+        for _ in 0..<20 { h = tape.silu(h) }
+        tape.backward(from: h)
+        XCTAssertEqual(heldAtProbe, 5 * size)
+        XCTAssertEqual(tape.heldElements, 4 * size)  // input, its gradient, output, its seed
+
+        // What backward passed is gone; what it was asked to keep is not.
+        let small = Tape(recording: true, training: true)
+        let leaf = small.constant(Tensor(shape: [4], data: [1, -2, 3, -4]))
+        let middle = small.relu(leaf), other = small.scale(middle, 3)
+        let output = small.sum(small.add(other, middle))
+        small.backward(from: output, keeping: [middle])
+        XCTAssertEqual(small.gradient(middle)?.data, [4, 4, 4, 4])
+        XCTAssertEqual(small.value(middle).data, [1, 0, 3, 0])
+        XCTAssertEqual(small.gradient(leaf)?.data, [4, 0, 4, 0])
+        XCTAssertEqual(small.value(output).data, [4 * 4])
     }
 }

@@ -43,7 +43,7 @@ extension Tape {
     private func activation(_ x: Var, _ kind: Activation) -> Var {
         let xv = value(x)
         let count = xv.count
-        let out = Tensor.pooled(xv.shape) { y in
+        let out = Tensor(shape: xv.shape) { y in
             xv.withPointer { xp in
                 let b = SendableBox((xp, y))
                 Parallel.forEachRange(count) { range in kind.forward(b.value.0, b.value.1, range) }
@@ -70,7 +70,7 @@ extension Tape {
     public func softmax(_ x: Var) -> Var {
         let xv = value(x)
         let c = xv.shape.last ?? 1, rows = xv.count / c
-        var out = Tensor.pooledZeros(xv.shape)
+        var out = Tensor(zeros: xv.shape)
         for r in 0..<rows {
             let row = Array(xv.data[(r * c)..<((r + 1) * c)])
             let top = row.max() ?? 0

@@ -130,7 +130,7 @@ extension Tape {
         }
         // The activation reads z from a block-sized scratch, not in place: its loops vectorise only
         // when input and output do not overlap.
-        let out = Tensor.pooled(xv.shape) { y in
+        let out = Tensor(shape: xv.shape) { y in
             xv.withPointer { xp in scale.withUnsafeBufferPointer { s in shift.withUnsafeBufferPointer { t in
                 let b = SendableBox((y, xp, s.baseAddress!, t.baseAddress!))
                 Parallel.forEachRange(rows, grain: 256) { range in
@@ -206,7 +206,7 @@ extension Tape {
                 } }
             }
             if activation != nil {
-                withPooledScratch(xv.count) { dz in backward(UnsafePointer(dz), dz) }
+                withScratch(xv.count) { dz in backward(UnsafePointer(dz), dz) }
             } else {
                 dy.withPointer { backward($0, nil) }
             }

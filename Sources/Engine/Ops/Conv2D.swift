@@ -101,7 +101,7 @@ extension Tape {
         forwardFlops += 2 * Double(input.n * oh * ow) * Double(s.patch * cout)
         let xv = value(x), kv = value(kernel)
         let pixels = oh * ow
-        let out = Tensor.pooled([input.n, oh, ow, cout]) { y in
+        let out = Tensor(shape: [input.n, oh, ow, cout]) { y in
             xv.withPointer { xp in
                 kv.withPointer { w in
                     if pointwise {

@@ -14,7 +14,7 @@ extension Tape {
         let geometry = DepthwiseGeometry(input: input, kh: k[0], kw: k[1], stride: stride, padTop: padTop, padLeft: padLeft, oh: oh, ow: ow)
         let xv = value(x), kv = value(kernel)
         forwardFlops += 2 * Double(input.n * oh * ow * input.c * k[0] * k[1])
-        let out = Tensor.pooled([input.n, oh, ow, input.c]) { y in
+        let out = Tensor(shape: [input.n, oh, ow, input.c]) { y in
             xv.withPointer { xp in kv.withPointer { w in
                 let b = SendableBox((y, xp, w))
                 Parallel.forEachRange(input.n * oh, grain: 8) { rows in

@@ -26,7 +26,7 @@ extension Tape {
         let d = NHWC(shape(x)), xv = value(x), sv = value(s)
         precondition(sv.shape == [d.n, d.c], "channel scales \(sv.shape) do not fit \(d.shape)")
         let area = d.h * d.w, c = d.c
-        let out = Tensor.pooled(xv.shape) { y in
+        let out = Tensor(shape: xv.shape) { y in
             xv.withPointer { xp in sv.withPointer { sp in
                 let box = SendableBox((y, xp, sp))
                 Parallel.forEachRange(d.n, grain: 1) { images in
@@ -82,7 +82,7 @@ extension Tape {
         let xv = value(x), wv = value(weight)
         let n = xv.shape[0], i = xv.shape[1], o = wv.shape[1]
         precondition(wv.shape[0] == i, "dense weight \(wv.shape) does not fit input \(xv.shape)")
-        var out = Tensor.pooledZeros( [n, o])
+        var out = Tensor(zeros: [n, o])
         forwardFlops += 2 * Double(n * i * o)
         out.withMutablePointer { y in
             xv.withPointer { a in wv.withPointer { b in
@@ -212,7 +212,7 @@ extension Tape {
     public func sumLastAxis(_ x: Var) -> Var {
         let xv = value(x)
         let k = xv.shape.last ?? 1, rows = xv.count / k
-        var out = Tensor.pooledZeros( Array(xv.shape.dropLast()).isEmpty ? [1] : Array(xv.shape.dropLast()))
+        var out = Tensor(zeros: Array(xv.shape.dropLast()).isEmpty ? [1] : Array(xv.shape.dropLast()))
         for r in 0..<rows { for j in 0..<k { out.data[r] += xv.data[r * k + j] } }
         return record(out) { tape, dy in
             tape.accumulate(x) { dx in for r in 0..<rows { for j in 0..<k { dx[r * k + j] += dy.data[r] } } }

@@ -40,7 +40,7 @@ extension Tape {
     public func zeroPad(_ x: Var, _ pad: Int = 1) -> Var {
         let s = NHWC(shape(x)), xv = value(x)
         let oh = s.h + 2 * pad, ow = s.w + 2 * pad
-        var out = Tensor.pooledZeros( [s.n, oh, ow, s.c])
+        var out = Tensor(zeros: [s.n, oh, ow, s.c])
         func each(_ body: (Int, Int) -> Void) {  // (input offset, output offset) of each pixel
             for n in 0..<s.n { for y in 0..<s.h { for x in 0..<s.w {
                 body(((n * s.h + y) * s.w + x) * s.c, ((n * oh + y + pad) * ow + x + pad) * s.c)
@@ -56,7 +56,7 @@ extension Tape {
     public func upsample2x(_ x: Var) -> Var {
         let s = NHWC(shape(x)), xv = value(x)
         let oh = 2 * s.h, ow = 2 * s.w
-        var out = Tensor.pooledZeros( [s.n, oh, ow, s.c])
+        var out = Tensor(zeros: [s.n, oh, ow, s.c])
         func each(_ body: (Int, Int) -> Void) {
             for n in 0..<s.n { for y in 0..<oh { for x in 0..<ow {
                 body(((n * s.h + y / 2) * s.w + x / 2) * s.c, ((n * oh + y) * ow + x) * s.c)
@@ -77,7 +77,7 @@ extension Tape {
         precondition(shapes.allSatisfy { Array($0.dropLast()) == lead }, "concat shapes \(shapes) differ before the last axis")
         let widths = shapes.map { $0.last! }, total = widths.reduce(0, +)
         let rows = lead.reduce(1, *)
-        var out = Tensor.pooledZeros( lead + [total])
+        var out = Tensor(zeros: lead + [total])
         var offset = 0
         for (part, width) in zip(parts, widths) {
             let v = value(part)
@@ -103,7 +103,7 @@ extension Tape {
     /// The same values under another shape.
     public func reshape(_ x: Var, _ newShape: [Int]) -> Var {
         let out = value(x).reshaped(newShape)
-        return record(out, owned: false) { tape, dy in
+        return record(out) { tape, dy in
             tape.accumulate(x) { dx in for i in 0..<dy.count { dx[i] += dy.data[i] } }
         }
     }

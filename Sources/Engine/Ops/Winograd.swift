@@ -83,8 +83,8 @@ func winogradConvolve(_ x: UnsafePointer<Float>, h: Int, w: Int, cin: Int, padTo
     // Tile-major scratch (tile t's 16 transformed values of every channel are contiguous), so the
     // transforms stream through memory and each GEMM reads every 16th block (lda = 16·Cin). Both
     // buffers are fully overwritten before they are read.
-    withPooledScratch(16 * tiles * cin) { v in
-        withPooledScratch(16 * tiles * cout) { m in
+    withScratch(16 * tiles * cin) { v in
+        withScratch(16 * tiles * cout) { m in
             winogradConvolve(x, h: h, w: w, cin: cin, padTop: padTop, padLeft: padLeft, filters: u, cout: cout, into: y,
                              oh: oh, ow: ow, accumulate: accumulate, th: th, tw: tw, v: v, m: m)
         }
