@@ -106,7 +106,7 @@ final class MemoryTests: XCTestCase {
 
     func testBackwardFreesWhatItPassedWithoutChangingGradients() {
         // Parameter gradients of a U-Net step are bitwise the same whether backward keeps every
-        // node or frees each as it passes it (freed arrays are reused within the same pass).
+        // node or frees each as it passes it (a closure reading a freed node would trap or differ).
         let x = randomTensor([2, 32, 32, 3], seed: 12)
         func gradients(keepingAll: Bool) -> [String: Tensor] {
             let store = ParameterStore(seed: 6)
