@@ -18,6 +18,15 @@ public enum BLAS {
         cxr_blas_set_threads(Int32(threads))
     }
 
+    /// Spare elements past the end of every engine buffer a GEMM reads. BLIS 0.9.0 (the one Debian 12
+    /// ships) has small-matrix kernels that read a few elements past the end of C when beta ≠ 0 —
+    /// valgrind shows it here on exactly sized buffers, for the shapes of kernel-gradient and
+    /// input-gradient accumulation (and upstream fixed other such reads after 0.9.0: flame/blis
+    /// issues 635 and 821) — and a buffer ending at the end of a mapped page then faults. Scratch,
+    /// partial sums and tensor storage made by the engine carry this slack, so such a read stays
+    /// inside the allocation; the values read are never used.
+    static let readSlack = 64
+
     /// Row-major C = alpha·op(A)·op(B) + beta·C with op(A): m×k, op(B): k×n.
     ///
     /// - Precondition: the buffers hold at least the elements their shapes imply.

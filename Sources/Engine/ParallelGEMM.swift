@@ -26,7 +26,7 @@ extension BLAS {
             sgemm(transposeA: true, transposeB: false, m: m, n: n, k: k, alpha: 1, a: a, lda: lda, b: b, ldb: ldb, beta: 1, c: c, ldc: n)
             return
         }
-        var partials = [Float](repeating: 0, count: parts * m * n)
+        var partials = [Float](repeating: 0, count: parts * m * n + BLAS.readSlack)
         partials.withUnsafeMutableBufferPointer { p in
             let box = SendableBox((a, b, p.baseAddress!))
             Parallel.forEachPart(k, grain: 256) { part, rows in

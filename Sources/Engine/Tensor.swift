@@ -18,12 +18,12 @@ public struct Tensor: Sendable, Equatable {
 
     /// A tensor of zeros.
     public init(zeros shape: [Int]) {
-        self.init(shape: shape, data: [Float](repeating: 0, count: shape.reduce(1, *)))
+        self.init(shape: shape, repeating: 0)
     }
 
     /// A tensor filled with `value`.
     public init(shape: [Int], repeating value: Float) {
-        self.init(shape: shape, data: [Float](repeating: value, count: shape.reduce(1, *)))
+        self.init(shape: shape) { $0.initialize(repeating: value, count: shape.reduce(1, *)) }
     }
 
     public var count: Int { data.count }
@@ -52,19 +52,21 @@ public struct NHWC: Equatable, Sendable {
 }
 
 extension Tensor {
-    /// A tensor whose storage `fill` initialises completely (no zero-fill first).
+    /// A tensor whose storage `fill` initialises completely (no zero-fill first). The storage has
+    /// `BLAS.readSlack` spare elements of capacity, since gradients are GEMM outputs that BLIS reads.
     init(shape: [Int], fill: (UnsafeMutablePointer<Float>) -> Void) {
         let count = shape.reduce(1, *)
-        self.init(shape: shape, data: [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+        self.init(shape: shape, data: [Float](unsafeUninitializedCapacity: count + BLAS.readSlack) { buffer, initialized in
             fill(buffer.baseAddress!)
             initialized = count
         })
     }
 }
 
-/// Runs `body` on scratch storage of `count` elements with unspecified contents. Large scratch
-/// comes from the heap, which keeps freed memory (`Parallel.configure`), so a training step
-/// reuses the same pages step after step instead of faulting in fresh ones.
+/// Runs `body` on scratch storage of `count` elements (and `BLAS.readSlack` spare ones after them)
+/// with unspecified contents. Large scratch comes from the heap, which keeps freed memory
+/// (`Parallel.configure`), so a training step reuses the same pages step after step instead of
+/// faulting in fresh ones.
 func withScratch<R>(_ count: Int, _ body: (UnsafeMutablePointer<Float>) -> R) -> R {
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: count) { body($0.baseAddress!) }
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: count + BLAS.readSlack) { body($0.baseAddress!) }
 }

@@ -5,6 +5,7 @@
 // redone. `<root>/<stage>/<variant>/current` names the newest complete key, which is how later
 // stages find a dataset by name.
 
+import Engine
 import Foundation
 import Imaging
 
@@ -63,6 +64,10 @@ public struct Manifest: Codable, Sendable {
     public var seed: UInt64
     public var threads: Int
     public var blasProvider: String
+    /// How the engine computed stride-1 3×3 convolutions: "winograd" (the default) or "patches"
+    /// (`CXR_WINOGRAD=0`). Like the BLAS provider, it changes the low bits of trained weights; absent
+    /// in manifests written before the choice existed.
+    public var convolution: String?
     public var startedAt: String
     public var durationSeconds: Double
     public var outputs: [OutputFile]
@@ -213,7 +218,8 @@ public struct ArtifactWriter {
         let manifest = Manifest(
             formatVersion: formatVersion, stage: stage, variant: variant, key: key,
             toolVersion: ToolInfo.version, inputs: inputs, config: config, seed: seed,
-            threads: threads, blasProvider: blasProvider, startedAt: formatter.string(from: started),
+            threads: threads, blasProvider: blasProvider, convolution: Winograd.enabled ? "winograd" : "patches",
+            startedAt: formatter.string(from: started),
             durationSeconds: (Date().timeIntervalSince(started) * 1000).rounded() / 1000,
             outputs: outputs.sorted { $0.path < $1.path }, summary: summary)
         do {

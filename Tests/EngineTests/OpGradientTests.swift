@@ -90,6 +90,7 @@ final class OpGradientTests: XCTestCase {
     func testGradientsOfAnInputReadTwice() {
         let x = randomTensor([2, 4, 4, 3], seed: 16, range: 2), s = randomTensor([2, 3], seed: 17)
         let k = randomTensor([1, 1, 3, 5], seed: 18), y = randomTensor([2, 4, 4, 2], seed: 19)
+        let k3 = randomTensor([3, 3, 3, 5], seed: 21)
         let store = ParameterStore(seed: 1)
         store.declareBatchNorm("bn", channels: 3)
         store.set("bn/gamma", randomTensor([3], seed: 20, range: 2))
@@ -98,11 +99,17 @@ final class OpGradientTests: XCTestCase {
             ("batch norm", { t, x, _ in t.batchNorm(x, name: "bn", store: store) }),
             ("concat", { t, x, v in t.concat([x, v[2]]) }), ("scale channels", { t, x, v in t.scaleChannels(x, by: v[1]) }),
             ("1×1 conv", { t, x, v in t.conv2d(x, v[3]) }), ("add", { t, x, _ in t.add(x, x) }),
+            ("3×3 conv", { t, x, v in t.conv2d(x, v[4]) }),
         ]
-        for (name, op) in ops {
-            assertGradients(gradientCheck(inputs: [x, s, y, k], store: store) { t, v in
-                t.add(op(t, v[0], v), t.multiply(op(t, v[0], v), op(t, v[0], v)))
-            }, "\(name) read three times")
+        for winograd in [false, true] {
+            let before = Winograd.enabled
+            Winograd.enabled = winograd
+            defer { Winograd.enabled = before }
+            for (name, op) in ops {
+                assertGradients(gradientCheck(inputs: [x, s, y, k, k3], store: store) { t, v in
+                    t.add(op(t, v[0], v), t.multiply(op(t, v[0], v), op(t, v[0], v)))
+                }, "\(name) read three times, winograd=\(winograd)")
+            }
         }
         let awayFromZero = Tensor(shape: x.shape, data: x.data.map { $0 + ($0 >= 0 ? 0.1 : -0.1) })
         assertGradients(gradientCheck(inputs: [awayFromZero]) { t, v in t.add(t.relu(v[0]), t.relu(v[0])) }, "relu read twice")

@@ -116,7 +116,7 @@ extension Tape {
                         let box = SendableBox((xp, w, y))
                         Parallel.forEachRange(input.n, grain: 1) { images in
                             let (xp, w, y) = box.value
-                            let cols = UnsafeMutablePointer<Float>.allocate(capacity: s.bandPixels * s.patch)
+                            let cols = UnsafeMutablePointer<Float>.allocate(capacity: s.bandPixels * s.patch + BLAS.readSlack)
                             defer { cols.deallocate() }
                             for n in images {
                                 for start in s.bands {
@@ -146,18 +146,31 @@ extension Tape {
                                 BLAS.gemmRowsSplit(m: input.n * pixels, n: input.c, k: cout, a: g, lda: cout, b: w, ldb: cout,
                                                    beta: add ? 1 : 0, c: dx, ldc: input.c, transposeB: true)
                             }
+                        } else if winograd {
+                            // The input gradient of a 3×3 stride-1 convolution is the convolution of dy with
+                            // the kernel rotated by 180°, channels swapped, padded by 2 − pad.
+                            tape.accumulate(kernel) { dw in
+                                winogradKernelGradient(xp, input, padTop: s.padTop, padLeft: s.padLeft, dy: g, oh: oh, ow: ow,
+                                                       cout: cout, into: dw)
+                            }
+                            tape.accumulate(x) { dx, add in
+                                winogradConvolveImages(g, NHWC(n: input.n, h: oh, w: ow, c: cout),
+                                                       padTop: 2 - s.padTop, padLeft: 2 - s.padLeft,
+                                                       filters: winogradFilters(w, cin: input.c, cout: cout, rotated: true),
+                                                       cout: input.c, into: dx, oh: input.h, ow: input.w, accumulate: add)
+                            }
                         } else {
                             // Per thread: its images' input gradients, and a partial kernel gradient
                             // summed in part order afterwards.
                             let parts = Parallel.parts(input.n, grain: 1)
                             let size = s.patch * cout
-                            var partials = [Float](repeating: 0, count: parts * size)
+                            var partials = [Float](repeating: 0, count: parts * size + BLAS.readSlack)
                             tape.accumulate(x) { dx in
                                 partials.withUnsafeMutableBufferPointer { p in
                                     let box = SendableBox((xp, w, g, dx, p.baseAddress!))
                                     Parallel.forEachPart(input.n, grain: 1) { part, images in
                                         let (xp, w, g, dx, p) = box.value
-                                        let cols = UnsafeMutablePointer<Float>.allocate(capacity: s.bandPixels * s.patch)
+                                        let cols = UnsafeMutablePointer<Float>.allocate(capacity: s.bandPixels * s.patch + BLAS.readSlack)
                                         defer { cols.deallocate() }
                                         for n in images {
                                             for start in s.bands {
@@ -167,21 +180,12 @@ extension Tape {
                                                 BLAS.sgemm(transposeA: true, transposeB: false, m: s.patch, n: cout, k: band.count,
                                                            alpha: 1, a: cols, lda: s.patch, b: gb, ldb: cout, beta: 1,
                                                            c: p + part * size, ldc: cout)
-                                                if winograd { continue }
                                                 BLAS.sgemm(transposeA: false, transposeB: true, m: band.count, n: s.patch, k: cout,
                                                            alpha: 1, a: gb, lda: cout, b: w, ldb: cout, beta: 0, c: cols, ldc: s.patch)
                                                 col2im(cols, s, image: n, pixels: band, into: dx)
                                             }
                                         }
                                     }
-                                }
-                                // The input gradient of a 3×3 stride-1 convolution is the convolution of dy with
-                                // the kernel rotated by 180°, channels swapped, padded by 2 − pad.
-                                if winograd {
-                                    winogradConvolveImages(g, NHWC(n: input.n, h: oh, w: ow, c: cout),
-                                                           padTop: 2 - s.padTop, padLeft: 2 - s.padLeft,
-                                                           filters: winogradFilters(w, cin: input.c, cout: cout, rotated: true),
-                                                           cout: input.c, into: dx, oh: input.h, ow: input.w, accumulate: true)
                                 }
                             }
                             tape.accumulate(kernel) { dw in

@@ -5,17 +5,17 @@
 // 2×2 outputs come back through Aᵀ·M·A. Transforms (all exact in binary floating point but G's ½):
 //   Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1]   G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1]
 //   Aᵀ = [1 1 1 0; 0 1 −1 −1]
-// The U-Net decoder's and the classifier head's 3×3 convolutions run forward and input-gradient
-// passes here (the input gradient is the same convolution of dy with the kernel rotated by 180°
-// and its channel axes swapped); the kernel gradient keeps the patch GEMM.
+// The U-Net decoder's and the classifier head's 3×3 convolutions run all three passes here: the
+// input gradient is the same convolution of dy with the kernel rotated by 180° and its channel
+// axes swapped; the kernel gradient is a GEMM over tiles in the transform domain, brought back
+// through G (winogradKernelGradient).
 
 import Foundation
 
-/// Whether stride-1 3×3 convolutions take the Winograd path. Off by default while a crash inside
-/// BLIS seen once in a long U-Net run with it on (after ~400 steps) is unexplained; `CXR_WINOGRAD=1`
-/// turns it on (DECISIONS.md, "Engine").
+/// Whether stride-1 3×3 convolutions take the Winograd path: yes unless `CXR_WINOGRAD=0`, which
+/// selects the patch-matrix path (the same sums in another order; DECISIONS.md, "Engine").
 public enum Winograd {
-    nonisolated(unsafe) public static var enabled = ProcessInfo.processInfo.environment["CXR_WINOGRAD"] == "1"
+    nonisolated(unsafe) public static var enabled = ProcessInfo.processInfo.environment["CXR_WINOGRAD"] != "0"
 }
 
 /// The 16 transformed filters U[ξ] = (G·g·Gᵀ)[ξ], each a [Cin × Cout] matrix, from an HWIO 3×3
@@ -23,7 +23,7 @@ public enum Winograd {
 func winogradFilters(_ kernel: UnsafePointer<Float>, cin: Int, cout: Int, rotated: Bool) -> [Float] {
     // In the rotated pass the roles swap: rows of U are the original output channels.
     let rows = rotated ? cout : cin, columns = rotated ? cin : cout
-    var u = [Float](repeating: 0, count: 16 * rows * columns)
+    var u = [Float](repeating: 0, count: 16 * rows * columns + BLAS.readSlack)
     let g = UnsafeMutablePointer<Float>.allocate(capacity: 9), gg = UnsafeMutablePointer<Float>.allocate(capacity: 12)
     defer { g.deallocate(); gg.deallocate() }
     u.withUnsafeMutableBufferPointer { u in
@@ -58,69 +58,172 @@ func winogradFilters(_ kernel: UnsafePointer<Float>, cin: Int, cout: Int, rotate
     return u
 }
 
-/// Every image of `x` through `winogradConvolve`, the images split across threads.
+/// The tiles of a run of images, one sequence of tile rows (image after image), cut into bands of
+/// whole rows that the transforms and the 16 GEMMs take in turn. Each output tile is 2×2 pixels;
+/// tile (ty, tx) reads the 4×4 input pixels from row 2·ty − padTop and column 2·tx − padLeft.
+private struct WinogradTiles {
+    let h, w, cin, padTop, padLeft, oh, ow, cout: Int
+    let images: Range<Int>
+    var th: Int { (oh + 1) / 2 }
+    var tw: Int { (ow + 1) / 2 }
+    var rows: Int { images.count * th }
+
+    /// Tile rows per band: at least `minimumTiles` tiles (GEMMs much shorter than that spend their
+    /// time packing operands), else about 512 KiB of transformed values, so that they are still in
+    /// cache when the GEMMs read them; never more than there are. Fixed sizes, so results do not
+    /// depend on the thread count.
+    func bandRows(minimumTiles: Int) -> Int {
+        min(rows, max((minimumTiles + tw - 1) / tw, (1 << 17) / (16 * tw * (cin + cout))))
+    }
+
+    /// Calls `body(n, ty, slot)` for every tile row of `band`: its image, its row within
+    /// the image and its first tile's index within the band.
+    func forEachRow(_ band: Range<Int>, _ body: (_ n: Int, _ ty: Int, _ slot: Int) -> Void) {
+        for r in band { body(images.lowerBound + r / th, r % th, (r - band.lowerBound) * tw) }
+    }
+
+    /// `body(band, v, m)` for each band in turn, with v holding the band's transformed input tiles
+    /// of x and m scratch for as many tiles of Cout channels (the transform-domain outputs or output
+    /// gradients), which `body` overwrites before reading.
+    func forEachBand(of x: UnsafePointer<Float>, minimumTiles: Int,
+                     _ body: (Range<Int>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void) {
+        let bandRows = bandRows(minimumTiles: minimumTiles)
+        withScratch(16 * bandRows * tw * cin) { v in
+            withScratch(16 * bandRows * tw * cout) { m in
+                for first in stride(from: 0, to: rows, by: bandRows) {
+                    let band = first..<min(first + bandRows, rows)
+                    gatherInput(x, band: band, into: v)
+                    body(band, v, m)
+                }
+            }
+        }
+    }
+
+    /// V = Bᵀ·d·B of every tile of `band`, tile-major into v: tile t's 16 transformed values of every
+    /// channel are contiguous, so the transforms stream through memory and each GEMM reads every
+    /// 16th block (lda = 16·Cin).
+    func gatherInput(_ x: UnsafePointer<Float>, band: Range<Int>, into v: UnsafeMutablePointer<Float>) {
+        withScratch(cin) { zero in
+            zero.initialize(repeating: 0, count: cin)
+            withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: 16) { d in
+                forEachRow(band) { n, ty, slot in
+                    let image = x + n * h * w * cin
+                    for tx in 0..<tw {
+                        for r in 0..<4 {
+                            let iy = 2 * ty + r - padTop
+                            for q in 0..<4 {
+                                let ix = 2 * tx + q - padLeft
+                                d[r * 4 + q] = iy >= 0 && iy < h && ix >= 0 && ix < w ? image + (iy * w + ix) * cin : UnsafePointer(zero)
+                            }
+                        }
+                        transformInputTile(d.baseAddress!, into: v + (slot + tx) * 16 * cin, plane: cin, channels: cin)
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// y (N×oh×ow×cout) = (or, with `accumulate`, +=) the stride-1 3×3 correlation of x (N×h×w×cin,
+/// zero outside) read from row −padTop and column −padLeft, with the transformed filters; the
+/// images are split across threads.
 func winogradConvolveImages(_ x: UnsafePointer<Float>, _ input: NHWC, padTop: Int, padLeft: Int, filters: [Float], cout: Int,
                             into y: UnsafeMutablePointer<Float>, oh: Int, ow: Int, accumulate: Bool) {
     filters.withUnsafeBufferPointer { u in
         let box = SendableBox((x, u.baseAddress!, y))
         Parallel.forEachRange(input.n, grain: 1) { images in
             let (x, u, y) = box.value
-            for n in images {
-                winogradConvolve(x + n * input.h * input.w * input.c, h: input.h, w: input.w, cin: input.c, padTop: padTop,
-                                 padLeft: padLeft, filters: u, cout: cout, into: y + n * oh * ow * cout, oh: oh, ow: ow,
-                                 accumulate: accumulate)
+            let tiles = WinogradTiles(h: input.h, w: input.w, cin: input.c, padTop: padTop, padLeft: padLeft, oh: oh, ow: ow,
+                                      cout: cout, images: images)
+            winogradConvolve(x, tiles, filters: u, into: y, accumulate: accumulate)
+        }
+    }
+}
+
+private func winogradConvolve(_ x: UnsafePointer<Float>, _ t: WinogradTiles, filters u: UnsafePointer<Float>,
+                              into y: UnsafeMutablePointer<Float>, accumulate: Bool) {
+    let cin = t.cin, cout = t.cout
+    t.forEachBand(of: x, minimumTiles: 256) { band, v, m in
+        for xi in 0..<16 {
+            BLAS.sgemm(transposeA: false, transposeB: false, m: band.count * t.tw, n: cout, k: cin, alpha: 1,
+                       a: v + xi * cin, lda: 16 * cin, b: u + xi * cin * cout, ldb: cout, beta: 0,
+                       c: m + xi * cout, ldc: 16 * cout)
+        }
+        t.forEachRow(band) { n, ty, slot in
+            let image = y + n * t.oh * t.ow * cout, oy = 2 * ty
+            for tx in 0..<t.tw {
+                let ox = 2 * tx
+                transformOutputTile(m + (slot + tx) * 16 * cout, plane: cout, channels: cout,
+                                    into: image + (oy * t.ow + ox) * cout, rowStride: t.ow * cout,
+                                    right: ox + 1 < t.ow, below: oy + 1 < t.oh, accumulate: accumulate)
             }
         }
     }
 }
 
-/// One image: y (oh×ow×cout) = (or, with `accumulate`, +=) the stride-1 3×3 correlation of
-/// x (h×w×cin, zero outside) read from row −padTop and column −padLeft, with the transformed filters u.
-func winogradConvolve(_ x: UnsafePointer<Float>, h: Int, w: Int, cin: Int, padTop: Int, padLeft: Int,
-                      filters u: UnsafePointer<Float>, cout: Int, into y: UnsafeMutablePointer<Float>, oh: Int, ow: Int,
-                      accumulate: Bool) {
-    let th = (oh + 1) / 2, tw = (ow + 1) / 2, tiles = th * tw
-    // Tile-major scratch (tile t's 16 transformed values of every channel are contiguous), so the
-    // transforms stream through memory and each GEMM reads every 16th block (lda = 16·Cin). Both
-    // buffers are fully overwritten before they are read.
-    withScratch(16 * tiles * cin) { v in
-        withScratch(16 * tiles * cout) { m in
-            winogradConvolve(x, h: h, w: w, cin: cin, padTop: padTop, padLeft: padLeft, filters: u, cout: cout, into: y,
-                             oh: oh, ow: ow, accumulate: accumulate, th: th, tw: tw, v: v, m: m)
+/// The kernel gradient of the stride-1 3×3 correlation `winogradConvolveImages` computes, added to
+/// the HWIO `dw`: in the transform domain dU[ξ] = Σ_tiles V[ξ]ᵀ·(A·dY·Aᵀ)[ξ] (Cin × Cout, a GEMM
+/// over tiles; outputs past the image edge count as zero), and dw = Gᵀ·dU·G for each channel pair.
+/// Images are split across threads, each summing its own dU; the parts are added in order.
+func winogradKernelGradient(_ x: UnsafePointer<Float>, _ input: NHWC, padTop: Int, padLeft: Int, dy: UnsafePointer<Float>,
+                            oh: Int, ow: Int, cout: Int, into dw: UnsafeMutablePointer<Float>) {
+    let cin = input.c, size = 16 * cin * cout
+    let parts = Parallel.parts(input.n, grain: 1)
+    var partials = [Float](repeating: 0, count: parts * size + BLAS.readSlack)
+    partials.withUnsafeMutableBufferPointer { p in
+        let box = SendableBox((x, dy, p.baseAddress!))
+        Parallel.forEachPart(input.n, grain: 1) { part, images in
+            let (x, dy, p) = box.value
+            let tiles = WinogradTiles(h: input.h, w: input.w, cin: cin, padTop: padTop, padLeft: padLeft, oh: oh, ow: ow,
+                                      cout: cout, images: images)
+            winogradKernelGradient(x, tiles, dy: dy, into: p + part * size)
+        }
+        let du = p.baseAddress!
+        for part in 1..<max(parts, 1) {
+            let from = du + part * size
+            for i in 0..<size { du[i] += from[i] }
+        }
+        addKernelGradient(du, cin: cin, cout: cout, into: dw)
+    }
+}
+
+/// dU (16 × Cin × Cout, ξ-major) += the transform-domain kernel gradient of the tiles' images.
+private func winogradKernelGradient(_ x: UnsafePointer<Float>, _ t: WinogradTiles, dy: UnsafePointer<Float>,
+                                    into du: UnsafeMutablePointer<Float>) {
+    let cin = t.cin, cout = t.cout
+    // Each GEMM adds into all of dU, so long bands (k = tiles) keep that traffic small.
+    t.forEachBand(of: x, minimumTiles: 2048) { band, v, m in
+        t.forEachRow(band) { n, ty, slot in
+            let image = dy + n * t.oh * t.ow * cout, oy = 2 * ty
+            for tx in 0..<t.tw {
+                let ox = 2 * tx
+                transformGradientTile(image + (oy * t.ow + ox) * cout, rowStride: t.ow * cout, channels: cout,
+                                      right: ox + 1 < t.ow, below: oy + 1 < t.oh, into: m + (slot + tx) * 16 * cout)
+            }
+        }
+        for xi in 0..<16 {
+            BLAS.sgemm(transposeA: true, transposeB: false, m: cin, n: cout, k: band.count * t.tw, alpha: 1,
+                       a: v + xi * cin, lda: 16 * cin, b: m + xi * cout, ldb: 16 * cout, beta: 1,
+                       c: du + xi * cin * cout, ldc: cout)
         }
     }
 }
 
-private func winogradConvolve(_ x: UnsafePointer<Float>, h: Int, w: Int, cin: Int, padTop: Int, padLeft: Int,
-                              filters u: UnsafePointer<Float>, cout: Int, into y: UnsafeMutablePointer<Float>, oh: Int, ow: Int,
-                              accumulate: Bool, th: Int, tw: Int, v: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>) {
-    let tiles = th * tw
-    let zero = UnsafeMutablePointer<Float>.allocate(capacity: cin)
-    let d = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: 16)
-    defer { zero.deallocate(); d.deallocate() }
-    zero.initialize(repeating: 0, count: cin)
-    for ty in 0..<th {
-        for tx in 0..<tw {
-            for r in 0..<4 {
-                let iy = 2 * ty + r - padTop
-                for q in 0..<4 {
-                    let ix = 2 * tx + q - padLeft
-                    d[r * 4 + q] = iy >= 0 && iy < h && ix >= 0 && ix < w ? x + (iy * w + ix) * cin : UnsafePointer(zero)
-                }
-            }
-            transformInputTile(d, into: v + (ty * tw + tx) * 16 * cin, plane: cin, channels: cin)
+/// dw[ky][kx][i][o] += (Gᵀ·dU[·][i][o]·G)[ky][kx], with Gᵀ = [1 ½ ½ 0; 0 ½ −½ 0; 0 ½ ½ 1].
+private func addKernelGradient(_ du: UnsafePointer<Float>, cin: Int, cout: Int, into dw: UnsafeMutablePointer<Float>) {
+    let stride = cin * cout
+    for j in 0..<stride {
+        var t = (SIMD4<Float>(), SIMD4<Float>(), SIMD4<Float>())  // Gᵀ·dU: 3×4, by rows
+        for b in 0..<4 {
+            let u0 = du[b * stride + j], u1 = du[(4 + b) * stride + j], u2 = du[(8 + b) * stride + j], u3 = du[(12 + b) * stride + j]
+            t.0[b] = u0 + 0.5 * (u1 + u2)
+            t.1[b] = 0.5 * (u1 - u2)
+            t.2[b] = 0.5 * (u1 + u2) + u3
         }
-    }
-    for xi in 0..<16 {
-        BLAS.sgemm(transposeA: false, transposeB: false, m: tiles, n: cout, k: cin, alpha: 1,
-                   a: v + xi * cin, lda: 16 * cin, b: u + xi * cin * cout, ldb: cout, beta: 0,
-                   c: m + xi * cout, ldc: 16 * cout)
-    }
-    for ty in 0..<th {
-        for tx in 0..<tw {
-            let oy = 2 * ty, ox = 2 * tx
-            transformOutputTile(m + (ty * tw + tx) * 16 * cout, plane: cout, channels: cout, into: y + (oy * ow + ox) * cout,
-                                rowStride: ow * cout, right: ox + 1 < ow, below: oy + 1 < oh, accumulate: accumulate)
+        for (ky, row) in [t.0, t.1, t.2].enumerated() {
+            dw[(ky * 3) * stride + j] += row[0] + 0.5 * (row[1] + row[2])
+            dw[(ky * 3 + 1) * stride + j] += 0.5 * (row[1] - row[2])
+            dw[(ky * 3 + 2) * stride + j] += 0.5 * (row[1] + row[2]) + row[3]
         }
     }
 }
@@ -129,6 +232,7 @@ private func winogradConvolve(_ x: UnsafePointer<Float>, h: Int, w: Int, cin: In
 /// 32 pointers of a tile keep the compiler from proving the loops safe to vectorise), then one.
 private protocol Lanes {
     static var width: Int { get }
+    static var zero: Self { get }
     static func + (a: Self, b: Self) -> Self
     static func - (a: Self, b: Self) -> Self
     init(loading p: UnsafePointer<Float>)
@@ -206,6 +310,34 @@ private func transformOutput<V: Lanes>(_: V.Type, _ m: UnsafeMutablePointer<Floa
         if right { put(y + channels, s1 - s2 - s3) }
         if below { put(y + rowStride, t0 + t1 + t2) }
         if right && below { put(y + rowStride + channels, t1 - t2 - t3) }
+        o += V.width
+    }
+}
+
+/// A·dY·Aᵀ for one tile of the output gradient, every channel: the 2×2 gradients at dy, dy + channels
+/// (right) and dy + rowStride (below), zero where outside the image; the 16 results to out[ξ·channels + o].
+private func transformGradientTile(_ dy: UnsafePointer<Float>, rowStride: Int, channels: Int, right: Bool, below: Bool,
+                                   into out: UnsafeMutablePointer<Float>) {
+    let simd = channels / 8 * 8
+    transformGradient(SIMD8<Float>.self, dy, rowStride, channels, right, below, out, 0, simd)
+    transformGradient(Float.self, dy, rowStride, channels, right, below, out, simd, channels)
+}
+
+@inline(__always)
+private func transformGradient<V: Lanes>(_: V.Type, _ dy: UnsafePointer<Float>, _ rowStride: Int, _ channels: Int, _ right: Bool,
+                                         _ below: Bool, _ out: UnsafeMutablePointer<Float>, _ from: Int, _ to: Int) {
+    var o = from
+    while o < to {
+        @inline(__always) func put(_ k: Int, _ v: V) { v.store(to: out + k * channels + o) }
+        let zero = V.zero
+        let y00 = V(loading: dy + o), y01 = right ? V(loading: dy + channels + o) : zero
+        let y10 = below ? V(loading: dy + rowStride + o) : zero, y11 = right && below ? V(loading: dy + rowStride + channels + o) : zero
+        // A·dY: rows y0, y0 + y1, y0 − y1, −y1; then each row (a, b) ·Aᵀ: a, a + b, a − b, −b.
+        let r1a = y00 + y10, r1b = y01 + y11, r2a = y00 - y10, r2b = y01 - y11
+        put(0, y00); put(1, y00 + y01); put(2, y00 - y01); put(3, zero - y01)
+        put(4, r1a); put(5, r1a + r1b); put(6, r1a - r1b); put(7, zero - r1b)
+        put(8, r2a); put(9, r2a + r2b); put(10, r2a - r2b); put(11, zero - r2b)
+        put(12, zero - y10); put(13, zero - y10 - y11); put(14, y11 - y10); put(15, y11)
         o += V.width
     }
 }
