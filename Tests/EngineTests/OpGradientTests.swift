@@ -25,11 +25,14 @@ final class OpGradientTests: XCTestCase {
     /// Forward, input and kernel gradients against a direct sum in Double, on both paths (patch
     /// matrices and, for 3×3 stride 1, Winograd), on odd sizes (edge tiles half outside) and with
     /// more channels than the finite-difference check affords; the wide cases span several bands
-    /// of output pixels (ConvShape.bands), so the band seams are checked too.
+    /// of output pixels (ConvShape.bands), so the band seams are checked too, and the 97×98 case
+    /// several Winograd bands of each pass (≥ 256 tiles forward, ≥ 2048 for the kernel gradient;
+    /// its 2401 tiles per image split even when each image is its own thread's part).
     func testConvolutionMatchesADirectSumInDouble() {
         let cases: [(k: Int, stride: Int, padding: Padding, h: Int, w: Int, cin: Int, cout: Int, bands: Int)] = [
             (3, 1, .same, 7, 5, 13, 6, 1), (3, 1, .valid, 6, 9, 13, 6, 1), (3, 1, .same, 1, 4, 13, 6, 1),
             (3, 2, .same, 8, 7, 5, 3, 1), (3, 1, .same, 9, 11, 470, 3, 2), (5, 2, .same, 17, 17, 200, 2, 2),
+            (3, 1, .same, 97, 98, 4, 3, 2),
         ]
         for winograd in [false, true] {
             let before = Winograd.enabled

@@ -147,12 +147,12 @@ extension Tape {
                                                    beta: add ? 1 : 0, c: dx, ldc: input.c, transposeB: true)
                             }
                         } else if winograd {
-                            // The input gradient of a 3×3 stride-1 convolution is the convolution of dy with
-                            // the kernel rotated by 180°, channels swapped, padded by 2 − pad.
                             tape.accumulate(kernel) { dw in
                                 winogradKernelGradient(xp, input, padTop: s.padTop, padLeft: s.padLeft, dy: g, oh: oh, ow: ow,
                                                        cout: cout, into: dw)
                             }
+                            // The input gradient of a 3×3 stride-1 convolution is the convolution of dy with
+                            // the kernel rotated by 180°, channels swapped, padded by 2 − pad.
                             tape.accumulate(x) { dx, add in
                                 winogradConvolveImages(g, NHWC(n: input.n, h: oh, w: ow, c: cout),
                                                        padTop: 2 - s.padTop, padLeft: 2 - s.padLeft,

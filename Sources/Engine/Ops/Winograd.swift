@@ -179,7 +179,7 @@ func winogradKernelGradient(_ x: UnsafePointer<Float>, _ input: NHWC, padTop: In
             winogradKernelGradient(x, tiles, dy: dy, into: p + part * size)
         }
         let du = p.baseAddress!
-        for part in 1..<max(parts, 1) {
+        for part in 1..<parts {
             let from = du + part * size
             for i in 0..<size { du[i] += from[i] }
         }
@@ -220,11 +220,12 @@ private func addKernelGradient(_ du: UnsafePointer<Float>, cin: Int, cout: Int, 
             t.1[b] = 0.5 * (u1 - u2)
             t.2[b] = 0.5 * (u1 + u2) + u3
         }
-        for (ky, row) in [t.0, t.1, t.2].enumerated() {
+        @inline(__always) func add(_ row: SIMD4<Float>, ky: Int) {
             dw[(ky * 3) * stride + j] += row[0] + 0.5 * (row[1] + row[2])
             dw[(ky * 3 + 1) * stride + j] += 0.5 * (row[1] - row[2])
             dw[(ky * 3 + 2) * stride + j] += 0.5 * (row[1] + row[2]) + row[3]
         }
+        add(t.0, ky: 0); add(t.1, ky: 1); add(t.2, ky: 2)
     }
 }
 
