@@ -8,6 +8,7 @@
 // threshold are mapped and unmapped on every step and each new page faults in zeroed — a third or
 // more of a step's time. `Parallel.configure` keeps freed memory in the heap for reuse instead.
 
+import Artifacts
 import CBLASRuntime
 import Foundation
 
@@ -51,10 +52,4 @@ public enum Parallel {
 
     /// The number of parts `forEachRange` uses for `count` items.
     static func parts(_ count: Int, grain: Int = 1 << 14) -> Int { min(threads, max(1, count / max(grain, 1))) }
-}
-
-/// Carries a value into concurrent work whose parts touch disjoint memory.
-struct SendableBox<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
 }

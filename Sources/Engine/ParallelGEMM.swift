@@ -3,6 +3,8 @@
 // there, competing with them) and keeps results deterministic: each output block is computed by
 // one fixed part; a split reduction dimension is summed part by part in order.
 
+import Artifacts
+
 extension BLAS {
     /// C (m×n) = A·B + beta·C, row-major, no transposes, rows of A and C split across threads.
     static func gemmRowsSplit(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,

@@ -21,9 +21,6 @@ public final class Tape {
     public let training: Bool
     /// Drives drop-connect masks (explicit and seeded, never global).
     public var generator: SplitMix64
-    /// Momentum of batch norm's running statistics (Keras 0.99; the short demo profiles use less
-    /// so that inference-mode statistics settle within their few hundred steps).
-    public var batchNormMomentum: Float = kerasBatchNormMomentum
 
     private(set) var values: [Tensor] = []
     /// Whether a node's value has been freed (by `release`, `releaseIntermediates` or `backward`).

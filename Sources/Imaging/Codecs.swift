@@ -4,6 +4,7 @@
 // becomes a thrown `ImagingError` naming the file, never a crash. The format is recognised by its
 // signature, not by the file name.
 
+import Artifacts
 import CCodecs
 import Foundation
 
@@ -93,7 +94,9 @@ extension GrayImage {
     ///
     /// - Throws: `ImagingError` naming `path`.
     public init(contentsOf path: String) throws(ImagingError) {
-        self = try GrayImage.decode(try readFile(path), source: path).image
+        let bytes: [UInt8]
+        do { bytes = try readFile(path) } catch { throw .io(path: error.path, message: error.message) }
+        self = try GrayImage.decode(bytes, source: path).image
     }
 
     /// PNG bytes: 8-bit gray for 8-bit images, 16-bit gray for 16-bit ones (samples quantized).
@@ -162,57 +165,4 @@ private func collect(status: Int32, out: UnsafeMutablePointer<UInt8>?, size: Int
         throw .unsupported(source: "<\(format) encoder>", message: text)
     }
     return Array(UnsafeBufferPointer(start: out, count: size))
-}
-
-/// The bytes of the file at `path`.
-///
-/// - Throws: `ImagingError.io` naming `path` when it is missing or unreadable.
-public func readFile(_ path: String) throws(ImagingError) -> [UInt8] {
-    guard let handle = FileHandle(forReadingAtPath: path) else {
-        let exists = FileManager.default.fileExists(atPath: path)
-        throw .io(path: path, message: exists ? "cannot be opened for reading" : "no such file")
-    }
-    defer { try? handle.close() }
-    do {
-        return [UInt8](try handle.readToEnd() ?? Data())
-    } catch {
-        throw .io(path: path, message: "read failed: \(error.localizedDescription)")
-    }
-}
-
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename.
-/// A reader never sees a half-written file, and a crash leaves the old file (or none) in place.
-///
-/// - Throws: `ImagingError.io` naming `path`.
-public func writeFileAtomically(_ bytes: [UInt8], to path: String) throws(ImagingError) {
-    let url = URL(fileURLWithPath: path)
-    let folder = url.deletingLastPathComponent().path
-    do {
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-    } catch {
-        throw .io(path: folder, message: "cannot create folder: \(error.localizedDescription)")
-    }
-    let temporary = folder + "/.\(url.lastPathComponent).tmp-\(getpid())"
-    let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-    guard fd >= 0 else { throw .io(path: temporary, message: "cannot create: \(String(cString: strerror(errno)))") }
-    var written = 0
-    let ok = bytes.withUnsafeBytes { raw -> Bool in
-        while written < raw.count {
-            let n = write(fd, raw.baseAddress! + written, raw.count - written)
-            if n <= 0 { return false }
-            written += n
-        }
-        return fsync(fd) == 0
-    }
-    let reason = String(cString: strerror(errno))
-    close(fd)
-    guard ok else {
-        unlink(temporary)
-        throw .io(path: path, message: "write failed: \(reason)")
-    }
-    guard rename(temporary, path) == 0 else {
-        let reason = String(cString: strerror(errno))
-        unlink(temporary)
-        throw .io(path: path, message: "cannot move the finished file into place: \(reason)")
-    }
 }

@@ -20,6 +20,16 @@ public struct Mask: Sendable, Equatable {
         self.init(width: image.width, height: image.height, bits: image.pixels.map { $0 > cut })
     }
 
+    /// The mask in the file at `path`, which must be the size of its image.
+    ///
+    /// - Parameters:
+    ///   - imagePath: the image's file, named in the error.
+    /// - Throws: `ImagingError` naming `path` when it is unreadable, or `.sizeMismatch` naming both
+    ///   files and both sizes.
+    public init(contentsOf path: String, sizedLike image: GrayImage, imagePath: String) throws(ImagingError) {
+        self.init(thresholding: try GrayImage(maskAt: path, sizedLike: image, imagePath: imagePath))
+    }
+
     /// Probabilities in [0, 1] binarised at `threshold` (p > threshold is lung).
     public init(probabilities: [Float], width: Int, height: Int, threshold: Float = 0.5) {
         self.init(width: width, height: height, bits: probabilities.map { $0 > threshold })
@@ -81,5 +91,21 @@ public struct Mask: Sendable, Equatable {
         let top = max(0, up - mv), bottom = min(height, down + 1 + mv)
         let start = max(0, left - mh), end = min(width, right + 1 + mh)
         return PixelBox(x: start, y: top, width: end - start, height: bottom - top)
+    }
+}
+
+extension GrayImage {
+    /// The mask file at `path` as a gray image, which must be the size of its image (the one check
+    /// every reader of image/mask pairs makes).
+    ///
+    /// - Throws: `ImagingError` naming `path` when it is unreadable, or `.sizeMismatch` naming both
+    ///   files and both sizes.
+    public init(maskAt path: String, sizedLike image: GrayImage, imagePath: String) throws(ImagingError) {
+        let file = try GrayImage(contentsOf: path)
+        guard file.width == image.width, file.height == image.height else {
+            throw .sizeMismatch(source: path, expected: "\(image.width)×\(image.height) (the size of its image \(imagePath))",
+                                actual: "\(file.width)×\(file.height)")
+        }
+        self = file
     }
 }

@@ -21,6 +21,17 @@ public enum Interpolation: String, Sendable, CaseIterable, Codable {
     /// `INTER_AREA`: exact pixel-area averaging when shrinking; OpenCV's area-mode bilinear
     /// weights when enlarging in either direction.
     case area
+
+    /// Decodes a name; an unknown one is an error that lists the known ones.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        let name = try container.decode(String.self)
+        guard let value = Self(rawValue: name) else {
+            throw DecodingError.dataCorruptedError(
+                in: container, debugDescription: "'\(name)' must be one of \(Self.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        self = value
+    }
 }
 
 extension GrayImage {

@@ -176,30 +176,3 @@ public func compare<G: RandomNumberGenerator>(reference: Predictions, referenceN
         pairedBootstrap: paired.test, delongPerClass: perClass,
         delongMicro: delong(truth: a.truth, scoresA: a.scores, scoresB: b.scores)?.test)
 }
-
-/// One Table 2-style Markdown row: Acc, AUROC, AUPRC, P, R, F, MCC and its interval, 4 decimals.
-public func tableRow(_ report: ModelReport) -> String {
-    let f = { (x: Double) in formatFixed(x, decimals: 4) }
-    return "| \(report.name) | \(f(report.accuracy)) | \(f(report.aurocMicro)) | \(f(report.auprcMicro)) | "
-        + "\(f(report.precisionWeighted)) | \(f(report.recallWeighted)) | \(f(report.f1Weighted)) | \(f(report.mcc)) | "
-        + "(\(f(report.mccPaperCI.lower)), \(f(report.mccPaperCI.upper))) |"
-}
-
-/// The header of `tableRow`'s table.
-public let tableHeader = """
-    | model | Acc | AUROC (micro) | AUPRC (micro, trapezoid) | P (weighted) | R (weighted) | F (weighted) | MCC | MCC 95% CI (paper's Wald) |
-    |---|---|---|---|---|---|---|---|---|
-    """
-
-/// `x` with exactly `decimals` digits after the point (round half away from zero).
-public func formatFixed(_ x: Double, decimals: Int) -> String {
-    guard x.isFinite else { return "NA" }
-    var scale = 1.0
-    for _ in 0..<decimals { scale *= 10 }
-    let scaled = (abs(x) * scale).rounded()
-    let integer = Int(scaled) / Int(scale), fraction = Int(scaled) % Int(scale)
-    let sign = x < 0 && scaled > 0 ? "-" : ""
-    guard decimals > 0 else { return sign + "\(integer)" }
-    let digits = String(fraction)
-    return sign + "\(integer)." + String(repeating: "0", count: decimals - digits.count) + digits
-}

@@ -38,9 +38,9 @@ public enum EfficientNetB0 {
     /// - Parameters:
     ///   - outputs: layer names to return (e.g. the U-Net skips, "top_activation").
     ///   - stopAfter: a block name ("block5c") after which to stop (the classifier's truncation).
-    ///   - dropConnect: the drop-connect rate at the last block (0.2 in the paper; 0 turns it off).
-    public static func encode(_ layers: Layers, _ x: Var, outputs: Set<String>, stopAfter: String? = nil,
-                              dropConnect: Float = dropConnectRate) -> [String: Var] {
+    ///
+    /// The drop-connect rate grows linearly to `layers.options.dropConnect` at the last block.
+    public static func encode(_ layers: Layers, _ x: Var, outputs: Set<String>, stopAfter: String? = nil) -> [String: Var] {
         let tape = layers.tape
         var found: [String: Var] = [:]
         func keep(_ name: String, _ v: Var) { if outputs.contains(name) { found[name] = v } }
@@ -54,7 +54,7 @@ public enum EfficientNetB0 {
                 let name = blockName(stage: s, index: r)
                 let input = r == 0 ? stage.inputFilters : stage.outputFilters
                 let stride = r == 0 ? stage.stride : 1
-                let rate = dropConnect * Float(blockNumber) / Float(totalBlocks)
+                let rate = layers.options.dropConnect * Float(blockNumber) / Float(totalBlocks)
                 h = mbConv(layers, h, name: name, inputFilters: input, outputFilters: stage.outputFilters,
                            expandRatio: stage.expandRatio, kernel: stage.kernel, stride: stride, dropRate: rate, keep: keep)
                 tape.releaseIntermediates(since: mark, keeping: [h] + Array(found.values))

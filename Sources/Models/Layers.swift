@@ -4,14 +4,31 @@
 
 import Engine
 
-/// The tape and parameter store a model runs on.
+/// Hyper-parameters of a model run that are not weights: fixed for the run, read by the layers.
+public struct ModelOptions: Sendable, Equatable {
+    /// Momentum of batch norm's running statistics in training (Keras 0.99; the short demo profiles
+    /// use less so that inference-mode statistics settle within their few hundred steps).
+    public var batchNormMomentum: Float
+    /// EfficientNet's drop-connect rate at its last block (0.2 in B0; 0 turns it off). Active only on
+    /// a training tape.
+    public var dropConnect: Float
+
+    public init(batchNormMomentum: Float = kerasBatchNormMomentum, dropConnect: Float = EfficientNetB0.dropConnectRate) {
+        self.batchNormMomentum = batchNormMomentum
+        self.dropConnect = dropConnect
+    }
+}
+
+/// The tape, parameter store and options a model runs on.
 public struct Layers {
     public let tape: Tape
     public let store: ParameterStore
+    public let options: ModelOptions
 
-    public init(tape: Tape, store: ParameterStore) {
+    public init(tape: Tape, store: ParameterStore, options: ModelOptions = ModelOptions()) {
         self.tape = tape
         self.store = store
+        self.options = options
     }
 
     /// Conv2D (kernel [k,k,Cin,filters]) with optional bias.
@@ -35,7 +52,7 @@ public struct Layers {
     /// BatchNormalization over the last axis, and the activation that follows it as one op.
     public func batchNorm(_ x: Var, _ name: String, activation: Activation? = nil) -> Var {
         store.declareBatchNorm(name, channels: tape.shape(x).last ?? 0)
-        return tape.batchNorm(x, name: name, store: store, activation: activation)
+        return tape.batchNorm(x, name: name, store: store, activation: activation, momentum: options.batchNormMomentum)
     }
 
     /// A 1×1 convolution applied to a [N,C] vector (SE's reduce/expand on the squeezed tensor).

@@ -32,6 +32,11 @@ public enum UNet {
         let logits = layers.conv(h, "final_conv", filters: 1, kernel: 3, bias: true, initializer: .glorotUniform)
         return (tape.sigmoid(logits), logits)
     }
+
+    /// Every U-Net parameter and batch-norm statistic under its Keras name, initialised from `seed`.
+    public static func parameters(seed: UInt64) -> ParameterStore {
+        declareParameters(seed: seed) { layers, x in _ = forward(layers, x) }
+    }
 }
 
 /// The classifier of SPEC §3: the encoder truncated at `block5c_add`, ZeroPadding2D, a 3×3 valid
@@ -42,14 +47,30 @@ public enum Classifier {
     public static let dcl = "extra_conv_eff0"
 
     /// Class logits [N,3], and the DCL activation (for Grad-CAM and model-level ensembles).
-    public static func forward(_ layers: Layers, _ x: Var, classes: Int = 3,
-                               dropConnect: Float = EfficientNetB0.dropConnectRate) -> (logits: Var, dcl: Var) {
+    public static func forward(_ layers: Layers, _ x: Var, classes: Int = 3) -> (logits: Var, dcl: Var) {
         let tape = layers.tape
-        let features = EfficientNetB0.encode(layers, x, outputs: ["block5c_add"], stopAfter: truncation, dropConnect: dropConnect)
+        let features = EfficientNetB0.encode(layers, x, outputs: ["block5c_add"], stopAfter: truncation)
         guard let trunk = features["block5c_add"] else { preconditionFailure("encoder returned no block5c_add") }
         let dcl = tape.relu(layers.conv(tape.zeroPad(trunk), dcl, filters: 512, kernel: 3, padding: .valid,
                                         bias: true, initializer: .glorotUniform))
         let logits = layers.dense(tape.globalAveragePool(dcl), "predictions", units: classes, initializer: .glorotUniform)
         return (logits, dcl)
     }
+
+    /// Every classifier parameter and batch-norm statistic under its Keras name, initialised from
+    /// `seed` (the same values whatever the input size the classifier later runs at).
+    public static func parameters(seed: UInt64, classes: Int = 3) -> ParameterStore {
+        declareParameters(seed: seed) { layers, x in _ = forward(layers, x, classes: classes) }
+    }
+}
+
+/// A store holding every parameter `model` declares. Layers declare their parameters as they are
+/// applied (shapes follow the input channels), so the model is applied once, without a tape for
+/// gradients, to the smallest input every model accepts (one 32×32 image); the parameters'
+/// values depend only on `seed` and their names, never on that input.
+func declareParameters(seed: UInt64, _ model: (Layers, Var) -> Void) -> ParameterStore {
+    let store = ParameterStore(seed: seed)
+    let tape = Tape(recording: false, training: false)
+    model(Layers(tape: tape, store: store), tape.constant(Tensor(zeros: [1, 32, 32, 3])))
+    return store
 }

@@ -3,9 +3,14 @@
 // path. A profile is a partial tree merged over the base before decoding, so it is checked the
 // same way.
 
+import Artifacts
+import Datasets
 import Foundation
 import Imaging
 import Losses
+import Metrics
+import Synthetic
+import Training
 
 /// The whole pipeline configuration after a profile has been applied.
 public struct PipelineConfig: Codable, Sendable, Equatable {
@@ -30,7 +35,7 @@ public struct SegmentConfig: Codable, Sendable, Equatable {
     /// Input side in pixels (SPEC §1.1: 512; the `fast` profile 256), a multiple of 32.
     public var size: Int
     /// Resampling of images to `size` ([P]: bicubic); masks are area-averaged and re-thresholded.
-    public var interpolation: String
+    public var interpolation: Interpolation
     public var batchSize: Int
     public var epochs: Int
     /// Keras Adam (β1 0.9, β2 0.999, ε 1e-7).
@@ -50,8 +55,8 @@ public struct SegmentConfig: Codable, Sendable, Equatable {
     public var batchNormMomentum: Double
     /// Probability above which a pixel is lung (SPEC §2 step 2).
     public var threshold: Double
-    /// The `segment evaluate` metric that ranks the models for the top-3 ensemble: dice, iou or accuracy.
-    public var selectionMetric: String
+    /// The `segment evaluate` metric that ranks the models for the top-3 ensemble.
+    public var selectionMetric: SelectionMetric
     /// How many of the ranked models `mask-crop` ANDs ([P]: 3).
     public var ensembleSize: Int
 }
@@ -61,7 +66,7 @@ public struct CropConfig: Codable, Sendable, Equatable {
     /// Side of the square crops written ([C]: 512).
     public var size: Int
     /// Resampling of the crop to `size` ([C]: INTER_AREA).
-    public var interpolation: String
+    public var interpolation: Interpolation
     /// SPEC §2 step 6: MATLAB imadjust with stretchlim's 1 %/99 %.
     public var contrastStretch: Bool
     /// Thumbnails on the crop contact sheet.
@@ -73,7 +78,7 @@ public struct ClassifyConfig: Codable, Sendable, Equatable {
     /// Input side in pixels (SPEC §3: 256 from the 512 crops; 224 suits the shared 224-pixel data).
     public var size: Int
     /// Resampling to `size` (SPEC §3: Keras load_img's nearest neighbour).
-    public var interpolation: String
+    public var interpolation: Interpolation
     public var batchSize: Int
     public var epochs: Int
     public var learningRate: Double
@@ -96,7 +101,47 @@ public struct ClassifyConfig: Codable, Sendable, Equatable {
     public var batchNormMomentum: Double
     /// Where the encoder starts: the U-Net trained with this segmentation loss (SPEC §3: the best,
     /// focal-tversky), or "random".
-    public var encoder: String
+    public var encoder: EncoderStart
+}
+
+/// Where a classifier's encoder starts (SPEC §3): the encoder of the U-Net trained with a
+/// segmentation loss, or random weights. Written as the loss name or "random".
+public enum EncoderStart: Codable, Sendable, Equatable {
+    case random
+    case unet(SegmentationLoss)
+
+    /// "random" or the segmentation loss name.
+    public init?(name: String) {
+        if name == "random" { self = .random } else if let loss = SegmentationLoss(rawValue: name) { self = .unet(loss) } else { return nil }
+    }
+
+    public var name: String {
+        switch self {
+        case .random: "random"
+        case let .unet(loss): loss.rawValue
+        }
+    }
+
+    public static var names: [String] { ["random"] + SegmentationLoss.allCases.map(\.rawValue) }
+
+    public init(from decoder: any Decoder) throws {
+        self = try decodeNamed(decoder, Self.names) { Self(name: $0) }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(name)
+    }
+}
+
+/// Decodes a string that must be one of `names`; any other is an error that lists them.
+func decodeNamed<T>(_ decoder: any Decoder, _ names: [String], _ make: (String) -> T?) throws -> T {
+    let container = try decoder.singleValueContainer()
+    let name = try container.decode(String.self)
+    guard let value = make(name) else {
+        throw DecodingError.dataCorruptedError(in: container, debugDescription: "'\(name)' must be one of \(names.joined(separator: ", "))")
+    }
+    return value
 }
 extension SegmentConfig {
     var callbacks: CallbackSettings {
@@ -132,31 +177,6 @@ public struct PrepareConfig: Codable, Sendable, Equatable {
     public var splitSeed: UInt64
     /// Thumbnails on the dataset's contact sheet.
     public var contactSheetImages: Int
-}
-
-/// Validation split rules.
-public enum ValidationRule: String, Codable, Sendable, CaseIterable {
-    /// Keras for classification layouts (kermany, synthetic), patient-grouped for the others.
-    case auto
-    /// Keras `validation_split`: per class, files sorted by name, the first int(f·n) (SPEC §0).
-    case keras
-    /// Seeded shuffle of patients; whole patients go to validation until f·n images.
-    case patient
-    /// No validation images.
-    case none
-}
-
-/// The built-in synthetic chest X-ray generator (DESIGN §6).
-public struct SyntheticConfig: Codable, Sendable, Equatable {
-    /// Image width in pixels; heights vary between 85 % and 100 % of it.
-    public var size: Int
-    /// Classification images per class in the Kermany `train` folder.
-    public var trainPerClass: Int
-    /// Classification images per class in the Kermany `test` folder.
-    public var testPerClass: Int
-    /// Images in the Montgomery-layout lung segmentation set.
-    public var lungImages: Int
-    public var seed: UInt64
 }
 
 /// A `pipeline.json` problem, naming the file and key path.
@@ -257,15 +277,8 @@ extension PipelineConfig {
         if segment.size < 32 || segment.size % 32 != 0 {
             throw .badValue(path: path, key: "segment.size", message: "must be a multiple of 32 (the U-Net downsamples five times)")
         }
-        for (key, name) in [("segment.interpolation", segment.interpolation), ("crop.interpolation", crop.interpolation)]
-        where Interpolation(rawValue: name) == nil {
-            throw .badValue(path: path, key: key, message: "must be one of \(Interpolation.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
         if segment.batchSize < 1 || segment.epochs < 1 {
             throw .badValue(path: path, key: "segment", message: "batchSize and epochs must be positive")
-        }
-        if !["dice", "iou", "accuracy"].contains(segment.selectionMetric) {
-            throw .badValue(path: path, key: "segment.selectionMetric", message: "must be dice, iou or accuracy")
         }
         if !(0 < segment.threshold && segment.threshold < 1) {
             throw .badValue(path: path, key: "segment.threshold", message: "must be in (0, 1)")
@@ -274,14 +287,6 @@ extension PipelineConfig {
         if crop.size < 16 { throw .badValue(path: path, key: "crop.size", message: "must be at least 16") }
         if classify.size < 32 || classify.size % 16 != 0 {
             throw .badValue(path: path, key: "classify.size", message: "must be a multiple of 16, at least 32")
-        }
-        if Interpolation(rawValue: classify.interpolation) == nil {
-            throw .badValue(path: path, key: "classify.interpolation",
-                            message: "must be one of \(Interpolation.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
-        if classify.encoder != "random" && SegmentationLoss(rawValue: classify.encoder) == nil {
-            throw .badValue(path: path, key: "classify.encoder",
-                            message: "must be random or a segmentation loss (\(SegmentationLoss.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
         if classify.batchSize < 1 || classify.epochs < 1 {
             throw .badValue(path: path, key: "classify", message: "batchSize and epochs must be positive")

@@ -1,10 +1,12 @@
 // The `evaluate` stage: prediction files in, one artifact out with metrics.json, a Table 2-style
 // Markdown table, significance of every other file against the first, and SVG figures.
 
-import SeededRandom
+import Artifacts
+import Datasets
 import Foundation
-import Imaging
 import Metrics
+import Report
+import SeededRandom
 
 /// What decides an evaluation artifact besides its input files.
 public struct EvaluateSettings: Codable, Sendable, Equatable {
@@ -60,9 +62,9 @@ public enum EvaluateError: Error, CustomStringConvertible {
 ///
 /// - Parameter validationPaths: empty, or one validation prediction file per input, for
 ///   temperature scaling.
-public func runEvaluate(paths: [String], validationPaths: [String], variant: String, settings: EvaluateSettings,
-                        store: ArtifactStore, threads: Int, blasProvider: String, force: Bool,
-                        sink: EventSink) throws(EvaluateError) -> StageResult {
+public func runEvaluate(_ context: StageContext, paths: [String], validationPaths: [String], variant: String,
+                        settings: EvaluateSettings) throws(EvaluateError) -> StageResult {
+    let sink = context.sink
     guard validationPaths.isEmpty || validationPaths.count == paths.count else {
         throw .validationCount(predictions: paths.count, validation: validationPaths.count)
     }
@@ -89,14 +91,12 @@ public func runEvaluate(paths: [String], validationPaths: [String], variant: Str
             hashes.append(SHA256.hex(predictionCSV(predictions).utf8))
         } catch { throw .predictions(error) }
     }
-    let key: String
-    do { key = try ArtifactStore.key(stage: "evaluate", config: settings, inputKeys: hashes, formatVersion: evaluationFormatVersion) } catch {
-        throw .artifact(.io(path: store.root, message: "cannot encode settings: \(error)"))
-    }
-    let folder = store.folder(stage: "evaluate", variant: variant, key: key)
-    if !force, let manifest = store.completeManifest(at: folder) {
-        return StageResult(folder: folder, manifest: manifest, reused: true)
-    }
+    let run: ArtifactRun
+    do {
+        run = try context.store.locate(stage: "evaluate", variant: variant, settings: settings, inputKeys: hashes,
+                                       formatVersion: evaluationFormatVersion, force: context.force)
+    } catch { throw .artifact(error) }
+    if let existing = run.existing { return existing }
 
     let classNames = CXRClass.allCases.map(\.name)
     var reports: [ModelReport] = []
@@ -117,15 +117,13 @@ public func runEvaluate(paths: [String], validationPaths: [String], variant: Str
         } catch { throw .comparison(error) }
     }
     do {
-        var writer = try store.begin(stage: "evaluate", variant: variant, key: key, config: settings,
-                                     inputs: zip(paths + validationPaths, hashes).map {
-                                         ManifestInput(name: ($0.0 as NSString).lastPathComponent, path: $0.0, key: $0.1) },
-                                     seed: settings.seed, threads: threads, blasProvider: blasProvider,
-                                     formatVersion: evaluationFormatVersion)
+        var writer = try run.begin(inputs: zip(paths + validationPaths, hashes).map {
+                                       ManifestInput(name: ($0.0 as NSString).lastPathComponent, path: $0.0, key: $0.1) },
+                                   seed: settings.seed)
         let file = EvaluationFile(formatVersion: evaluationFormatVersion, classes: classNames, models: reports,
                                   comparisons: comparisons, notes: notes)
         try writer.write(try canonicalJSON(file), to: "metrics.json")
-        try writer.write(Array(markdown(reports, comparisons).utf8), to: "table.md")
+        try writer.write(Array(evaluationMarkdown(reports, comparisons).utf8), to: "table.md")
         for report in reports {
             let stem = "plots/" + fileSafe(report.name)
             try writer.write(Array(confusionMatrixSVG(report.confusion, classNames: classNames,
@@ -138,34 +136,10 @@ public func runEvaluate(paths: [String], validationPaths: [String], variant: Str
             ($0.name, JSONValue.object(["accuracy": .number($0.accuracy), "mcc": .number($0.mcc), "aurocMicro": .number($0.aurocMicro)]))
         }))
         let manifest = try writer.finish(summary: summary)
-        return StageResult(folder: folder, manifest: manifest, reused: false)
+        return writer.result(manifest)
     } catch let error as ArtifactError {
         throw .artifact(error)
     } catch {
-        throw .artifact(.io(path: folder, message: "\(error)"))
+        throw .artifact(.io(path: run.folder, message: "\(error)"))
     }
-}
-
-/// Table 2-style rows, then the significance of each comparison.
-func markdown(_ reports: [ModelReport], _ comparisons: [Comparison]) -> String {
-    var lines = [tableHeader] + reports.map(tableRow)
-    lines.append("")
-    lines.append("MCC interval: the paper's rule (Wald with a t multiplier, 4 dp; SPEC §5.1) — not Clopper–Pearson. "
-                 + "Bootstrap intervals for every metric are in metrics.json.")
-    if !comparisons.isEmpty {
-        lines += ["", "| reference | other | paper rule (inferred) p | McNemar p | ΔMCC (95% paired bootstrap) | bootstrap p | DeLong micro p |",
-                  "|---|---|---|---|---|---|---|"]
-        for c in comparisons {
-            let f = { (x: Double) in formatFixed(x, decimals: 4) }
-            lines.append("| \(c.reference) | \(c.other) | \(f(c.paperRule.pValue)) | \(f(c.mcnemar.pValue)) | "
-                         + "\(f(c.mccDelta)) (\(f(c.mccDeltaInterval.lower)), \(f(c.mccDeltaInterval.upper))) | "
-                         + "\(f(c.pairedBootstrap.pValue)) | \(c.delongMicro.map { f($0.pValue) } ?? "NA") |")
-        }
-    }
-    return lines.joined(separator: "\n") + "\n"
-}
-
-/// A name usable as a file name: letters, digits, '-', '_' and '.'; anything else becomes '_'.
-func fileSafe(_ name: String) -> String {
-    String(name.map { $0.isLetter || $0.isNumber || "-_.".contains($0) ? $0 : "_" })
 }

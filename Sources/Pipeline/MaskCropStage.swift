@@ -4,9 +4,11 @@
 // 8-bit PNG. The output is a dataset artifact — same classes, patients and splits as its source —
 // that the classifier reads by name, with the boxes as CSV and a contact sheet to check them.
 
+import Artifacts
+import Datasets
 import Foundation
 import Imaging
-import Metrics
+import Report
 
 /// What decides a crop artifact besides the dataset and the masks.
 struct MaskCropSettings: Codable, Equatable {
@@ -30,12 +32,12 @@ struct CropRecord: Sendable {
     var png: [UInt8]
 }
 
-/// Crops every image of `dataset` to the AND of the masks in the `segment predict` artifact at
-/// `masksFolder`, into the dataset artifact `mask-crop/<variant>`.
-public func runMaskCrop(dataset: Dataset, datasetKey: String, masksFolder: String, masksManifest: Manifest, variant: String,
-                        config: CropConfig, store: ArtifactStore, threads: Int, blasProvider: String, force: Bool,
-                        sink: EventSink) throws(TrainingError) -> StageResult {
-    let stage = "mask-crop"
+/// Crops every image of `data` to the AND of the masks in the `segment predict` artifact `masks`,
+/// into the dataset artifact `mask-crop/<variant>`, with the context's `crop` settings.
+public func runMaskCrop(_ context: StageContext, data: (dataset: Dataset, key: String), masks: (folder: String, manifest: Manifest),
+                        variant: String) throws(StageError) -> StageResult {
+    let (dataset, config, sink, threads) = (data.dataset, context.config.crop, context.sink, context.threads)
+    let masksFolder = masks.folder, masksManifest = masks.manifest
     guard masksManifest.stage == "segment-predict", case let .array(models)? = masksManifest.summary.objectValue?["models"] else {
         throw .artifact(.invalidManifest(path: masksFolder + "/manifest.json", message: "not a segment predict artifact"))
     }
@@ -43,31 +45,27 @@ public func runMaskCrop(dataset: Dataset, datasetKey: String, masksFolder: Strin
     guard !maskFolders.isEmpty else {
         throw .artifact(.invalidManifest(path: masksFolder + "/manifest.json", message: "lists no mask folders"))
     }
-    guard let interpolation = Interpolation(rawValue: config.interpolation) else {
-        throw .artifact(.io(path: "pipeline.json", message: "crop.interpolation '\(config.interpolation)' is unknown"))
-    }
     let settings = MaskCropSettings(crop: config)
-    let (key, folder, existing): (String, String, StageResult?)
-    do { (key, folder, existing) = try store.locate(stage: stage, variant: variant, config: settings, inputKeys: [datasetKey, masksManifest.key], formatVersion: cropFormatVersion, force: force) }
-    catch { throw .artifact(error) }
-    if let existing { return existing }
+    let run: ArtifactRun
+    do {
+        run = try context.store.locate(stage: "mask-crop", variant: variant, settings: settings, inputKeys: [data.key, masksManifest.key],
+                                       formatVersion: cropFormatVersion, force: context.force)
+    } catch { throw .artifact(error) }
+    if let existing = run.existing { return existing }
+    let folder = run.folder
 
     func crop(_ row: DatasetRow) throws(IngestError) -> CropRecord {
         do throws(ImagingError) {
             let image = try GrayImage(contentsOf: dataset.imagePath(row))
             var anded: Mask?
             for maskFolder in maskFolders {
-                let path = masksFolder + "/" + maskFolder + "/" + maskFileName(row.path)
-                let mask = Mask(thresholding: try GrayImage(contentsOf: path))
-                guard mask.width == image.width, mask.height == image.height else {
-                    throw .sizeMismatch(source: path, expected: "\(image.width)×\(image.height) (the size of \(dataset.imagePath(row)))",
-                                        actual: "\(mask.width)×\(mask.height)")
-                }
+                let mask = try Mask(contentsOf: masksFolder + "/" + maskFolder + "/" + maskFileName(row.path), sizedLike: image,
+                                    imagePath: dataset.imagePath(row))
                 anded = try anded?.and(mask) ?? mask
             }
             let full = PixelBox(x: 0, y: 0, width: image.width, height: image.height)
             let box = anded?.cropBox ?? full
-            var out = image.cropped(to: box).resized(width: config.size, height: config.size, method: interpolation).to8Bit()
+            var out = image.cropped(to: box).resized(width: config.size, height: config.size, method: config.interpolation).to8Bit()
             var limits: StretchLimits?
             if config.contrastStretch { (out, limits) = out.contrastStretched() }
             var truthInside: Bool?
@@ -89,15 +87,14 @@ public func runMaskCrop(dataset: Dataset, datasetKey: String, masksFolder: Strin
     }
 
     do {
-        var writer = try store.begin(stage: stage, variant: variant, key: key, config: settings,
-                                     inputs: [ManifestInput(name: "dataset", path: dataset.folder, key: datasetKey),
-                                              ManifestInput(name: "masks", path: masksFolder, key: masksManifest.key)],
-                                     seed: 0, threads: threads, blasProvider: blasProvider, formatVersion: cropFormatVersion)
+        var writer = try run.begin(inputs: [ManifestInput(name: "dataset", path: dataset.folder, key: data.key),
+                                            ManifestInput(name: "masks", path: masksFolder, key: masksManifest.key)],
+                                   seed: 0)
         var records: [CropRecord] = []
         let chunk = 64
         for start in stride(from: 0, to: dataset.rows.count, by: chunk) {
             let part = try parallelMap(Array(dataset.rows[start..<min(start + chunk, dataset.rows.count)]), threads: threads,
-                                       sink: { _ in }, task: "", crop)
+                                       crop)
             for var record in part {
                 let path = "images/" + record.row.path
                 try FileManager.default.createDirectory(atPath: folder + "/" + (path as NSString).deletingLastPathComponent,
@@ -133,9 +130,9 @@ public func runMaskCrop(dataset: Dataset, datasetKey: String, masksFolder: Strin
             sink(.note("crop boxes holding the whole ground-truth lung: \(judged.filter { $0 }.count)/\(judged.count) "
                        + "(\(formatFixed(100 * Double(judged.filter { $0 }.count) / Double(judged.count), decimals: 1)) %)"))
         }
-        return StageResult(folder: folder, manifest: manifest, reused: false)
+        return writer.result(manifest)
     } catch {
-        throw trainingError(error, folder: folder)
+        throw .wrapping(error, folder: folder)
     }
 }
 

@@ -2,9 +2,12 @@
 // events, and turning errors into exit codes. Stages stay thin: parse, call a library, report.
 
 import ArgumentParser
+import Artifacts
+import Datasets
 import Engine
 import Foundation
 import Pipeline
+import Training
 
 /// Options every stage takes.
 public struct CommonOptions: ParsableArguments, Sendable {
@@ -28,23 +31,25 @@ public struct CommonOptions: ParsableArguments, Sendable {
 
     public init() {}
 
-    /// The configuration with the profile applied and `--threads` laid over it; fixes BLAS threads.
+    /// The configuration with the profile applied and `--threads` laid over it.
     public func loadConfig() throws(ConfigError) -> PipelineConfig {
         var config = try PipelineConfig.load(path: self.config, profile: profile)
         if let threads {
             guard threads >= 1 else { throw .badValue(path: "--threads", key: "threads", message: "must be at least 1") }
             config.threads = threads
         }
-        Parallel.configure(threads: config.threads)
         return config
     }
 
-    public var store: ArtifactStore { ArtifactStore(root: artifacts) }
-
-    /// The event printer chosen by `--progress`.
-    public func sink(stage: String) -> EventSink {
+    /// The stage's context: the configuration (after `adjust`, a stage's own command-line overlays),
+    /// the artifact store, `--force` and the event printer chosen by `--progress`. Sets the engine's
+    /// thread count for this process from the configuration.
+    public func context(stage: String, adjust: (inout PipelineConfig) -> Void = { _ in }) throws(ConfigError) -> StageContext {
+        var config = try loadConfig()
+        adjust(&config)
+        Parallel.configure(threads: config.threads)
         let printer = EventPrinter(stage: stage, style: progress)
-        return { printer.handle($0) }
+        return StageContext(config: config, artifacts: artifacts, force: force, sink: { printer.handle($0) })
     }
 }
 
@@ -162,6 +167,16 @@ public func runStage(_ stage: String, _ body: () throws -> String) throws {
         case .data, .emptySplit: fail(stage, error.description, StageExit.dataError)
         case .notFinite, .interrupted: fail(stage, error.description, StageExit.software)
         case .checkpoint, .artifact: fail(stage, error.description, StageExit.ioError)
+        }
+    } catch let error as StageError {
+        switch error {
+        case .data, .emptySplit: fail(stage, error.description, StageExit.dataError)
+        case .checkpoint: fail(stage, error.description, StageExit.ioError)
+        case let .artifact(inner):
+            switch inner {
+            case .io: fail(stage, error.description, StageExit.ioError)
+            default: fail(stage, error.description, StageExit.noInput)
+            }
         }
     } catch let error as EvaluateError {
         switch error {

@@ -7,6 +7,7 @@ import Engine
 import Foundation
 import Models
 import SeededRandom
+import Training
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -95,10 +96,7 @@ struct Bench: ParsableCommand {
         let images = Tensor(shape: [batch, size, size, 3], data: (0..<(batch * size * size * 3)).map { _ in Float(g.unit()) })
         let labels = Tensor(shape: [batch, 3], data: (0..<batch).flatMap { i in (0..<3).map { $0 == i % 3 ? Float(1) : 0 } })
         let masks = Tensor(shape: [batch, size, size, 1], data: (0..<(batch * size * size)).map { _ in g.unit() < 0.4 ? 1 : 0 })
-        let store = ParameterStore(seed: 1)
-        let tape = Tape(recording: false, training: false)
-        let probe = tape.constant(Tensor(zeros: [1, 64, 64, 3]))
-        if unet { _ = UNet.forward(Layers(tape: tape, store: store), probe) } else { _ = Classifier.forward(Layers(tape: tape, store: store), probe) }
+        let store = unet ? UNet.parameters(seed: 1) : Classifier.parameters(seed: 1)
         return (store, images, labels, masks)
     }
 

@@ -1,7 +1,7 @@
 // `classify-train`: train the paper's classifier with one of the twelve losses (SPEC §3, §4).
 
 import ArgumentParser
-import Engine
+import Artifacts
 import Foundation
 import Losses
 import Pipeline
@@ -53,32 +53,30 @@ struct Train: ParsableCommand {
 
     func run() throws {
         try runStage("classify-train") {
-            var config = try common.loadConfig()
-            if codeCompat { config.classify.codeCompat = true }
-            let (folder, manifest) = try common.store.dataset(named: data)
-            let dataset = try Dataset(folder: folder, manifest: manifest)
-            let sink = common.sink(stage: "classify-train")
-            let choice = encoder ?? config.classify.encoder
-            var source: EncoderSource?
-            if choice != "random" {
-                guard SegmentationLoss(rawValue: choice) != nil else {
-                    throw ValidationError("--encoder must be random or one of \(SegmentationLoss.allCases.map(\.rawValue).joined(separator: ", "))")
+            let context = try common.context(stage: "classify-train") { config in
+                if codeCompat { config.classify.codeCompat = true }
+            }
+            let data = try context.dataset(named: self.data)
+            let choice = try encoder.map { name in
+                guard let start = EncoderStart(name: name) else {
+                    throw ValidationError("--encoder must be one of \(EncoderStart.names.joined(separator: ", "))")
                 }
+                return start
+            } ?? context.config.classify.encoder
+            var source: EncoderSource?
+            if case let .unet(segmentationLoss) = choice {
+                let name = segmentationLoss.rawValue
                 do {
-                    let unet = try common.store.current(stage: "segment-train", variant: "\(choice)-\(encoderFrom)")
+                    let unet = try context.store.current(stage: "segment-train", variant: "\(name)-\(encoderFrom)")
                     source = EncoderSource(folder: unet.folder, key: unet.manifest.key)
                 } catch {
-                    throw ArtifactError.missingInput(message: "\(error); the encoder comes from the \(choice) U-Net trained on "
-                        + "'\(encoderFrom)': run `segment train --loss \(choice) --data \(encoderFrom)`, name another lung dataset "
+                    throw ArtifactError.missingInput(message: "\(error); the encoder comes from the \(name) U-Net trained on "
+                        + "'\(encoderFrom)': run `segment train --loss \(name) --data \(encoderFrom)`, name another lung dataset "
                         + "with --encoder-from, or start from random weights with --encoder random")
                 }
             }
-            let settings = ClassifySettings(loss: loss, config: config.classify, seed: config.seed,
-                                            initialization: source?.initialization ?? "random")
-            let result = try runClassifyTrain(dataset: dataset, datasetKey: manifest.key, variant: "\(loss.rawValue)-\(data)",
-                                              settings: settings, encoder: source, store: common.store, threads: config.threads,
-                                              blasProvider: BLAS.provider, force: common.force, sink: sink)
-            if result.reused { sink(.note("reusing the complete artifact (same data and settings; --force to retrain)")) }
+            let result = try runClassifyTrain(context, loss: loss, data: data, encoder: source, variant: "\(loss.rawValue)-\(self.data)")
+            if result.reused { context.sink(.note("reusing the complete artifact (same data and settings; --force to retrain)")) }
             return result.folder
         }
     }
@@ -105,17 +103,13 @@ struct Predict: ParsableCommand {
 
     func run() throws {
         try runStage("classify-train predict") {
-            let config = try common.loadConfig()
-            guard let modelManifest = common.store.completeManifest(at: model) else {
+            let context = try common.context(stage: "classify-train predict")
+            guard let modelManifest = context.store.completeManifest(at: model) else {
                 throw ArtifactError.incomplete(path: model, message: "no complete classify-train artifact here")
             }
-            let (folder, manifest) = try common.store.dataset(named: data)
-            let dataset = try Dataset(folder: folder, manifest: manifest)
             let loss = modelManifest.summary.stringValue(of: "loss") ?? "model"
-            let result = try runClassifyPredict(modelFolder: model, modelManifest: modelManifest, dataset: dataset,
-                                                datasetKey: manifest.key, variant: "\(loss)-on-\(data)", features: features, store: common.store,
-                                                threads: config.threads, blasProvider: BLAS.provider, force: common.force,
-                                                sink: common.sink(stage: "classify-train predict"))
+            let result = try runClassifyPredict(context, model: (model, modelManifest), data: try context.dataset(named: data),
+                                                variant: "\(loss)-on-\(data)", features: features)
             return result.folder
         }
     }

@@ -2,7 +2,6 @@
 // calibration and figures.
 
 import ArgumentParser
-import Engine
 import Foundation
 import Pipeline
 import StageCLI
@@ -52,17 +51,17 @@ struct Evaluate: ParsableCommand {
 
     func run() throws {
         try runStage("evaluate") {
-            let config = try common.loadConfig()
+            let context = try common.context(stage: "evaluate")
+            let config = context.config
             var modelNames = names.isEmpty ? predictions.map { (($0 as NSString).lastPathComponent as NSString).deletingPathExtension } : names
             for i in modelNames.indices where modelNames[..<i].contains(modelNames[i]) { modelNames[i] += "-\(i + 1)" }
             let settings = EvaluateSettings(
                 names: modelNames, resamples: resamples ?? config.evaluate.bootstrapResamples,
                 level: config.evaluate.confidenceLevel, bins: config.evaluate.calibrationBins,
                 renormalize: renormalize, seed: config.seed)
-            let sink = common.sink(stage: "evaluate")
-            let result = try runEvaluate(paths: predictions, validationPaths: validation, variant: name ?? modelNames[0],
-                                         settings: settings, store: common.store, threads: config.threads,
-                                         blasProvider: BLAS.provider, force: common.force, sink: sink)
+            let sink = context.sink
+            let result = try runEvaluate(context, paths: predictions, validationPaths: validation, variant: name ?? modelNames[0],
+                                         settings: settings)
             if result.reused { sink(.note("reusing the complete artifact (same files and settings; --force to redo)")) }
             if let table = FileManager.default.contents(atPath: result.folder + "/table.md") {
                 sink(.note("\n" + String(decoding: table, as: UTF8.self)))

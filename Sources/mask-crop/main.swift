@@ -2,7 +2,6 @@
 // resize and contrast-stretch it, as a new dataset the classifier reads by name.
 
 import ArgumentParser
-import Engine
 import Foundation
 import Pipeline
 import StageCLI
@@ -35,14 +34,10 @@ struct MaskCropCommand: ParsableCommand {
 
     func run() throws {
         try runStage("mask-crop") {
-            let config = try common.loadConfig()
-            let (folder, manifest) = try common.store.dataset(named: data)
-            let dataset = try Dataset(folder: folder, manifest: manifest)
-            let predicted = try common.store.current(stage: "segment-predict", variant: masks ?? data)
-            let result = try runMaskCrop(dataset: dataset, datasetKey: manifest.key, masksFolder: predicted.folder,
-                                         masksManifest: predicted.manifest, variant: name ?? "\(data)-crops", config: config.crop,
-                                         store: common.store, threads: config.threads, blasProvider: BLAS.provider,
-                                         force: common.force, sink: common.sink(stage: "mask-crop"))
+            let context = try common.context(stage: "mask-crop")
+            let dataset = try context.dataset(named: data)
+            let predicted = try context.store.current(stage: "segment-predict", variant: masks ?? data)
+            let result = try runMaskCrop(context, data: dataset, masks: predicted, variant: name ?? "\(data)-crops")
             return result.folder
         }
     }

@@ -1,7 +1,7 @@
 // `prepare`: ingest a raw data folder (or the built-in synthetic generator) into a dataset artifact.
 
 import ArgumentParser
-import Engine
+import Datasets
 import Pipeline
 import StageCLI
 
@@ -66,17 +66,16 @@ struct Prepare: ParsableCommand {
 
     func run() throws {
         try runStage("prepare") {
-            let config = try common.loadConfig()
+            let context = try common.context(stage: "prepare")
+            let config = context.config
             let settings = PrepareSettings(
                 layout: layout, validation: validation ?? config.prepare.validation,
                 validationFraction: validationFraction ?? config.prepare.validationFraction,
                 testFraction: testFraction, allTest: allTest, splitSeed: config.prepare.splitSeed,
                 contactSheetImages: config.prepare.contactSheetImages,
                 synthetic: layout == .synthetic ? config.synthetic : nil)
-            let sink = common.sink(stage: "prepare")
-            let result = try prepareDataset(
-                source: source, name: name, settings: settings, store: common.store, seed: config.seed,
-                threads: config.threads, blasProvider: BLAS.provider, force: common.force, sink: sink)
+            let sink = context.sink
+            let result = try runPrepare(context, source: source, name: name, settings: settings)
             let summary = try Dataset(folder: result.folder, manifest: result.manifest).summary
             sink(.note(result.reused ? "reusing the complete artifact (same inputs and settings; --force to rebuild)"
                                      : "wrote dataset '\(name)'"))

@@ -2,7 +2,8 @@
 // top-k choice), and predict lung masks for a dataset (SPEC §1).
 
 import ArgumentParser
-import Engine
+import Artifacts
+import Datasets
 import Foundation
 import Losses
 import Pipeline
@@ -42,15 +43,9 @@ struct Train: ParsableCommand {
 
     func run() throws {
         try runStage("segment train") {
-            let config = try common.loadConfig()
-            let (folder, manifest) = try common.store.dataset(named: data)
-            let dataset = try Dataset(folder: folder, manifest: manifest)
-            let sink = common.sink(stage: "segment train")
-            let result = try runSegmentTrain(dataset: dataset, datasetKey: manifest.key, variant: "\(loss.rawValue)-\(data)",
-                                             settings: SegmentSettings(loss: loss, config: config.segment, seed: config.seed),
-                                             store: common.store, threads: config.threads, blasProvider: BLAS.provider,
-                                             force: common.force, sink: sink)
-            if result.reused { sink(.note("reusing the complete artifact (same data and settings; --force to retrain)")) }
+            let context = try common.context(stage: "segment train")
+            let result = try runSegmentTrain(context, loss: loss, data: try context.dataset(named: data), variant: "\(loss.rawValue)-\(data)")
+            if result.reused { context.sink(.note("reusing the complete artifact (same data and settings; --force to retrain)")) }
             return result.folder
         }
     }
@@ -100,10 +95,10 @@ struct Evaluate: ParsableCommand {
 
     func run() throws {
         try runStage("segment evaluate") {
-            let config = try common.loadConfig()
-            let (folder, manifest) = try common.store.dataset(named: data)
-            let dataset = try Dataset(folder: folder, manifest: manifest)
-            let models = try choice.folders(common.store).map { try TrainedSegmenter(folder: $0, store: common.store) }
+            let context = try common.context(stage: "segment evaluate")
+            let data = try context.dataset(named: self.data)
+            let dataset = data.dataset
+            let models = try choice.folders(context.store).map { try TrainedSegmenter(folder: $0, store: context.store) }
             let chosen: Split?
             switch split {
             case nil: chosen = dataset.rows.contains { $0.split == .test } ? .test : nil
@@ -112,10 +107,7 @@ struct Evaluate: ParsableCommand {
                 guard let value = Split(rawValue: name) else { throw ValidationError("--split must be test, val, train or all") }
                 chosen = value
             }
-            let sink = common.sink(stage: "segment evaluate")
-            let result = try runSegmentEvaluate(models: models, dataset: dataset, datasetKey: manifest.key, split: chosen,
-                                                variant: name ?? data, config: config.segment, store: common.store,
-                                                threads: config.threads, blasProvider: BLAS.provider, force: common.force, sink: sink)
+            let result = try runSegmentEvaluate(context, models: models, data: data, split: chosen, variant: name ?? self.data)
             if let table = FileManager.default.contents(atPath: result.folder + "/table1.md") {
                 FileHandle.standardError.write(table)
             }
@@ -145,23 +137,20 @@ struct Predict: ParsableCommand {
 
     func run() throws {
         try runStage("segment predict") {
-            let config = try common.loadConfig()
-            let (folder, manifest) = try common.store.dataset(named: data)
-            let dataset = try Dataset(folder: folder, manifest: manifest)
+            let context = try common.context(stage: "segment predict")
+            let data = try context.dataset(named: self.data)
             var folders: [String] = []
             if let ensembleOf {
-                let evaluation = try common.store.current(stage: "segment-evaluate", variant: ensembleOf)
+                let evaluation = try context.store.current(stage: "segment-evaluate", variant: ensembleOf)
                 guard case let .array(members)? = evaluation.manifest.summary.objectValue?["ensemble"] else {
                     throw ArtifactError.invalidManifest(path: evaluation.folder + "/manifest.json", message: "no 'ensemble' in the summary")
                 }
                 folders = members.compactMap(\.stringValue)
             }
-            if !choice.models.isEmpty || choice.trainedOn != nil { folders += try choice.folders(common.store) }
+            if !choice.models.isEmpty || choice.trainedOn != nil { folders += try choice.folders(context.store) }
             guard !folders.isEmpty else { throw ValidationError("give --ensemble-of NAME, --model FOLDER or --trained-on NAME") }
-            let models = try folders.map { try TrainedSegmenter(folder: $0, store: common.store) }
-            let result = try runSegmentPredict(models: models, dataset: dataset, datasetKey: manifest.key, variant: data,
-                                               threshold: config.segment.threshold, store: common.store, threads: config.threads,
-                                               blasProvider: BLAS.provider, force: common.force, sink: common.sink(stage: "segment predict"))
+            let models = try folders.map { try TrainedSegmenter(folder: $0, store: context.store) }
+            let result = try runSegmentPredict(context, models: models, data: data, variant: self.data)
             return result.folder
         }
     }

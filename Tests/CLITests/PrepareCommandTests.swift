@@ -1,44 +1,21 @@
 // `prepare` as a user runs it: --help, exit codes, the artifact folder as the last stdout line,
 // and a rerun that reuses it.
 
+import Artifacts
 import Foundation
 import Imaging
+import TestSupport
 import XCTest
 
 /// Runs a built stage executable (found beside the test bundle).
-func runStage(_ name: String, _ arguments: [String], in folder: String) throws -> (status: Int32, stdout: String, stderr: String) {
-    // On Linux the test bundle's URL is the products folder itself; on macOS it is the .xctest.
-    let bundle = Bundle(for: PrepareCommandTests.self).bundleURL
-    let products = bundle.pathExtension == "xctest" ? bundle.deletingLastPathComponent() : bundle
-    let process = Process()
-    process.executableURL = products.appendingPathComponent(name)
-    process.arguments = arguments
-    process.currentDirectoryURL = URL(fileURLWithPath: folder)
-    let out = Pipe(), err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    process.waitUntilExit()
-    return (process.terminationStatus, stdout, stderr)
+func runStage(_ name: String, _ arguments: [String], in folder: String) throws -> ExecutableResult {
+    try runExecutable(name, arguments, in: folder, bundleOf: PrepareCommandTests.self)
 }
 
-final class PrepareCommandTests: XCTestCase {
-    var scratch = ""
-    static let config = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("pipeline.json").path
+final class PrepareCommandTests: ScratchTestCase {
+    static let config = Repository.config
 
-    override func setUp() {
-        scratch = NSTemporaryDirectory() + "cli-\(UUID().uuidString)"
-        try? FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
-    }
-
-    override func tearDown() {
-        try? FileManager.default.removeItem(atPath: scratch)
-    }
-
-    func prepare(_ extra: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+    func prepare(_ extra: [String]) throws -> ExecutableResult {
         try runStage("prepare", ["--config", Self.config, "--profile", "ci", "--artifacts", "art", "--progress", "none"] + extra,
                      in: scratch)
     }

@@ -98,22 +98,21 @@ final class KerasGoldenTests: XCTestCase {
 
     func testThreeSGDStepsOfTheClassifierReproduceKerasLosses() throws {
         let fixture = Self.load("classifier.safetensors")
-        let store = ParameterStore(seed: 0)
+        let store = Classifier.parameters(seed: 0)
         let x = fixture["__x"]!, y = fixture["__y"]!
-        let build = Tape(recording: false, training: false)
-        _ = Classifier.forward(Layers(tape: build, store: store), build.constant(x))
         try store.load(fixture.filter { !$0.key.hasPrefix("__") }, source: "classifier.safetensors")
         var sgd = SGD(learningRate: 1e-3, momentum: 0.9, nesterov: true, decay: 1e-6)
         var losses: [Float] = []
         for _ in 0..<3 {
             let tape = Tape(recording: true, training: true)
-            let logits = Classifier.forward(Layers(tape: tape, store: store), tape.constant(x), dropConnect: 0).logits
+            let logits = Classifier.forward(Layers(tape: tape, store: store, options: ModelOptions(dropConnect: 0)), tape.constant(x)).logits
             let logp = tape.log(tape.softmax(logits))
             let loss = tape.scale(tape.sum(tape.multiply(logp, tape.constant(y))), -1 / Float(x.shape[0]))
             losses.append(tape.value(loss).data[0])
             tape.backward(from: loss)
             sgd.step(store, gradients: tape.parameterGradients())
         }
+        XCTAssertEqual(losses.count, fixture["__losses"]!.count, "Keras losses in the fixture")
         for (got, want) in zip(losses, fixture["__losses"]!.data) {
             XCTAssertEqual(got, want, accuracy: 1e-4 * want, "losses \(losses) vs Keras \(fixture["__losses"]!.data)")
         }

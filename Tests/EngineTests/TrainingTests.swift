@@ -6,7 +6,10 @@ import XCTest
 import SeededRandom
 @testable import Engine
 @testable import Models
-import Pipeline
+import Datasets
+import Synthetic
+import TestSupport
+import Training
 
 final class TrainingTests: XCTestCase {
     func testKerasSGDWithNesterovAndDecayByHand() {
@@ -102,11 +105,12 @@ final class TrainingTests: XCTestCase {
     }
 
     func testSameSeedGivesByteIdenticalWeightsAfterTraining() {
-        Parallel.configure(threads: 2)
-        let a = trainClassifier(seed: 21, steps: 3), b = trainClassifier(seed: 21, steps: 3)
-        XCTAssertEqual(Safetensors.encode(a.weights, metadata: [:]), Safetensors.encode(b.weights, metadata: [:]))
-        let c = trainClassifier(seed: 22, steps: 1)
-        XCTAssertNotEqual(a.weights["predictions/kernel"], c.weights["predictions/kernel"])
+        withEngineThreads(2) {
+            let a = trainClassifier(seed: 21, steps: 3), b = trainClassifier(seed: 21, steps: 3)
+            XCTAssertEqual(Safetensors.encode(a.weights, metadata: [:]), Safetensors.encode(b.weights, metadata: [:]))
+            let c = trainClassifier(seed: 22, steps: 1)
+            XCTAssertNotEqual(a.weights["predictions/kernel"], c.weights["predictions/kernel"])
+        }
     }
 
     func testClassifierLossFallsOnSyntheticPhantoms() {
@@ -135,12 +139,7 @@ final class ResumeTests: XCTestCase {
             let labels = Tensor(shape: [2, 3], data: [1, 0, 0, 0, 0, 1])
             for _ in 0..<count { _ = classifierTrainStep(store: store, optimizer: &sgd, images: images, labels: labels, generator: &g) }
         }
-        func fresh() -> ParameterStore {
-            let store = ParameterStore(seed: 4)
-            let tape = Tape(recording: false, training: false)
-            _ = Classifier.forward(Layers(tape: tape, store: store), tape.constant(Tensor(zeros: [1, 32, 32, 3])))
-            return store
-        }
+        func fresh() -> ParameterStore { Classifier.parameters(seed: 4) }
         let straight = fresh()
         var sgdA = SGD(learningRate: 1e-2, momentum: 0.9, nesterov: true, decay: 1e-6)
         var gA = SplitMix64(seed: 8)

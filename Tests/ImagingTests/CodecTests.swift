@@ -1,6 +1,7 @@
 // Decoding every PNG/JPEG kind against values PIL computed (Fixtures/make_fixtures.py), round
 // trips of every encoder, and the errors of corrupt, truncated, empty and CMYK files.
 
+import Artifacts
 import Foundation
 import XCTest
 @testable import Imaging
@@ -130,6 +131,9 @@ final class CodecTests: XCTestCase {
         XCTAssertEqual(try readFile(folder + "/sub/file.bin"), [4, 5])
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder + "/sub"), ["file.bin"])
         XCTAssertThrowsError(try readFile(folder + "/missing.png")) { error in
+            XCTAssertEqual(error as? FileError, FileError(path: folder + "/missing.png", message: "no such file"))
+        }
+        XCTAssertThrowsError(try GrayImage(contentsOf: folder + "/missing.png")) { error in
             XCTAssertEqual(error as? ImagingError, .io(path: folder + "/missing.png", message: "no such file"))
         }
     }

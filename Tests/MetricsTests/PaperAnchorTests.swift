@@ -4,7 +4,8 @@
 import SeededRandom
 import XCTest
 @testable import Metrics
-import Pipeline
+import Datasets
+import Report
 
 final class PaperAnchorTests: XCTestCase {
     func testSPECConfusionMatricesReproduceTheirTableRows() {

@@ -1,33 +1,28 @@
 // The classify-train stage on tiny synthetic data: what it writes, and that an interrupted run
 // resumes to the same weights and predictions as an uninterrupted one.
 
+import Artifacts
+import Datasets
 import Engine
 import Foundation
 import Imaging
 import Losses
 import Metrics
 import Models
+import Synthetic
+import TestSupport
+@testable import Training
 import XCTest
 @testable import Pipeline
 
-final class ClassifyStageTests: XCTestCase {
-    var scratch = ""
-
-    override func setUp() {
-        scratch = NSTemporaryDirectory() + "classify-\(UUID().uuidString)"
-        try? FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
-    }
-
-    override func tearDown() {
-        try? FileManager.default.removeItem(atPath: scratch)
-    }
-
-    func config() throws -> ClassifyConfig {
-        var c = try PipelineConfig.load(path: ConfigTests.repositoryConfig, profile: "ci").classify
-        c.size = 32
-        c.epochs = 3
-        c.batchSize = 6
-        c.earlyStoppingPatience = 10
+final class ClassifyStageTests: ScratchTestCase {
+    func config() throws -> PipelineConfig {
+        var c = try repositoryConfig()
+        c.classify.size = 32
+        c.classify.epochs = 3
+        c.classify.batchSize = 6
+        c.classify.earlyStoppingPatience = 10
+        c.seed = 5
         return c
     }
 
@@ -35,16 +30,13 @@ final class ClassifyStageTests: XCTestCase {
         let settings = PrepareSettings(layout: .synthetic, validation: .auto, validationFraction: 0.2, testFraction: 0,
                                        allTest: false, splitSeed: 1, contactSheetImages: 0,
                                        synthetic: SyntheticConfig(size: 48, trainPerClass: 8, testPerClass: 2, lungImages: 1, seed: 3))
-        let result = try prepareDataset(source: scratch + "/syn", name: "d", settings: settings, store: ArtifactStore(root: scratch + "/a"),
-                                        seed: 1, threads: 2, blasProvider: "test", force: false, sink: { _ in })
+        let result = try runPrepare(try context(scratch + "/a"), source: scratch + "/syn", name: "d", settings: settings)
         return (try Dataset(folder: result.folder, manifest: result.manifest), result.manifest.key)
     }
 
     func train(_ root: String, interruptAfter: Int? = nil) throws -> StageResult {
-        let (data, key) = try dataset()
-        let settings = ClassifySettings(loss: .calibratedCCE, config: try config(), seed: 5, initialization: "random")
-        return try runClassifyTrain(dataset: data, datasetKey: key, variant: "v", settings: settings, store: ArtifactStore(root: root),
-                                    threads: 2, blasProvider: "test", force: false, sink: { _ in },
+        let data = try dataset()
+        return try runClassifyTrain(try context(root, config: try config()), loss: .calibratedCCE, data: data, variant: "v",
                                     continueAfter: { epoch in interruptAfter.map { epoch < $0 } ?? true })
     }
 
@@ -70,9 +62,8 @@ final class ClassifyStageTests: XCTestCase {
 
         // predict: every image of a dataset; the test rows agree with the training run's test predictions.
         let (data, key) = try dataset()
-        let predicted = try runClassifyPredict(modelFolder: straight.folder, modelManifest: straight.manifest, dataset: data,
-                                               datasetKey: key, variant: "p", store: ArtifactStore(root: scratch + "/one"),
-                                               threads: 2, blasProvider: "test", force: false, sink: { _ in })
+        let predicted = try runClassifyPredict(try context(scratch + "/one"), model: (straight.folder, straight.manifest),
+                                               data: (data, key), variant: "p")
         let all = try readPredictions(path: predicted.folder + "/predictions.csv").predictions
         XCTAssertEqual(all.count, data.rows.count)
         for (i, id) in test.ids.enumerated() {
@@ -84,19 +75,16 @@ final class ClassifyStageTests: XCTestCase {
     func testFeaturesAreTheDCLMapsOfEveryImage() throws {
         let model = try train(scratch + "/one")
         let (data, key) = try dataset()
-        let predicted = try runClassifyPredict(modelFolder: model.folder, modelManifest: model.manifest, dataset: data, datasetKey: key,
-                                               variant: "p", features: true, store: ArtifactStore(root: scratch + "/one"),
-                                               threads: 2, blasProvider: "test", force: false, sink: { _ in })
+        let predicted = try runClassifyPredict(try context(scratch + "/one"), model: (model.folder, model.manifest),
+                                               data: (data, key), variant: "p", features: true)
         let (tensors, metadata) = try Safetensors.decode(try readFile(predicted.folder + "/features.safetensors"), source: "features")
         // 32² input: block5c_add is 2×2×112, the DCL 2×2×512.
         XCTAssertEqual(tensors["dcl"]?.shape, [data.rows.count, 2, 2, 512])
         let ids = try JSONDecoder().decode([String].self, from: Data(try XCTUnwrap(metadata["ids"]).utf8))
         XCTAssertEqual(ids, data.rows.map(\.path))
         // The maps are the ReLU output of extra_conv_eff0 for that image: recompute image 3 alone.
-        let parameters = ParameterStore(seed: 0)
-        let tape = Tape(recording: false, training: false)
+        let parameters = Classifier.parameters(seed: 0)
         let images = try ClassificationImages.load(data, rows: [data.rows[3]], size: 32, interpolation: .nearestPIL, threads: 1, sink: { _ in })
-        _ = Classifier.forward(Layers(tape: tape, store: parameters), tape.constant(images.batch([0]).images))
         try parameters.load(try Safetensors.decode(try readFile(model.folder + "/model.safetensors"), source: "m").tensors, source: "m")
         let again = Tape(recording: false, training: false)
         let dcl = again.value(Classifier.forward(Layers(tape: again, store: parameters), again.constant(images.batch([0]).images)).dcl)
@@ -106,13 +94,11 @@ final class ClassifyStageTests: XCTestCase {
     }
 
     func testEncoderStartsFromTheUNetUpToBlock5c() throws {
-        let unet = unetParameters(seed: 11)
+        let unet = UNet.parameters(seed: 11)
         let folder = scratch + "/unet"
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         try writeFileAtomically(Safetensors.encode(unet.allTensors, metadata: [:]), to: folder + "/model.safetensors")
-        let classifier = ParameterStore(seed: 12)
-        let tape = Tape(recording: false, training: false)
-        _ = Classifier.forward(Layers(tape: tape, store: classifier), tape.constant(Tensor(zeros: [1, 32, 32, 3])))
+        let classifier = Classifier.parameters(seed: 12)
         let before = classifier.allTensors
         try initializeEncoder(classifier, from: EncoderSource(folder: folder, key: "k"))
         var copied = 0

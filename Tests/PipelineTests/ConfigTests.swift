@@ -1,14 +1,13 @@
 // pipeline.json: the repository's own file in every profile, and errors that name the key.
 
 import Foundation
+import TestSupport
 import XCTest
 @testable import Pipeline
 
 final class ConfigTests: XCTestCase {
-    /// The repository's pipeline.json (tests run from the package root).
-    static let repositoryConfig = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("pipeline.json").path
+    /// The repository's pipeline.json.
+    static let repositoryConfig = Repository.config
 
     func testRepositoryConfigLoadsInEveryProfile() throws {
         let paper = try PipelineConfig.load(path: Self.repositoryConfig, profile: "paper")
@@ -55,6 +54,26 @@ final class ConfigTests: XCTestCase {
         }
         assertError(.missingKey(path: "p.json", key: "threads")) { $0.removeValue(forKey: "threads") }
         assertError(.badValue(path: "p.json", key: "threads", message: "must be at least 1")) { $0["threads"] = 0 }
+    }
+
+    func testNamedChoicesAreDecodedOnceAndUnknownOnesListTheChoices() throws {
+        let paper = try PipelineConfig.load(path: Self.repositoryConfig, profile: "paper")
+        XCTAssertEqual(paper.classify.encoder, .unet(.focalTversky))
+        XCTAssertEqual(paper.classify.interpolation, .nearestPIL)
+        XCTAssertEqual(paper.segment.selectionMetric, .dice)
+        for (section, key, value) in [("classify", "interpolation", "bogus"), ("segment", "selectionMetric", "f1"),
+                                      ("classify", "encoder", "unet"), ("crop", "interpolation", "lanczos")] {
+            XCTAssertThrowsError(try parse { tree in
+                var part = tree[section] as! [String: Any]
+                part[key] = value
+                tree[section] = part
+            }) { error in
+                guard case let .badValue(path, badKey, message)? = error as? ConfigError else { return XCTFail("\(error)") }
+                XCTAssertEqual(path, "p.json")
+                XCTAssertEqual(badKey, "\(section).\(key)")
+                XCTAssertTrue(message.contains("'\(value)' must be one of"), message)
+            }
+        }
     }
 
     func testUnknownProfileAndInvalidJSON() throws {

@@ -1,25 +1,16 @@
 // Prediction files: every malformed case names its row and column; the evaluate stage is
 // reproducible and writes what it promises.
 
-import SeededRandom
+import Artifacts
+import Datasets
 import Foundation
-import Imaging
 import Metrics
+import SeededRandom
+import TestSupport
 import XCTest
 @testable import Pipeline
 
-final class EvaluateTests: XCTestCase {
-    var scratch = ""
-
-    override func setUp() {
-        scratch = NSTemporaryDirectory() + "eval-\(UUID().uuidString)"
-        try? FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
-    }
-
-    override func tearDown() {
-        try? FileManager.default.removeItem(atPath: scratch)
-    }
-
+final class EvaluateTests: ScratchTestCase {
     func file(_ text: String, _ name: String = "p.csv") throws -> String {
         let path = scratch + "/" + name
         try writeFileAtomically(Array(text.utf8), to: path)
@@ -72,9 +63,8 @@ final class EvaluateTests: XCTestCase {
         }
         let a = try file(text, "a.csv"), b = try file(text.replacingOccurrences(of: "img1,", with: "img1,"), "b.csv")
         func run(_ root: String) throws -> StageResult {
-            try runEvaluate(paths: [a, b], validationPaths: [], variant: "v",
-                            settings: EvaluateSettings(names: ["A", "B"], resamples: 50, level: 0.95, bins: 15, renormalize: false, seed: 9),
-                            store: ArtifactStore(root: root), threads: 1, blasProvider: "test", force: false, sink: { _ in })
+            try runEvaluate(try context(root), paths: [a, b], validationPaths: [], variant: "v",
+                            settings: EvaluateSettings(names: ["A", "B"], resamples: 50, level: 0.95, bins: 15, renormalize: false, seed: 9))
         }
         let first = try run(scratch + "/one"), second = try run(scratch + "/two")
         XCTAssertEqual(first.manifest.outputs, second.manifest.outputs)

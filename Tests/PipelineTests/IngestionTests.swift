@@ -1,24 +1,18 @@
 // `prepare` on generated folders of every layout, the synthetic generator's determinism, the
 // Keras validation rule, artifact reuse, and the errors of bad input (nothing written).
 
-import SeededRandom
+import Artifacts
 import Foundation
 import Imaging
+import SeededRandom
+import TestSupport
 import XCTest
+@testable import Datasets
 @testable import Pipeline
+@testable import Synthetic
 
-final class IngestionTests: XCTestCase {
+final class IngestionTests: ScratchTestCase {
     let quiet: EventSink = { _ in }
-    var scratch = ""
-
-    override func setUp() {
-        scratch = NSTemporaryDirectory() + "ingest-\(UUID().uuidString)"
-        try? FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
-    }
-
-    override func tearDown() {
-        try? FileManager.default.removeItem(atPath: scratch)
-    }
 
     static let tiny = SyntheticConfig(size: 64, trainPerClass: 10, testPerClass: 2, lungImages: 4, seed: 5)
 
@@ -31,10 +25,8 @@ final class IngestionTests: XCTestCase {
     @discardableResult
     func prepare(_ source: String, _ layout: Layout, name: String = "d", validation: ValidationRule = .auto,
                  testFraction: Double = 0, synthetic: SyntheticConfig? = nil, force: Bool = false) throws -> (StageResult, Dataset) {
-        let store = ArtifactStore(root: scratch + "/artifacts")
-        let result = try prepareDataset(source: source, name: name,
-                                        settings: settings(layout, validation: validation, testFraction: testFraction, synthetic: synthetic),
-                                        store: store, seed: 1, threads: 2, blasProvider: "test", force: force, sink: quiet)
+        let result = try runPrepare(try context(scratch + "/artifacts", force: force), source: source, name: name,
+                                    settings: settings(layout, validation: validation, testFraction: testFraction, synthetic: synthetic))
         return (result, try Dataset(folder: result.folder, manifest: result.manifest))
     }
 
@@ -200,7 +192,7 @@ final class IngestionTests: XCTestCase {
         XCTAssertFalse(forced.reused)
         XCTAssertEqual(tree(forced.folder).filter { $0.key != "manifest.json" }, before)
         XCTAssertEqual(forced.manifest.outputs, first.manifest.outputs)
-        let store = ArtifactStore(root: scratch + "/artifacts")
+        let store = try context(scratch + "/artifacts").store
         XCTAssertEqual(try Dataset.named("d", in: store).folder, first.folder)
         XCTAssertThrowsError(try Dataset.named("never", in: store)) { error in
             XCTAssertTrue("\(error)".contains("no complete 'prepare' or 'mask-crop' artifact named 'never'"), "\(error)")
@@ -252,8 +244,7 @@ final class IngestionTests: XCTestCase {
 
     // MARK: the team's real data (skipped on a fresh clone)
 
-    static let shared = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/data").path
+    static let shared = Repository.sharedData
 
     func testKermany224CountsAndSPECValidationSplit() throws {
         let source = Self.shared + "/kermany224"

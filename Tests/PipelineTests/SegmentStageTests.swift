@@ -2,27 +2,24 @@
 // U-Net run resumes to the same weights, per-image scores by hand, the augmentation's geometry,
 // and the named errors and counted warnings of mask-crop.
 
+import Artifacts
+import Datasets
 import Foundation
 import Imaging
 import Losses
+import Metrics
+import Report
 import SeededRandom
+import Synthetic
+import TestSupport
+@testable import Training
 import XCTest
 @testable import Pipeline
 
-final class SegmentStageTests: XCTestCase {
-    var scratch = ""
-
-    override func setUp() {
-        scratch = NSTemporaryDirectory() + "segment-\(UUID().uuidString)"
-        try? FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
-    }
-
-    override func tearDown() {
-        try? FileManager.default.removeItem(atPath: scratch)
-    }
-
+final class SegmentStageTests: ScratchTestCase {
     func config() throws -> PipelineConfig {
-        var c = try PipelineConfig.load(path: ConfigTests.repositoryConfig, profile: "ci")
+        var c = try repositoryConfig()
+        c.seed = 5
         c.segment.size = 32
         c.segment.epochs = 2
         c.segment.batchSize = 4
@@ -33,25 +30,20 @@ final class SegmentStageTests: XCTestCase {
 
     /// The synthetic generator's Montgomery-layout lungs, prepared with val and test splits.
     func lungs() throws -> (Dataset, String) {
-        let store = ArtifactStore(root: scratch + "/a")
+        let prepare = try context(scratch + "/a")
         let synthetic = SyntheticConfig(size: 48, trainPerClass: 1, testPerClass: 0, lungImages: 16, seed: 3)
-        _ = try prepareDataset(source: scratch + "/syn", name: "syn",
-                               settings: PrepareSettings(layout: .synthetic, validation: .auto, validationFraction: 0, testFraction: 0,
-                                                         allTest: false, splitSeed: 1, contactSheetImages: 0, synthetic: synthetic),
-                               store: store, seed: 1, threads: 2, blasProvider: "test", force: false, sink: { _ in })
-        let result = try prepareDataset(source: scratch + "/syn/montgomery", name: "lungs",
-                                        settings: PrepareSettings(layout: .montgomery, validation: .auto, validationFraction: 0.2,
-                                                                  testFraction: 0.25, allTest: false, splitSeed: 1,
-                                                                  contactSheetImages: 0, synthetic: nil),
-                                        store: store, seed: 1, threads: 2, blasProvider: "test", force: false, sink: { _ in })
+        _ = try runPrepare(prepare, source: scratch + "/syn", name: "syn",
+                           settings: PrepareSettings(layout: .synthetic, validation: .auto, validationFraction: 0, testFraction: 0,
+                                                     allTest: false, splitSeed: 1, contactSheetImages: 0, synthetic: synthetic))
+        let result = try runPrepare(prepare, source: scratch + "/syn/montgomery", name: "lungs",
+                                    settings: PrepareSettings(layout: .montgomery, validation: .auto, validationFraction: 0.2,
+                                                              testFraction: 0.25, allTest: false, splitSeed: 1,
+                                                              contactSheetImages: 0, synthetic: nil))
         return (try Dataset(folder: result.folder, manifest: result.manifest), result.manifest.key)
     }
 
     func train(_ loss: SegmentationLoss, root: String, interruptAfter: Int? = nil) throws -> StageResult {
-        let (data, key) = try lungs()
-        return try runSegmentTrain(dataset: data, datasetKey: key, variant: loss.rawValue,
-                                   settings: SegmentSettings(loss: loss, config: try config().segment, seed: 5),
-                                   store: ArtifactStore(root: root), threads: 2, blasProvider: "test", force: false, sink: { _ in },
+        return try runSegmentTrain(try context(root, config: try config()), loss: loss, data: try lungs(), variant: loss.rawValue,
                                    continueAfter: { epoch in interruptAfter.map { epoch < $0 } ?? true })
     }
 
@@ -72,13 +64,13 @@ final class SegmentStageTests: XCTestCase {
 
         // Evaluate two U-Nets: per-image rows for each and for their AND; ranking by Dice.
         let second = try train(.bce, root: root)
-        let store = ArtifactStore(root: root)
+        var evaluateConfig = try config()
+        evaluateConfig.segment.ensembleSize = 2
+        let stage = try context(root, config: evaluateConfig)
+        let store = stage.store
         let models = try [straight.folder, second.folder].map { try TrainedSegmenter(folder: $0, store: store) }
         let (data, key) = try lungs()
-        var segment = try config().segment
-        segment.ensembleSize = 2
-        let evaluation = try runSegmentEvaluate(models: models, dataset: data, datasetKey: key, split: .test, variant: "lungs",
-                                                config: segment, store: store, threads: 2, blasProvider: "test", force: false, sink: { _ in })
+        let evaluation = try runSegmentEvaluate(stage, models: models, data: (data, key), split: .test, variant: "lungs")
         let metrics = try JSONDecoder().decode(SegmentationEvaluation.self,
                                                from: Data(contentsOf: URL(fileURLWithPath: evaluation.folder + "/metrics.json")))
         let testRows = data.rows.filter { $0.split == .test }
@@ -92,8 +84,7 @@ final class SegmentStageTests: XCTestCase {
         XCTAssertTrue(table.contains("| focal-tversky |") && table.contains("| bce |") && table.contains("Ensemble"), table)
 
         // Predict: one mask per image and model, at the image's own size.
-        let predicted = try runSegmentPredict(models: models, dataset: data, datasetKey: key, variant: "lungs", threshold: 0.5,
-                                              store: store, threads: 2, blasProvider: "test", force: false, sink: { _ in })
+        let predicted = try runSegmentPredict(stage, models: models, data: (data, key), variant: "lungs")
         for row in data.rows {
             for folder in ["masks/1-focal-tversky", "masks/2-bce"] {
                 let mask = try GrayImage(contentsOf: predicted.folder + "/" + folder + "/" + maskFileName(row.path))
@@ -103,9 +94,7 @@ final class SegmentStageTests: XCTestCase {
         }
 
         // Crop: a dataset of crop.size images with the source's rows, classes and splits.
-        let crops = try runMaskCrop(dataset: data, datasetKey: key, masksFolder: predicted.folder, masksManifest: predicted.manifest,
-                                    variant: "lungs-crops", config: try config().crop, store: store, threads: 2, blasProvider: "test",
-                                    force: false, sink: { _ in })
+        let crops = try runMaskCrop(stage, data: (data, key), masks: (predicted.folder, predicted.manifest), variant: "lungs-crops")
         let cropped = try Dataset.named("lungs-crops", in: store)
         XCTAssertEqual(cropped.folder, crops.folder)
         XCTAssertEqual(cropped.rows.map(\.split), data.rows.map(\.split))
@@ -119,8 +108,8 @@ final class SegmentStageTests: XCTestCase {
 
     /// A hand-made `segment predict` artifact whose masks are the ground truth, except one empty.
     func fakePredictions(_ data: Dataset, store: ArtifactStore, empty: Int, wrongSize: Int? = nil) throws -> StageResult {
-        var writer = try store.begin(stage: "segment-predict", variant: "fake", key: UUID().uuidString, config: ["fake": true],
-                                     inputs: [], seed: 0, threads: 1, blasProvider: "test", formatVersion: 1)
+        var writer = try store.locate(stage: "segment-predict", variant: "fake", settings: ["fake": UUID().uuidString], inputKeys: [],
+                                      formatVersion: 1, force: false).begin(inputs: [], seed: 0)
         for (i, row) in data.rows.enumerated() {
             var mask = Mask(thresholding: try GrayImage(contentsOf: try XCTUnwrap(data.maskPath(row))))
             if i == empty { mask = Mask(width: mask.width, height: mask.height, bits: [Bool](repeating: false, count: mask.bits.count)) }
@@ -136,12 +125,10 @@ final class SegmentStageTests: XCTestCase {
 
     func testCropBoxesHoldTheLungAndEmptyMasksAreCountedAndNamed() throws {
         let (data, key) = try lungs()
-        let store = ArtifactStore(root: scratch + "/a")
-        let fake = try fakePredictions(data, store: store, empty: 2)
         let recorded = WarningRecorder()
-        let crops = try runMaskCrop(dataset: data, datasetKey: key, masksFolder: fake.folder, masksManifest: fake.manifest,
-                                    variant: "c", config: try config().crop, store: store, threads: 2, blasProvider: "test",
-                                    force: false, sink: recorded.sink)
+        let stage = try context(scratch + "/a", config: try config(), sink: recorded.sink)
+        let fake = try fakePredictions(data, store: stage.store, empty: 2)
+        let crops = try runMaskCrop(stage, data: (data, key), masks: (fake.folder, fake.manifest), variant: "c")
         let warnings = recorded.warnings
         let summary = try XCTUnwrap(crops.manifest.summary.objectValue)
         XCTAssertEqual(summary["emptyMasks"], .number(1))
@@ -164,11 +151,10 @@ final class SegmentStageTests: XCTestCase {
 
     func testMaskOfTheWrongSizeIsNamed() throws {
         let (data, key) = try lungs()
-        let store = ArtifactStore(root: scratch + "/a")
+        let stage = try context(scratch + "/a", config: try config())
+        let store = stage.store
         let fake = try fakePredictions(data, store: store, empty: -1, wrongSize: 1)
-        XCTAssertThrowsError(try runMaskCrop(dataset: data, datasetKey: key, masksFolder: fake.folder, masksManifest: fake.manifest,
-                                             variant: "c", config: try config().crop, store: store, threads: 2, blasProvider: "test",
-                                             force: false, sink: { _ in })) { error in
+        XCTAssertThrowsError(try runMaskCrop(stage, data: (data, key), masks: (fake.folder, fake.manifest), variant: "c")) { error in
             let text = "\(error)"
             XCTAssertTrue(text.contains(maskFileName(data.rows[1].path)) && text.contains("\(data.rows[1].width + 3)×"), text)
         }
@@ -179,12 +165,12 @@ final class SegmentStageTests: XCTestCase {
         // 2×3 masks: truth has 3 pixels, prediction 2, overlap 1.
         let truth = Mask(width: 3, height: 2, bits: [true, true, false, true, false, false])
         let predicted = Mask(width: 3, height: 2, bits: [true, false, true, false, false, false])
-        let score = MaskScore(predicted: predicted, truth: truth)
+        let score = MaskScore(predicted: predicted.bits, truth: truth.bits)
         XCTAssertEqual(score.dice, 2.0 * 1 / 5, accuracy: 1e-12)
         XCTAssertEqual(score.iou, 1.0 / 4, accuracy: 1e-12)
         XCTAssertEqual(score.accuracy, 3.0 / 6, accuracy: 1e-12)
         let none = Mask(width: 3, height: 2, bits: [Bool](repeating: false, count: 6))
-        XCTAssertEqual(MaskScore(predicted: none, truth: none), MaskScore(predicted: truth, truth: truth))
+        XCTAssertEqual(MaskScore(predicted: none.bits, truth: none.bits), MaskScore(predicted: truth.bits, truth: truth.bits))
         XCTAssertEqual(MeanSD([1, 2, 3, 4]).sd, (5.0 / 3).squareRoot(), accuracy: 1e-12)
         XCTAssertEqual(MeanSD([0.96371, 0.5]).text, "0.7319±0.3279")
     }

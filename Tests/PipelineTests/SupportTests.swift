@@ -2,7 +2,8 @@
 
 import SeededRandom
 import XCTest
-@testable import Pipeline
+@testable import Artifacts
+@testable import Datasets
 
 final class SupportTests: XCTestCase {
     func testSHA256MatchesTheFIPSVectors() {

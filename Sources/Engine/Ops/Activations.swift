@@ -1,6 +1,7 @@
 // Pointwise activations and softmax, forward and backward. Pointwise loops run on fixed parts of
 // the array in parallel (Parallel.forEachRange) over raw pointers, with `fastExp`, so they vectorise.
 
+import Artifacts
 import Foundation
 
 /// The pointwise activations, each with its forward and derivative written out so the loops

@@ -4,6 +4,7 @@
 // kernel reports it); inference uses the running statistics. Per-channel sums are accumulated in
 // Double per thread part and combined in part order (deterministic for a thread count).
 
+import Artifacts
 import Foundation
 
 /// Keras defaults.
@@ -80,6 +81,116 @@ private func channelSums(_ a: UnsafePointer<Float>, _ terms: ChannelSumTerms, sh
     }
 }
 
+/// The per-channel affine map batch norm applies, y = x·scale + shift, and the statistics it came from.
+private struct BatchNormAffine {
+    let mean: [Float]
+    let invStd: [Float]
+    let scale: [Float]
+    let shift: [Float]
+
+    init(mean: [Float], variance: [Float], gamma: [Float], beta: [Float]) {
+        let c = mean.count
+        let invStd = variance.map { 1 / ($0 + batchNormEpsilon).squareRoot() }
+        self.mean = mean
+        self.invStd = invStd
+        scale = (0..<c).map { gamma[$0] * invStd[$0] }
+        shift = (0..<c).map { beta[$0] - mean[$0] * gamma[$0] * invStd[$0] }
+    }
+}
+
+/// The batch mean and biased variance per channel of `x` [rows, c]: the two-pass variance, Σ(x − μ)²
+/// after μ.
+private func batchStatistics(_ x: Tensor, rows: Int, channels c: Int) -> (mean: [Float], variance: [Float]) {
+    var mean = [Float](repeating: 0, count: c), variance = [Float](repeating: 0, count: c)
+    let sums = x.withPointer { channelSums($0, .plain, rows: rows, channels: c)[0] }
+    for ch in 0..<c { mean[ch] = Float(sums[ch] / Double(rows)) }
+    let centred = x.withPointer { channelSums($0, .centredSquares, shift: mean, rows: rows, channels: c)[0] }
+    for ch in 0..<c { variance[ch] = Float(centred[ch] / Double(rows)) }
+    return (mean, variance)
+}
+
+/// Moves layer `name`'s running statistics toward the batch's: mean·(1 − momentum), and the variance
+/// Bessel-corrected over `rows` (TensorFlow's fused kernel).
+private func updateRunningStatistics(_ store: ParameterStore, _ name: String, mean: [Float], variance: [Float],
+                                     rows: Int, momentum: Float) {
+    let c = mean.count
+    let correction = rows > 1 ? Float(rows) / Float(rows - 1) : 1
+    store.update(name + "/moving_mean") { mm in
+        for ch in 0..<c { mm[ch] = mm[ch] * momentum + mean[ch] * (1 - momentum) }
+    }
+    store.update(name + "/moving_variance") { v in
+        for ch in 0..<c { v[ch] = v[ch] * momentum + variance[ch] * correction * (1 - momentum) }
+    }
+}
+
+/// z = x·s + t per channel for `rows` of x [*, c], written to `z` from its start.
+private func normalise(_ xp: UnsafePointer<Float>, _ z: UnsafeMutablePointer<Float>, _ rows: Range<Int>, channels c: Int,
+                       _ s: UnsafePointer<Float>, _ t: UnsafePointer<Float>) {
+    for r in rows {
+        let zr = z + (r - rows.lowerBound) * c, xr = xp + r * c
+        for ch in 0..<c { zr[ch] = xr[ch] * s[ch] + t[ch] }
+    }
+}
+
+/// The forward pass: `affine` applied to x, then `activation` when given. The activation reads z from
+/// a scratch block of 64 rows (in cache, and not in place: its loops vectorise only when input and
+/// output do not overlap).
+private func batchNormForward(_ xv: Tensor, _ affine: BatchNormAffine, activation: Activation?, rows: Int, channels c: Int) -> Tensor {
+    Tensor(shape: xv.shape) { y in
+        xv.withPointer { xp in affine.scale.withUnsafeBufferPointer { s in affine.shift.withUnsafeBufferPointer { t in
+            let b = SendableBox((y, xp, s.baseAddress!, t.baseAddress!))
+            Parallel.forEachRange(rows, grain: 256) { range in
+                let (y, xp, s, t) = b.value
+                guard let activation else { normalise(xp, y + range.lowerBound * c, range, channels: c, s, t); return }
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: 64 * c) { z in
+                    for start in Swift.stride(from: range.lowerBound, to: range.upperBound, by: 64) {
+                        let block = start..<min(start + 64, range.upperBound)
+                        normalise(xp, z.baseAddress!, block, channels: c, s, t)
+                        activation.forward(z.baseAddress!, y + start * c, 0..<(block.count * c))
+                    }
+                }
+            }
+        } } }
+    }
+}
+
+/// dx = a·dy + b·x + d per channel: in inference a = γ·invStd and b = d = 0; in training
+/// dx = γ·invStd/m·(m·dy − Σdy − x̂·Σ(dy·x̂)) with x̂ = (x − μ)·invStd, folded into b and d.
+private func inputGradientCoefficients(gamma: [Float], _ affine: BatchNormAffine, sumDy: [Double], sumDyXhat: [Double],
+                                       rows: Int, training: Bool) -> (a: [Float], b: [Float], d: [Float]) {
+    let c = gamma.count, m = Float(rows)
+    var a = [Float](repeating: 0, count: c), b = [Float](repeating: 0, count: c), d = [Float](repeating: 0, count: c)
+    for ch in 0..<c {
+        let s = gamma[ch] * affine.invStd[ch]
+        a[ch] = s
+        if training {
+            let k = Float(sumDyXhat[ch]) / m * affine.invStd[ch]
+            b[ch] = -s * k
+            d[ch] = s * (k * affine.mean[ch] - Float(sumDy[ch]) / m)
+        }
+    }
+    return (a, b, d)
+}
+
+/// Writes (`add` false) or adds a·g + b·x + d into dx, row by row in parallel.
+private func applyInputGradient(_ dx: UnsafeMutablePointer<Float>, add: Bool, g: UnsafePointer<Float>, x xp: UnsafePointer<Float>,
+                                _ coefficients: (a: [Float], b: [Float], d: [Float]), rows: Int, channels c: Int) {
+    coefficients.a.withUnsafeBufferPointer { a in coefficients.b.withUnsafeBufferPointer { bb in coefficients.d.withUnsafeBufferPointer { d in
+        let box = SendableBox((dx, g, xp, a.baseAddress!, bb.baseAddress!, d.baseAddress!))
+        Parallel.forEachRange(rows, grain: 256) { range in
+            let (dx, g, xp, a, bb, d) = box.value
+            for r in range {
+                let o = r * c
+                if add {
+                    for ch in 0..<c { dx[o + ch] += a[ch] * g[o + ch] + bb[ch] * xp[o + ch] + d[ch] }
+                } else {
+                    for ch in 0..<c { dx[o + ch] = a[ch] * g[o + ch] + bb[ch] * xp[o + ch] + d[ch] }
+                }
+            }
+        }
+    } } }
+}
+
 extension Tape {
     /// y = γ·(x − μ)/√(σ² + ε) + β over the last axis of `x` (rank 2 or 4), followed by
     /// `activation` when given.
@@ -92,69 +203,29 @@ extension Tape {
     /// - Parameters:
     ///   - name: the layer name; parameters `name/gamma`, `name/beta`, `name/moving_mean`,
     ///     `name/moving_variance` are read from (and, in training, the moving ones written to) `store`.
-    public func batchNorm(_ x: Var, name: String, store: ParameterStore, activation: Activation? = nil) -> Var {
+    ///   - momentum: of the running statistics in training (Keras 0.99).
+    public func batchNorm(_ x: Var, name: String, store: ParameterStore, activation: Activation? = nil,
+                          momentum: Float = kerasBatchNormMomentum) -> Var {
         let c = shape(x).last ?? 1
         let gammaVar = parameter(name + "/gamma", in: store), betaVar = parameter(name + "/beta", in: store)
         let xv = value(x), gamma = value(gammaVar).data, beta = value(betaVar).data
         let rows = xv.count / c
-        var mean = [Float](repeating: 0, count: c), variance = [Float](repeating: 0, count: c)
+        let mean: [Float], variance: [Float]
         if training {
-            let sums = xv.withPointer { channelSums($0, .plain, rows: rows, channels: c)[0] }
-            for ch in 0..<c { mean[ch] = Float(sums[ch] / Double(rows)) }
-            // The two-pass variance: Σ(x − μ)² after μ.
-            let centred = xv.withPointer { channelSums($0, .centredSquares, shift: mean, rows: rows, channels: c)[0] }
-            for ch in 0..<c { variance[ch] = Float(centred[ch] / Double(rows)) }
-            let correction = rows > 1 ? Float(rows) / Float(rows - 1) : 1
-            let momentum = batchNormMomentum
-            store.update(name + "/moving_mean") { mm in
-                for ch in 0..<c { mm[ch] = mm[ch] * momentum + mean[ch] * (1 - momentum) }
-            }
-            store.update(name + "/moving_variance") { v in
-                for ch in 0..<c { v[ch] = v[ch] * momentum + variance[ch] * correction * (1 - momentum) }
-            }
+            (mean, variance) = batchStatistics(xv, rows: rows, channels: c)
+            updateRunningStatistics(store, name, mean: mean, variance: variance, rows: rows, momentum: momentum)
         } else {
-            mean = store.value(name + "/moving_mean").data
-            variance = store.value(name + "/moving_variance").data
+            (mean, variance) = (store.value(name + "/moving_mean").data, store.value(name + "/moving_variance").data)
         }
-        let invStd = variance.map { 1 / ($0 + batchNormEpsilon).squareRoot() }
-        // y = x·scale + shift per channel.
-        let scale = (0..<c).map { gamma[$0] * invStd[$0] }
-        let shift = (0..<c).map { beta[$0] - mean[$0] * gamma[$0] * invStd[$0] }
-        /// z = x·scale + shift for `rows`, written to `z` from its start.
-        func normalise(_ xp: UnsafePointer<Float>, _ z: UnsafeMutablePointer<Float>, _ rows: Range<Int>,
-                       _ s: UnsafePointer<Float>, _ t: UnsafePointer<Float>) {
-            for r in rows {
-                let zr = z + (r - rows.lowerBound) * c, xr = xp + r * c
-                for ch in 0..<c { zr[ch] = xr[ch] * s[ch] + t[ch] }
-            }
-        }
-        // The activation reads z from a block-sized scratch, not in place: its loops vectorise only
-        // when input and output do not overlap.
-        let out = Tensor(shape: xv.shape) { y in
-            xv.withPointer { xp in scale.withUnsafeBufferPointer { s in shift.withUnsafeBufferPointer { t in
-                let b = SendableBox((y, xp, s.baseAddress!, t.baseAddress!))
-                Parallel.forEachRange(rows, grain: 256) { range in
-                    let (y, xp, s, t) = b.value
-                    guard let activation else { normalise(xp, y + range.lowerBound * c, range, s, t); return }
-                    // In blocks of 64 rows, so the activation reads z from cache.
-                    withUnsafeTemporaryAllocation(of: Float.self, capacity: 64 * c) { z in
-                        for start in Swift.stride(from: range.lowerBound, to: range.upperBound, by: 64) {
-                            let block = start..<min(start + 64, range.upperBound)
-                            normalise(xp, z.baseAddress!, block, s, t)
-                            activation.forward(z.baseAddress!, y + start * c, 0..<(block.count * c))
-                        }
-                    }
-                }
-            } } }
-        }
+        let affine = BatchNormAffine(mean: mean, variance: variance, gamma: gamma, beta: beta)
+        let out = batchNormForward(xv, affine, activation: activation, rows: rows, channels: c)
         let training = self.training
         return record(out) { tape, dy in
-            // x̂ = (x − μ)·s; dγ = Σ dy·x̂; dβ = Σ dy; in training
-            // dx = γ·s/m·(m·dy − Σdy − x̂·Σ(dy·x̂)); in inference dx = γ·s·dy. With an activation,
-            // g is the gradient at its input z, filled block by block into scratch from the recomputed z.
+            // dγ = Σ dy·x̂, dβ = Σ dy, dx from inputGradientCoefficients. With an activation, g is the
+            // gradient at its input z, filled block by block into scratch from the recomputed z just
+            // before the sums read it.
             func backward(_ g: UnsafePointer<Float>, _ dz: UnsafeMutablePointer<Float>?) {
                 xv.withPointer { xp in out.withPointer { yp in
-                    // Σ dy and Σ dy·x̂ = invStd·Σ dy·(x − μ), in one pass (after dz of the block, if any).
                     var produce: ((Range<Int>) -> Void)? = nil
                     if let activation, let dz {
                         let box = SendableBox((dz, xp, yp))
@@ -162,8 +233,8 @@ extension Tape {
                             let (dz, xp, yp) = box.value
                             let o = block.lowerBound * c
                             withUnsafeTemporaryAllocation(of: Float.self, capacity: block.count * c) { z in
-                                scale.withUnsafeBufferPointer { s in shift.withUnsafeBufferPointer { t in
-                                    normalise(xp, z.baseAddress!, block, s.baseAddress!, t.baseAddress!)
+                                affine.scale.withUnsafeBufferPointer { s in affine.shift.withUnsafeBufferPointer { t in
+                                    normalise(xp, z.baseAddress!, block, channels: c, s.baseAddress!, t.baseAddress!)
                                 } }
                                 dy.withPointer { upstream in
                                     activation.backward(upstream + o, z.baseAddress!, yp + o, dz + o, 0..<(block.count * c), add: false)
@@ -171,38 +242,14 @@ extension Tape {
                             }
                         }
                     }
-                    let both = channelSums(g, .plainAndProduct(xp), shift: mean, rows: rows, channels: c, produce: produce)
-                    let sumDy = both[0], sumDyXhat = zip(both[1], invStd).map { $0 * Double($1) }
+                    // Σ dy and Σ dy·x̂ = invStd·Σ dy·(x − μ), in one pass.
+                    let both = channelSums(g, .plainAndProduct(xp), shift: affine.mean, rows: rows, channels: c, produce: produce)
+                    let sumDy = both[0], sumDyXhat = zip(both[1], affine.invStd).map { $0 * Double($1) }
                     tape.accumulate(gammaVar) { dg in for ch in 0..<c { dg[ch] += Float(sumDyXhat[ch]) } }
                     tape.accumulate(betaVar) { db in for ch in 0..<c { db[ch] += Float(sumDy[ch]) } }
-                    let m = Float(rows)
-                    // dx = a·dy + b·x + d per channel, with the training terms folded into b and d.
-                    var coefA = [Float](repeating: 0, count: c), coefB = [Float](repeating: 0, count: c), coefD = [Float](repeating: 0, count: c)
-                    for ch in 0..<c {
-                        let s = gamma[ch] * invStd[ch]
-                        coefA[ch] = s
-                        if training {
-                            let k = Float(sumDyXhat[ch]) / m * invStd[ch]
-                            coefB[ch] = -s * k
-                            coefD[ch] = s * (k * mean[ch] - Float(sumDy[ch]) / m)
-                        }
-                    }
-                    tape.accumulate(x) { dx, add in
-                        coefA.withUnsafeBufferPointer { a in coefB.withUnsafeBufferPointer { bb in coefD.withUnsafeBufferPointer { d in
-                            let box = SendableBox((dx, g, xp, a.baseAddress!, bb.baseAddress!, d.baseAddress!))
-                            Parallel.forEachRange(rows, grain: 256) { range in
-                                let (dx, g, xp, a, bb, d) = box.value
-                                for r in range {
-                                    let o = r * c
-                                    if add {
-                                        for ch in 0..<c { dx[o + ch] += a[ch] * g[o + ch] + bb[ch] * xp[o + ch] + d[ch] }
-                                    } else {
-                                        for ch in 0..<c { dx[o + ch] = a[ch] * g[o + ch] + bb[ch] * xp[o + ch] + d[ch] }
-                                    }
-                                }
-                            }
-                        } } }
-                    }
+                    let coefficients = inputGradientCoefficients(gamma: gamma, affine, sumDy: sumDy, sumDyXhat: sumDyXhat,
+                                                                 rows: rows, training: training)
+                    tape.accumulate(x) { dx, add in applyInputGradient(dx, add: add, g: g, x: xp, coefficients, rows: rows, channels: c) }
                 } }
             }
             if activation != nil {

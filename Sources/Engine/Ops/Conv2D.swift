@@ -3,6 +3,8 @@
 // of one image's output pixels at a time (im2col) and multiply, so the patch matrix stays in cache
 // between being written and being read, and the scratch is one band per thread.
 
+import Artifacts
+
 /// Padding modes of Keras convolutions.
 public enum Padding: Sendable, Equatable {
     /// TensorFlow "same": out = ceil(in/stride); the total padding max((out−1)·s + k − in, 0) is split

@@ -3,6 +3,8 @@
 // the input gradient split output rows / images across threads; the kernel gradient sums
 // per-thread partials in thread order, so results do not depend on scheduling.
 
+import Artifacts
+
 extension Tape {
     /// Depthwise convolution of `x` [N,H,W,C] with `kernel` [kh,kw,C] (Keras stores [kh,kw,C,1]).
     public func depthwiseConv2d(_ x: Var, _ kernel: Var, stride: Int = 1, padding: Padding = .same) -> Var {
@@ -52,6 +54,22 @@ struct DepthwiseGeometry: Sendable {
     let input: NHWC
     let kh, kw, stride, padTop, padLeft, oh, ow: Int
 
+    /// Calls `body` for each tap of output pixel (oy, ox) of image `n` that falls inside the input,
+    /// in tap order, with the offsets of the input pixel and of the tap's weights (channel 0 of each).
+    @inline(__always)
+    func forEachTap(image n: Int, oy: Int, ox: Int, _ body: (_ pixel: Int, _ tap: Int) -> Void) {
+        let c = input.c
+        for ky in 0..<kh {
+            let iy = oy * stride + ky - padTop
+            guard iy >= 0 && iy < input.h else { continue }
+            for kx in 0..<kw {
+                let ix = ox * stride + kx - padLeft
+                guard ix >= 0 && ix < input.w else { continue }
+                body(((n * input.h + iy) * input.w + ix) * c, (ky * kw + kx) * c)
+            }
+        }
+    }
+
     /// Output row `row` (= n·oh + oy): y[n, oy, ox, c] = Σ_taps x[n, iy, ix, c]·w[ky, kx, c].
     @inline(__always)
     func forwardRow(_ row: Int, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
@@ -59,16 +77,9 @@ struct DepthwiseGeometry: Sendable {
         for ox in 0..<ow {
             let o = y + (row * ow + ox) * c
             o.update(repeating: 0, count: c)
-            for ky in 0..<kh {
-                let iy = oy * stride + ky - padTop
-                guard iy >= 0 && iy < input.h else { continue }
-                for kx in 0..<kw {
-                    let ix = ox * stride + kx - padLeft
-                    guard ix >= 0 && ix < input.w else { continue }
-                    let i = x + ((n * input.h + iy) * input.w + ix) * c
-                    let t = w + (ky * kw + kx) * c
-                    for ch in 0..<c { o[ch] += i[ch] * t[ch] }
-                }
+            forEachTap(image: n, oy: oy, ox: ox) { pixel, tap in
+                let i = x + pixel, t = w + tap
+                for ch in 0..<c { o[ch] += i[ch] * t[ch] }
             }
         }
     }
@@ -80,16 +91,9 @@ struct DepthwiseGeometry: Sendable {
         for oy in 0..<oh {
             for ox in 0..<ow {
                 let go = g + ((n * oh + oy) * ow + ox) * c
-                for ky in 0..<kh {
-                    let iy = oy * stride + ky - padTop
-                    guard iy >= 0 && iy < input.h else { continue }
-                    for kx in 0..<kw {
-                        let ix = ox * stride + kx - padLeft
-                        guard ix >= 0 && ix < input.w else { continue }
-                        let d = dx + ((n * input.h + iy) * input.w + ix) * c
-                        let t = w + (ky * kw + kx) * c
-                        for ch in 0..<c { d[ch] += go[ch] * t[ch] }
-                    }
+                forEachTap(image: n, oy: oy, ox: ox) { pixel, tap in
+                    let d = dx + pixel, t = w + tap
+                    for ch in 0..<c { d[ch] += go[ch] * t[ch] }
                 }
             }
         }
@@ -101,16 +105,9 @@ struct DepthwiseGeometry: Sendable {
         let c = input.c, n = row / oh, oy = row % oh
         for ox in 0..<ow {
             let go = g + (row * ow + ox) * c
-            for ky in 0..<kh {
-                let iy = oy * stride + ky - padTop
-                guard iy >= 0 && iy < input.h else { continue }
-                for kx in 0..<kw {
-                    let ix = ox * stride + kx - padLeft
-                    guard ix >= 0 && ix < input.w else { continue }
-                    let i = x + ((n * input.h + iy) * input.w + ix) * c
-                    let t = dw + (ky * kw + kx) * c
-                    for ch in 0..<c { t[ch] += go[ch] * i[ch] }
-                }
+            forEachTap(image: n, oy: oy, ox: ox) { pixel, tap in
+                let i = x + pixel, t = dw + tap
+                for ch in 0..<c { t[ch] += go[ch] * i[ch] }
             }
         }
     }

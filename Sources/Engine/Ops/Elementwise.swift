@@ -1,6 +1,7 @@
 // Arithmetic between tensors: add (residuals), squeeze-excitation's broadcast multiply, dense
 // layers, drop-connect, and the reductions losses are built from.
 
+import Artifacts
 import Foundation
 
 extension Tape {

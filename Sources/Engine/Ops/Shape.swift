@@ -1,6 +1,8 @@
 // Ops that move values without arithmetic: global average pooling, zero padding, nearest ×2
 // upsampling, channel concatenation, reshape.
 
+import Artifacts
+
 extension Tape {
     /// Mean over H and W: [N,H,W,C] → [N,C]. Images are split across threads.
     public func globalAveragePool(_ x: Var) -> Var {

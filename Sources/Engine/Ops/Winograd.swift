@@ -10,6 +10,7 @@
 // axes swapped; the kernel gradient is a GEMM over tiles in the transform domain, brought back
 // through G (winogradKernelGradient).
 
+import Artifacts
 import Foundation
 
 /// Whether stride-1 3×3 convolutions take the Winograd path: yes unless `CXR_WINOGRAD=0`, which

@@ -2,6 +2,7 @@
 // class, patient, size, mask and split (`images.csv`), and the counts and class weights in the
 // manifest summary.
 
+import Artifacts
 import Foundation
 
 /// The three classes in Keras `flow_from_directory` order (SPEC notation: 0, 1, 2).
@@ -89,6 +90,19 @@ public struct DatasetSummary: Codable, Sendable, Equatable {
     public var classWeights: [String: Double]
     /// Images skipped because the layout allows it (Shenzhen images without a mask), with why.
     public var skipped: [String]
+
+    public init(layout: String, imageRoot: String, maskRoot: String, images: Int, masks: Int, validationRule: String,
+                counts: [String: [String: Int]], classWeights: [String: Double], skipped: [String]) {
+        self.layout = layout
+        self.imageRoot = imageRoot
+        self.maskRoot = maskRoot
+        self.images = images
+        self.masks = masks
+        self.validationRule = validationRule
+        self.counts = counts
+        self.classWeights = classWeights
+        self.skipped = skipped
+    }
 }
 
 /// A dataset loaded from its artifact.
@@ -138,7 +152,7 @@ public struct Dataset: Sendable {
 }
 
 /// CSV text of dataset rows (`images.csv`).
-func datasetCSV(_ rows: [DatasetRow]) -> String {
+public func datasetCSV(_ rows: [DatasetRow]) -> String {
     csvText(header: DatasetRow.header, rows: rows.map(\.fields))
 }
 

@@ -67,7 +67,7 @@ public enum JSONValue: Sendable, Equatable, Codable {
     }
 
     /// Dotted paths of every object key in this tree (`segment.epochs`), arrays indexed `[i]`.
-    func keyPaths(prefix: String = "") -> Set<String> {
+    public func keyPaths(prefix: String = "") -> Set<String> {
         switch self {
         case let .object(members):
             var out = Set<String>()
@@ -95,4 +95,12 @@ public func canonicalJSON(_ value: some Encodable) throws -> [UInt8] {
     encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
     encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
     return [UInt8](try encoder.encode(value)) + [0x0A]
+}
+
+/// One JSON line (log.jsonl): sorted keys, non-finite numbers spelt as in `canonicalJSON`.
+public func jsonLine(_ value: some Encodable) -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+    return (try? encoder.encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
 }

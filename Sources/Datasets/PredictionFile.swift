@@ -6,6 +6,7 @@
 // label is a class name or index (0 bacterial, 1 normal, 2 viral); each row's probabilities must
 // sum to 1 within 1e-4. Errors name the file, the row (1-based, the header is row 1) and the column.
 
+import Artifacts
 import Foundation
 import Imaging
 import Metrics

@@ -5,9 +5,7 @@
 // redone. `<root>/<stage>/<variant>/current` names the newest complete key, which is how later
 // stages find a dataset by name.
 
-import Engine
 import Foundation
-import Imaging
 
 /// Version of the tool that wrote an artifact (in every manifest).
 public enum ToolInfo {
@@ -49,6 +47,12 @@ public struct ManifestInput: Codable, Sendable, Equatable {
     public var path: String
     /// The input artifact's key, or a SHA-256 over raw input files.
     public var key: String
+
+    public init(name: String, path: String, key: String) {
+        self.name = name
+        self.path = path
+        self.key = key
+    }
 }
 
 /// `manifest.json`: what made an artifact and what it holds. Written last; its presence is what
@@ -75,12 +79,46 @@ public struct Manifest: Codable, Sendable {
     public var summary: JSONValue
 }
 
-/// The artifact root (`--artifacts`, default `artifacts/`).
+/// What made a stage run's numbers besides its settings: recorded in every manifest, decided once
+/// when a stage starts (never read from globals while writing).
+public struct RunEnvironment: Sendable, Equatable {
+    /// Worker threads of the engine's loops.
+    public var threads: Int
+    /// The BLAS library the engine calls ("blis", "openblas").
+    public var blasProvider: String
+    /// How the engine computed stride-1 3×3 convolutions: "winograd" or "patches".
+    public var convolution: String
+
+    public init(threads: Int, blasProvider: String, convolution: String) {
+        self.threads = threads
+        self.blasProvider = blasProvider
+        self.convolution = convolution
+    }
+}
+
+/// What a stage run produced: its artifact folder and manifest.
+public struct StageResult: Sendable {
+    public let folder: String
+    public let manifest: Manifest
+    /// True when a complete artifact with the same key already existed.
+    public let reused: Bool
+
+    public init(folder: String, manifest: Manifest, reused: Bool) {
+        self.folder = folder
+        self.manifest = manifest
+        self.reused = reused
+    }
+}
+
+/// The artifact root (`--artifacts`, default `artifacts/`) and the environment the runs writing
+/// into it record.
 public struct ArtifactStore: Sendable {
     public let root: String
+    public let environment: RunEnvironment
 
-    public init(root: String) {
+    public init(root: String, environment: RunEnvironment) {
         self.root = root
+        self.environment = environment
     }
 
     /// The key of a stage run: 16 hex digits of SHA-256 over the stage name, the canonical JSON of
@@ -95,17 +133,24 @@ public struct ArtifactStore: Sendable {
         return String(hasher.hexDigest().prefix(16))
     }
 
-    /// Where a stage run's artifact lives: its key and folder, and the artifact itself when a
-    /// complete one is already there and `force` is off (the run is then skipped).
-    public func locate(stage: String, variant: String, config: some Encodable, inputKeys: [String], formatVersion: Int,
-                       force: Bool) throws(ArtifactError) -> (key: String, folder: String, existing: StageResult?) {
-        let key: String
-        do { key = try Self.key(stage: stage, config: config, inputKeys: inputKeys, formatVersion: formatVersion) } catch {
+    /// A stage run: its key and folder, and the artifact itself when a complete one is already there
+    /// and `force` is off (the run is then skipped).
+    ///
+    /// - Parameter settings: everything that decides the artifact besides its inputs (hashed into the key
+    ///   and written into the manifest).
+    public func locate(stage: String, variant: String, settings: some Encodable, inputKeys: [String], formatVersion: Int,
+                       force: Bool) throws(ArtifactError) -> ArtifactRun {
+        let key: String, config: JSONValue
+        do {
+            key = try Self.key(stage: stage, config: settings, inputKeys: inputKeys, formatVersion: formatVersion)
+            config = try JSONValue(encoding: settings)
+        } catch {
             throw .io(path: root, message: "cannot encode the \(stage) settings: \(error)")
         }
         let folder = folder(stage: stage, variant: variant, key: key)
         let existing = force ? nil : completeManifest(at: folder).map { StageResult(folder: folder, manifest: $0, reused: true) }
-        return (key, folder, existing)
+        return ArtifactRun(store: self, stage: stage, variant: variant, key: key, config: config, formatVersion: formatVersion,
+                           existing: existing)
     }
 
     public func folder(stage: String, variant: String, key: String) -> String {
@@ -139,15 +184,26 @@ public struct ArtifactStore: Sendable {
         }
         return (folder, manifest)
     }
+}
 
-    /// Starts writing an artifact. Any leftover of an incomplete or forced run is removed first,
+/// One stage run located in the store: where it writes and, when it was already done, its artifact.
+public struct ArtifactRun: Sendable {
+    public let store: ArtifactStore
+    public let stage: String
+    public let variant: String
+    public let key: String
+    /// The settings as written into the manifest.
+    public let config: JSONValue
+    public let formatVersion: Int
+    /// The complete artifact of this key, unless forced.
+    public let existing: StageResult?
+
+    public var folder: String { store.folder(stage: stage, variant: variant, key: key) }
+
+    /// Starts writing the artifact. Any leftover of an incomplete or forced run is removed first,
     /// so nothing half-written survives into the new artifact — unless `resume` is set, which keeps
     /// the folder of an incomplete run (a training stage continuing from its checkpoint).
-    public func begin(stage: String, variant: String, key: String, config: some Encodable,
-                      inputs: [ManifestInput], seed: UInt64, threads: Int,
-                      blasProvider: String, formatVersion: Int, resume: Bool = false) throws(ArtifactError) -> ArtifactWriter
-    {
-        let folder = self.folder(stage: stage, variant: variant, key: key)
+    public func begin(inputs: [ManifestInput], seed: UInt64, resume: Bool = false) throws(ArtifactError) -> ArtifactWriter {
         let manager = FileManager.default
         do {
             if manager.fileExists(atPath: folder) && !resume { try manager.removeItem(atPath: folder) }
@@ -155,55 +211,42 @@ public struct ArtifactStore: Sendable {
         } catch {
             throw .io(path: folder, message: "cannot prepare the artifact folder: \(error.localizedDescription)")
         }
-        let configValue: JSONValue
-        do { configValue = try JSONValue(encoding: config) } catch {
-            throw .io(path: folder, message: "cannot encode the configuration: \(error)")
+        return ArtifactWriter(run: self, inputs: inputs, seed: seed)
+    }
+
+    /// Points `<stage>/<variant>/current` at this run's key (for a reused artifact; `finish` does it
+    /// for a new one).
+    public func markCurrent() throws(ArtifactError) {
+        do {
+            try writeFileAtomically(Array((key + "\n").utf8), to: "\(store.root)/\(stage)/\(variant)/current")
+        } catch {
+            throw .io(path: error.path, message: error.message)
         }
-        return ArtifactWriter(store: self, folder: folder, stage: stage, variant: variant, key: key,
-                              config: configValue, inputs: inputs, seed: seed, threads: threads,
-                              blasProvider: blasProvider, formatVersion: formatVersion)
     }
 }
 
 /// Writes the files of one artifact, each atomically, then the manifest.
 public struct ArtifactWriter {
-    public let folder: String
-    let store: ArtifactStore
-    let stage: String
-    let variant: String
-    let key: String
-    let config: JSONValue
+    public let run: ArtifactRun
     let inputs: [ManifestInput]
     let seed: UInt64
-    let threads: Int
-    let blasProvider: String
-    let formatVersion: Int
     let started = Date()
     private(set) var outputs: [OutputFile] = []
 
-    init(store: ArtifactStore, folder: String, stage: String, variant: String, key: String,
-         config: JSONValue, inputs: [ManifestInput], seed: UInt64, threads: Int,
-         blasProvider: String, formatVersion: Int)
-    {
-        self.store = store
-        self.folder = folder
-        self.stage = stage
-        self.variant = variant
-        self.key = key
-        self.config = config
+    init(run: ArtifactRun, inputs: [ManifestInput], seed: UInt64) {
+        self.run = run
         self.inputs = inputs
         self.seed = seed
-        self.threads = threads
-        self.blasProvider = blasProvider
-        self.formatVersion = formatVersion
     }
+
+    public var folder: String { run.folder }
 
     /// Writes `bytes` to `path` (relative to the artifact folder) and records its hash.
     public mutating func write(_ bytes: [UInt8], to path: String) throws(ArtifactError) {
         do {
             try writeFileAtomically(bytes, to: folder + "/" + path)
         } catch {
-            throw .io(path: folder + "/" + path, message: error.description)
+            throw .io(path: folder + "/" + path, message: error.message)
         }
         outputs.removeAll { $0.path == path }
         outputs.append(OutputFile(path: path, sha256: SHA256.hex(bytes), bytes: bytes.count))
@@ -215,22 +258,29 @@ public struct ArtifactWriter {
     @discardableResult
     public func finish(summary: JSONValue) throws(ArtifactError) -> Manifest {
         let formatter = ISO8601DateFormatter()
+        let environment = run.store.environment
         let manifest = Manifest(
-            formatVersion: formatVersion, stage: stage, variant: variant, key: key,
-            toolVersion: ToolInfo.version, inputs: inputs, config: config, seed: seed,
-            threads: threads, blasProvider: blasProvider, convolution: Winograd.enabled ? "winograd" : "patches",
+            formatVersion: run.formatVersion, stage: run.stage, variant: run.variant, key: run.key,
+            toolVersion: ToolInfo.version, inputs: inputs, config: run.config, seed: seed,
+            threads: environment.threads, blasProvider: environment.blasProvider, convolution: environment.convolution,
             startedAt: formatter.string(from: started),
             durationSeconds: (Date().timeIntervalSince(started) * 1000).rounded() / 1000,
             outputs: outputs.sorted { $0.path < $1.path }, summary: summary)
-        do {
-            try writeFileAtomically(try canonicalJSON(manifest), to: folder + "/manifest.json")
-            try writeFileAtomically(Array((key + "\n").utf8),
-                                    to: "\(store.root)/\(stage)/\(variant)/current")
-        } catch let error as ImagingError {
-            throw .io(path: folder, message: error.description)
-        } catch {
+        let bytes: [UInt8]
+        do { bytes = try canonicalJSON(manifest) } catch {
             throw .io(path: folder, message: "cannot encode the manifest: \(error)")
         }
+        do {
+            try writeFileAtomically(bytes, to: folder + "/manifest.json")
+        } catch {
+            throw .io(path: error.path, message: error.message)
+        }
+        try run.markCurrent()
         return manifest
+    }
+
+    /// The artifact this writer finished, as a stage hands it back.
+    public func result(_ manifest: Manifest) -> StageResult {
+        StageResult(folder: folder, manifest: manifest, reused: false)
     }
 }

@@ -10,9 +10,10 @@
 // Opacities, sizes and noise vary enough that a small network must learn the patterns rather
 // than a brightness threshold. The lung mask excludes the heart (the Montgomery convention).
 
-import SeededRandom
+import Datasets
 import Foundation
 import Imaging
+import SeededRandom
 
 /// The generator's output folder layout and its parameters file.
 public enum SyntheticCXR {

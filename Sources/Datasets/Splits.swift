@@ -1,15 +1,52 @@
 // Split assignment (SPEC §0) and the dataset summary: class counts and balanced class weights.
 
 import SeededRandom
+import Artifacts
 import Foundation
 import Imaging
+
+/// How `prepare` assigns splits (SPEC §0).
+public struct SplitRule: Sendable, Equatable {
+    /// The validation rule; `auto` resolves by the layout.
+    public var validation: ValidationRule
+    public var validationFraction: Double
+    /// Patient-grouped test hold-out for layouts without a test folder (0: none).
+    public var testFraction: Double
+    /// Mark every image as test (an independent evaluation set).
+    public var allTest: Bool
+    public var splitSeed: UInt64
+    /// Decides what `auto` means (Keras for classification layouts).
+    public var layout: Layout
+
+    public init(validation: ValidationRule, validationFraction: Double, testFraction: Double, allTest: Bool,
+                splitSeed: UInt64, layout: Layout) {
+        self.validation = validation
+        self.validationFraction = validationFraction
+        self.testFraction = testFraction
+        self.allTest = allTest
+        self.splitSeed = splitSeed
+        self.layout = layout
+    }
+}
+
+/// Validation split rules.
+public enum ValidationRule: String, Codable, Sendable, CaseIterable {
+    /// Keras for classification layouts (kermany, synthetic), patient-grouped for the others.
+    case auto
+    /// Keras `validation_split`: per class, files sorted by name, the first int(f·n) (SPEC §0).
+    case keras
+    /// Seeded shuffle of patients; whole patients go to validation until f·n images.
+    case patient
+    /// No validation images.
+    case none
+}
 
 /// Assigns test and validation splits in place and returns the validation rule applied.
 ///
 /// Order: `allTest` marks everything test; otherwise a patient-grouped test hold-out is drawn
 /// (layouts without a test folder, `testFraction > 0`), then validation is drawn from the rest of
 /// the training rows by the rule.
-func assignSplits(_ rows: inout [DatasetRow], settings: PrepareSettings) -> ValidationRule {
+func assignSplits(_ rows: inout [DatasetRow], rule settings: SplitRule) -> ValidationRule {
     if settings.allTest {
         for i in rows.indices { rows[i].split = .test }
         return .none

@@ -2,6 +2,7 @@
 
 import Engine
 import Losses
+import Models
 import SeededRandom
 
 /// What a step reports.
@@ -16,11 +17,9 @@ public struct StepResult: Sendable {
 public func classifierTrainStep(store: ParameterStore, optimizer: inout SGD, images: Tensor, labels: Tensor,
                                 generator: inout SplitMix64, loss kind: ClassificationLoss = .cce,
                                 classWeights: [Float]? = nil, settings: ClassificationLossSettings = ClassificationLossSettings(),
-                                dropConnect: Float = EfficientNetB0.dropConnectRate,
-                                batchNormMomentum: Float = kerasBatchNormMomentum) -> StepResult {
+                                options: ModelOptions = ModelOptions()) -> StepResult {
     let tape = Tape(recording: true, training: true, generator: SplitMix64(seed: generator.next()))
-    tape.batchNormMomentum = batchNormMomentum
-    let logits = Classifier.forward(Layers(tape: tape, store: store), tape.constant(images), dropConnect: dropConnect).logits
+    let logits = Classifier.forward(Layers(tape: tape, store: store, options: options), tape.constant(images)).logits
     let loss = classificationLoss(kind, tape: tape, probabilities: tape.softmax(logits), labels: labels,
                                   classWeights: classWeights, settings: settings)
     let value = tape.value(loss).data[0]
@@ -42,10 +41,9 @@ public func classifierPredict(store: ParameterStore, images: Tensor) -> (probabi
 /// returned without touching the weights.
 public func unetTrainStep(store: ParameterStore, optimizer: inout Adam, images: Tensor, masks: Tensor,
                           generator: inout SplitMix64, loss kind: SegmentationLoss = .bce,
-                          batchNormMomentum: Float = kerasBatchNormMomentum) -> StepResult {
+                          options: ModelOptions = ModelOptions()) -> StepResult {
     let tape = Tape(recording: true, training: true, generator: SplitMix64(seed: generator.next()))
-    tape.batchNormMomentum = batchNormMomentum
-    let (probabilities, logits) = UNet.forward(Layers(tape: tape, store: store), tape.constant(images))
+    let (probabilities, logits) = UNet.forward(Layers(tape: tape, store: store, options: options), tape.constant(images))
     let loss = segmentationLoss(kind, tape: tape, probabilities: probabilities, logits: logits, masks: masks)
     let value = tape.value(loss).data[0]
     if value.isFinite {

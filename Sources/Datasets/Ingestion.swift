@@ -3,6 +3,7 @@
 // decoded (sizes, and any corrupt file found before anything is written), then splits are
 // assigned and `images.csv`, OR-ed masks, a contact sheet and the manifest are written.
 
+import Artifacts
 import Foundation
 import Imaging
 
@@ -20,7 +21,7 @@ public enum Layout: String, CaseIterable, Sendable, Codable {
     case synthetic
 
     /// Whether the layout is a classification set (Keras validation rule under `auto`).
-    var isClassification: Bool { self == .kermany || self == .synthetic }
+    public var isClassification: Bool { self == .kermany || self == .synthetic }
 }
 
 /// Why a folder could not be ingested. Every case names the file or folder.
@@ -31,6 +32,7 @@ public enum IngestError: Error, CustomStringConvertible {
     case unlabeled(path: String, message: String)
     case missingMask(image: String, expected: String)
     case image(ImagingError)
+    case file(FileError)
     case artifact(ArtifactError)
 
     public var description: String {
@@ -41,41 +43,14 @@ public enum IngestError: Error, CustomStringConvertible {
         case let .unlabeled(path, message): "\(path): \(message)"
         case let .missingMask(image, expected): "\(image): no lung mask (expected \(expected))"
         case let .image(error): error.description
+        case let .file(error): error.description
         case let .artifact(error): error.description
         }
     }
 }
 
-/// Everything that decides a dataset artifact's content (its key hashes this and the inputs).
-public struct PrepareSettings: Codable, Sendable, Equatable {
-    public var layout: Layout
-    public var validation: ValidationRule
-    public var validationFraction: Double
-    /// Patient-grouped test hold-out for layouts without a test folder (0: none).
-    public var testFraction: Double
-    /// Mark every image as test (an independent evaluation set, like Montgomery in the paper).
-    public var allTest: Bool
-    public var splitSeed: UInt64
-    public var contactSheetImages: Int
-    /// Only for the synthetic layout: the generator settings.
-    public var synthetic: SyntheticConfig?
-
-    public init(layout: Layout, validation: ValidationRule, validationFraction: Double, testFraction: Double,
-                allTest: Bool, splitSeed: UInt64, contactSheetImages: Int, synthetic: SyntheticConfig?)
-    {
-        self.layout = layout
-        self.validation = validation
-        self.validationFraction = validationFraction
-        self.testFraction = testFraction
-        self.allTest = allTest
-        self.splitSeed = splitSeed
-        self.contactSheetImages = contactSheetImages
-        self.synthetic = synthetic
-    }
-}
-
 /// An image found in the source folder, before decoding.
-struct Candidate {
+struct Candidate: Sendable {
     var path: String
     var label: CXRClass?
     var patient: String
@@ -85,110 +60,113 @@ struct Candidate {
     var fixedSplit: Split?
 }
 
-/// What a stage run produced: its artifact folder and manifest.
-public struct StageResult: Sendable {
-    public let folder: String
-    public let manifest: Manifest
-    /// True when a complete artifact with the same key already existed.
-    public let reused: Bool
+/// A source folder listed in its layout with every file hashed: what decides a dataset's inputs.
+public struct SourceListing: Sendable {
+    /// The source folder, absolute.
+    public let root: String
+    /// The folder image paths are relative to.
+    public let imageRoot: String
+    /// Images the layout allows to skip (Shenzhen images without a mask), with why.
+    public let skipped: [String]
+    /// SHA-256 over every image and mask file's relative path and content hash.
+    public let inputKey: String
+    let candidates: [Candidate]
+    let hashes: [String: String]
+
+    /// Lists `source` as `layout` (sorted, so the order never depends on the file system) and hashes
+    /// every image and mask file.
+    ///
+    /// - Throws: `IngestError` naming the missing folder, unreadable file or unlabelled image.
+    public init(source: String, layout: Layout, threads: Int, sink: EventSink) throws(IngestError) {
+        root = URL(fileURLWithPath: source).standardizedFileURL.path
+        guard FileManager.default.fileExists(atPath: root) else {
+            throw .missingFolder(path: root, expected: "the \(layout.rawValue) data set")
+        }
+        (imageRoot, candidates, skipped) = try discover(layout: layout, root: root)
+        let files = candidates.flatMap { [$0.path] + $0.maskParts }
+        let imageRoot = imageRoot
+        let digests = try parallelMap(files, threads: threads, sink: sink, task: "hashing files") {
+            (path: String) throws(IngestError) -> String in
+            do throws(FileError) { return SHA256.hex(try readFile(imageRoot + "/" + path)) } catch { throw .file(error) }
+        }
+        var inputHasher = SHA256()
+        for (path, hash) in zip(files, digests) { inputHasher.update(Array("\(path)\t\(hash)\n".utf8)) }
+        inputKey = inputHasher.hexDigest()
+        hashes = Dictionary(zip(files, digests), uniquingKeysWith: { a, _ in a })
+    }
+
+    /// Decodes every image and mask (sizes, and any corrupt file found before anything is written)
+    /// and assigns the splits.
+    ///
+    /// - Throws: `IngestError` naming the first corrupt file (in listing order).
+    public func ingest(splits: SplitRule, threads: Int, sink: EventSink) throws(IngestError) -> IngestedSource {
+        let imageRoot = imageRoot
+        let decoded = try parallelMap(candidates, threads: threads, sink: sink, task: "decoding images") {
+            (candidate: Candidate) throws(IngestError) -> DecodedCandidate in
+            try decode(candidate, root: imageRoot)
+        }
+        var rows: [DatasetRow] = []
+        for (candidate, item) in zip(candidates, decoded) {
+            let maskPath: String? = candidate.maskParts.isEmpty ? nil
+                : candidate.maskParts.count == 1 ? candidate.maskParts[0]
+                : "masks/" + ((candidate.path as NSString).lastPathComponent as NSString).deletingPathExtension + ".png"
+            rows.append(DatasetRow(path: candidate.path, sha256: hashes[candidate.path] ?? "", label: candidate.label,
+                                   patient: candidate.patient, width: item.width, height: item.height,
+                                   mask: maskPath, split: candidate.fixedSplit ?? .train))
+        }
+        let rule = assignSplits(&rows, rule: splits)
+        return IngestedSource(listing: self, rows: rows, decoded: decoded, validationRule: rule)
+    }
 }
 
-/// Ingests `source` as `layout` into the dataset artifact named `name`.
-///
-/// - Parameters:
-///   - force: rebuild even when a complete artifact with the same key exists.
-/// - Throws: `IngestError` naming the file or folder; nothing is written before every image has
-///   decoded, and no manifest is written on failure.
-public func prepareDataset(source: String, name: String, settings: PrepareSettings, store: ArtifactStore,
-                           seed: UInt64, threads: Int, blasProvider: String, force: Bool,
-                           sink: EventSink) throws(IngestError) -> StageResult
-{
-    let root = URL(fileURLWithPath: source).standardizedFileURL.path
-    if settings.layout == .synthetic, let synthetic = settings.synthetic {
-        try SyntheticCXR.generate(into: root, config: synthetic, threads: threads, sink: sink)
-    }
-    guard FileManager.default.fileExists(atPath: root) else {
-        throw .missingFolder(path: root, expected: "the \(settings.layout.rawValue) data set")
-    }
-    let (imageRoot, candidates, skipped) = try discover(layout: settings.layout, root: root)
+/// A listed source after decoding and split assignment: the rows of `images.csv` and what else a
+/// dataset artifact holds.
+public struct IngestedSource: Sendable {
+    public let listing: SourceListing
+    public let rows: [DatasetRow]
+    let decoded: [DecodedCandidate]
+    public let validationRule: ValidationRule
 
-    // Hash every input file (the input key), then decide whether the artifact already exists.
-    let files = candidates.flatMap { [$0.path] + $0.maskParts }
-    let hashes = try parallelMap(files, threads: threads, sink: sink, task: "hashing files") { (path: String) throws(IngestError) -> String in
-        do throws(ImagingError) { return SHA256.hex(try readFile(imageRoot + "/" + path)) } catch { throw .image(error) }
-    }
-    var inputHasher = SHA256()
-    for (path, hash) in zip(files, hashes) { inputHasher.update(Array("\(path)\t\(hash)\n".utf8)) }
-    let inputKey = inputHasher.hexDigest()
-    let key: String
-    do {
-        key = try ArtifactStore.key(stage: "prepare", config: settings, inputKeys: [inputKey], formatVersion: datasetFormatVersion)
-    } catch {
-        throw .invalidSource(path: root, message: "cannot encode settings: \(error)")
-    }
-    let folder = store.folder(stage: "prepare", variant: name, key: key)
-    if !force, let manifest = store.completeManifest(at: folder) {
+    /// Whether the artifact itself holds masks (OR-ed from several parts, Montgomery).
+    public var writesMasks: Bool { decoded.contains { $0.unionMask != nil } }
+
+    /// Writes the OR-ed masks, `images.csv` and the contact sheet into the artifact `writer` is
+    /// building, and returns the manifest summary.
+    ///
+    /// - Throws: `IngestError` naming the file that could not be read or written.
+    public func write(into writer: inout ArtifactWriter, layout: Layout, contactSheetImages: Int) throws(IngestError) -> DatasetSummary {
+        let maskRoot = writesMasks ? writer.folder : listing.imageRoot
         do {
-            try writeFileAtomically(Array((key + "\n").utf8), to: "\(store.root)/prepare/\(name)/current")
-        } catch { throw .image(error) }
-        return StageResult(folder: folder, manifest: manifest, reused: true)
-    }
-
-    // Decode everything before writing anything.
-    let hashOf = Dictionary(zip(files, hashes), uniquingKeysWith: { a, _ in a })
-    let decoded = try parallelMap(candidates, threads: threads, sink: sink, task: "decoding images") {
-        (candidate: Candidate) throws(IngestError) -> DecodedCandidate in
-        try decode(candidate, root: imageRoot)
-    }
-    var rows: [DatasetRow] = []
-    for (candidate, item) in zip(candidates, decoded) {
-        let maskPath: String? = candidate.maskParts.isEmpty ? nil
-            : candidate.maskParts.count == 1 ? candidate.maskParts[0]
-            : "masks/" + ((candidate.path as NSString).lastPathComponent as NSString).deletingPathExtension + ".png"
-        rows.append(DatasetRow(path: candidate.path, sha256: hashOf[candidate.path] ?? "", label: candidate.label,
-                               patient: candidate.patient, width: item.width, height: item.height,
-                               mask: maskPath, split: candidate.fixedSplit ?? .train))
-    }
-    let rule = assignSplits(&rows, settings: settings)
-
-    // Write: OR-ed masks, the table, the contact sheet, then the manifest.
-    let maskRoot = decoded.contains { $0.unionMask != nil } ? folder : imageRoot
-    do {
-        var writer = try store.begin(
-            stage: "prepare", variant: name, key: key, config: settings,
-            inputs: [ManifestInput(name: "source", path: root, key: inputKey)],
-            seed: seed, threads: threads, blasProvider: blasProvider, formatVersion: datasetFormatVersion)
-        for (row, item) in zip(rows, decoded) {
-            if let union = item.unionMask, let mask = row.mask {
-                try writer.write(try encodePNG(union.image), to: mask)
+            for (row, item) in zip(rows, decoded) {
+                if let union = item.unionMask, let mask = row.mask {
+                    try writer.write(try encodePNG(union.image), to: mask)
+                }
             }
+            try writer.write(Array(datasetCSV(rows).utf8), to: "images.csv")
+            let sheet = try contactSheet(rows: rows, imageRoot: listing.imageRoot, maskRoot: maskRoot, decoded: decoded,
+                                         count: contactSheetImages)
+            if let sheet { try writer.write(try encodePNG(sheet), to: "contact-sheet.png") }
+        } catch let error as ArtifactError {
+            throw .artifact(error)
+        } catch let error as IngestError {
+            throw error
+        } catch {
+            throw .invalidSource(path: writer.folder, message: "\(error)")
         }
-        try writer.write(Array(datasetCSV(rows).utf8), to: "images.csv")
-        let sheet = try contactSheet(rows: rows, imageRoot: imageRoot, maskRoot: maskRoot, decoded: decoded,
-                                     count: settings.contactSheetImages)
-        if let sheet { try writer.write(try encodePNG(sheet), to: "contact-sheet.png") }
-        let summary = summarize(rows, layout: settings.layout, imageRoot: imageRoot, maskRoot: maskRoot,
-                                validationRule: rule, skipped: skipped)
-        let manifest = try writer.finish(summary: try JSONValue(encoding: summary))
-        return StageResult(folder: folder, manifest: manifest, reused: false)
-    } catch let error as ArtifactError {
-        throw .artifact(error)
-    } catch let error as IngestError {
-        throw error
-    } catch {
-        throw .invalidSource(path: folder, message: "\(error)")
+        return summarize(rows, layout: layout, imageRoot: listing.imageRoot, maskRoot: maskRoot,
+                         validationRule: validationRule, skipped: listing.skipped)
     }
 }
 
 /// Version of the dataset artifact's files (part of its key).
 public let datasetFormatVersion = 1
 
-private func encodePNG(_ image: GrayImage) throws -> [UInt8] {
-    do { return try image.pngData() } catch { throw IngestError.image(error) }
+private func encodePNG(_ image: GrayImage) throws(IngestError) -> [UInt8] {
+    do { return try image.pngData() } catch { throw .image(error) }
 }
 
-private func encodePNG(_ image: RGBImage) throws -> [UInt8] {
-    do { return try image.pngData() } catch { throw IngestError.image(error) }
+private func encodePNG(_ image: RGBImage) throws(IngestError) -> [UInt8] {
+    do { return try image.pngData() } catch { throw .image(error) }
 }
 
 // MARK: - Listing the layouts
@@ -283,7 +261,7 @@ private func pairs(root: String) throws(IngestError) -> [Candidate] {
     var out: [Candidate] = []
     if isFile(listing) {
         let text: String
-        do { text = String(decoding: try readFile(listing), as: UTF8.self) } catch { throw .image(error) }
+        do { text = String(decoding: try readFile(listing), as: UTF8.self) } catch { throw .file(error) }
         let table: [[String]]
         do { table = try parseCSV(text) } catch {
             throw .invalidSource(path: listing, message: "line \(error.line): \(error.message)")
@@ -379,45 +357,11 @@ private func decode(_ candidate: Candidate, root: String) throws(IngestError) ->
     do { image = try GrayImage(contentsOf: imagePath) } catch { throw .image(error) }
     var union: Mask? = nil
     for part in candidate.maskParts {
-        let maskPath = root + "/" + part
-        let maskImage: GrayImage
-        do { maskImage = try GrayImage(contentsOf: maskPath) } catch { throw .image(error) }
-        guard maskImage.width == image.width, maskImage.height == image.height else {
-            throw .image(.sizeMismatch(source: maskPath, expected: "\(image.width)×\(image.height) like its image \(imagePath)",
-                                       actual: "\(maskImage.width)×\(maskImage.height)"))
-        }
-        let mask = Mask(thresholding: maskImage)
+        let mask: Mask
+        do { mask = try Mask(contentsOf: root + "/" + part, sizedLike: image, imagePath: imagePath) } catch { throw .image(error) }
         if candidate.maskParts.count > 1 {
             union = union.map { Mask(width: $0.width, height: $0.height, bits: zip($0.bits, mask.bits).map { $0 || $1 }) } ?? mask
         }
     }
     return DecodedCandidate(width: image.width, height: image.height, unionMask: union)
-}
-
-/// `transform` over `items` on `threads` workers with fixed strided partitions; results keep
-/// the input order and the error thrown is the one of the lowest index, so runs are repeatable.
-func parallelMap<T, R>(_ items: [T], threads: Int, sink: EventSink, task: String,
-                       _ transform: (T) throws(IngestError) -> R) throws(IngestError) -> [R]
-{
-    var results = [R?](repeating: nil, count: items.count)
-    var failures = [IngestError?](repeating: nil, count: items.count)
-    let counter = ProgressCounter()
-    let step = max(1, items.count / 20)
-    withoutActuallyEscaping(transform) { transform in
-        results.withUnsafeMutableBufferPointer { out in
-            failures.withUnsafeMutableBufferPointer { errors in
-                let out = UncheckedSendable(out), errors = UncheckedSendable(errors)
-                let work = UncheckedSendable(transform), items = UncheckedSendable(items)
-                DispatchQueue.concurrentPerform(iterations: max(1, threads)) { worker in
-                    for index in stride(from: worker, to: items.value.count, by: max(1, threads)) {
-                        do throws(IngestError) { out.value[index] = try work.value(items.value[index]) } catch { errors.value[index] = error }
-                        let done = counter.increment()
-                        if done % step == 0 || done == items.value.count { sink(.progress(task: task, done: done, total: items.value.count)) }
-                    }
-                }
-            }
-        }
-    }
-    if let failure = failures.lazy.compactMap({ $0 }).first { throw failure }
-    return results.compactMap { $0 }
 }

@@ -4,10 +4,12 @@
 // byte-identical to an uninterrupted one. The stage supplies what an epoch of training and a
 // validation pass are.
 
+import Artifacts
+import Datasets
 import Engine
 import Foundation
 import Imaging
-import Metrics
+import Report
 import SeededRandom
 
 /// Why training stopped with an error.
@@ -71,10 +73,18 @@ public struct CallbackSettings: Sendable {
     public var earlyStoppingPatience: Int
     public var minDelta: Double
     public var minLearningRate: Double
+
+    public init(plateauFactor: Double, plateauPatience: Int, earlyStoppingPatience: Int, minDelta: Double, minLearningRate: Double) {
+        self.plateauFactor = plateauFactor
+        self.plateauPatience = plateauPatience
+        self.earlyStoppingPatience = earlyStoppingPatience
+        self.minDelta = minDelta
+        self.minLearningRate = minLearningRate
+    }
 }
 
 /// A training run of one model in its artifact folder.
-struct TrainingLoop<O: Optimizer> {
+public struct TrainingLoop<O: Optimizer> {
     let folder: String
     let parameters: ParameterStore
     let epochs: Int
@@ -90,7 +100,7 @@ struct TrainingLoop<O: Optimizer> {
     var checkpointPath: String { folder + "/training.safetensors" }
 
     /// A fresh run, or the run restored from `folder`'s checkpoint when `resuming`.
-    init(folder: String, parameters: ParameterStore, optimizer: O, epochs: Int, callbacks: CallbackSettings,
+    public init(folder: String, parameters: ParameterStore, optimizer: O, epochs: Int, callbacks: CallbackSettings,
          generators: [String: SplitMix64], label: String, weightsMetadata: [String: String], resuming: Bool,
          sink: EventSink) throws(TrainingError) {
         self.folder = folder
@@ -118,7 +128,7 @@ struct TrainingLoop<O: Optimizer> {
             }
             sink(.note("resuming from \(checkpointPath) after epoch \(state.epoch)"))
         } catch {
-            throw trainingError(error, folder: checkpointPath)
+            throw .wrapping(error, folder: checkpointPath)
         }
         self.optimizer.learningRate = state.learningRate
     }
@@ -130,7 +140,7 @@ struct TrainingLoop<O: Optimizer> {
     ///   - trainEpoch: one epoch of optimisation steps given the epoch index, the optimiser and the
     ///     run's random generators; returns the mean training loss, or throws to stop.
     ///   - validate: the validation pass of the current weights.
-    mutating func run(writer: inout ArtifactWriter, sink: EventSink, continueAfter: (Int) -> Bool,
+    public mutating func run(writer: inout ArtifactWriter, sink: EventSink, continueAfter: (Int) -> Bool,
                       trainEpoch: (Int, inout O, inout [String: SplitMix64]) throws(TrainingError) -> Double,
                       validate: () -> Validation) throws(TrainingError) {
         while state.epoch < epochs && !stopped {
@@ -150,7 +160,7 @@ struct TrainingLoop<O: Optimizer> {
                                          seconds: (Date().timeIntervalSince(started) * 1000).rounded() / 1000, best: isBest)
                 log.append(record)
                 sink(.note(describe(record)))
-                try writer.write(Array((log.map(encodeJSONLine).joined(separator: "\n") + "\n").utf8), to: "log.jsonl")
+                try writer.write(Array((log.map(jsonLine).joined(separator: "\n") + "\n").utf8), to: "log.jsonl")
                 state.learningRate = state.plateau.update(current: validation.loss, learningRate: optimizer.learningRate)
                 optimizer.learningRate = state.learningRate
                 stopped = state.earlyStopping.shouldStop(current: validation.loss)
@@ -159,7 +169,7 @@ struct TrainingLoop<O: Optimizer> {
                                                                metadata: ["stopped": stopped ? "true" : "false"])
                 try writeFileAtomically(checkpoint, to: checkpointPath)
             } catch {
-                throw trainingError(error, folder: folder)
+                throw .wrapping(error, folder: folder)
             }
             if !continueAfter(state.epoch) && state.epoch < epochs && !stopped {
                 throw .interrupted(afterEpoch: state.epoch, checkpoint: checkpointPath)
@@ -171,7 +181,7 @@ struct TrainingLoop<O: Optimizer> {
     /// run) and records the weights and the log as outputs of `writer`.
     ///
     /// - Returns: the best epoch's log line.
-    func finish(writer: inout ArtifactWriter) throws(TrainingError) -> EpochRecord? {
+    public func finish(writer: inout ArtifactWriter) throws(TrainingError) -> EpochRecord? {
         let path = folder + "/model.safetensors"
         do {
             let bytes = try readFile(path)
@@ -180,13 +190,13 @@ struct TrainingLoop<O: Optimizer> {
             try writer.write(bytes, to: "model.safetensors")
             try writer.write(try readFile(folder + "/log.jsonl"), to: "log.jsonl")
         } catch {
-            throw trainingError(error, folder: folder)
+            throw .wrapping(error, folder: folder)
         }
         return log.first { $0.epoch == (state.best.bestEpoch ?? 0) + 1 }
     }
 
     /// The summary entries every training artifact has.
-    func summary(best: EpochRecord?) -> [String: JSONValue] {
+    public func summary(best: EpochRecord?) -> [String: JSONValue] {
         ["epochsRun": .number(Double(log.count)), "stoppedEarly": .bool(log.count < epochs),
          "bestEpoch": .number(Double((state.best.bestEpoch ?? 0) + 1)),
          "bestValLoss": .number(best?.valLoss ?? .nan), "bestValAccuracy": .number(best?.valAccuracy ?? .nan),
@@ -206,29 +216,24 @@ struct TrainingLoop<O: Optimizer> {
 /// The train and val rows of a dataset a training stage needs.
 ///
 /// - Throws: `TrainingError.emptySplit` naming the dataset and the missing split.
-func trainingRows(_ dataset: Dataset) throws(TrainingError) -> (train: [DatasetRow], val: [DatasetRow]) {
+public func trainingRows(_ dataset: Dataset) throws(TrainingError) -> (train: [DatasetRow], val: [DatasetRow]) {
     let train = dataset.rows.filter { $0.split == .train }, val = dataset.rows.filter { $0.split == .val }
     guard !train.isEmpty else { throw .emptySplit(dataset: dataset.folder, split: "training") }
     guard !val.isEmpty else { throw .emptySplit(dataset: dataset.folder, split: "validation") }
     return (train, val)
 }
 
-/// One JSON line: sorted keys, non-finite numbers as strings.
-func encodeJSONLine(_ value: some Encodable) -> String {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys]
-    encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-    return (try? encoder.encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
-}
-
-/// The typed error for anything thrown while writing a training artifact in `folder`.
-func trainingError(_ error: any Error, folder: String) -> TrainingError {
-    switch error {
-    case let error as TrainingError: error
-    case let error as ArtifactError: .artifact(error)
-    case let error as IngestError: .data(error)
-    case let error as CheckpointError: .checkpoint(error)
-    case let error as ImagingError: .data(.image(error))
-    default: .artifact(.io(path: folder, message: "\(error)"))
+extension TrainingError {
+    /// The typed error for anything thrown while writing a training artifact in `folder`.
+    public static func wrapping(_ error: any Error, folder: String) -> TrainingError {
+        switch error {
+        case let error as TrainingError: error
+        case let error as ArtifactError: .artifact(error)
+        case let error as IngestError: .data(error)
+        case let error as CheckpointError: .checkpoint(error)
+        case let error as ImagingError: .data(.image(error))
+        case let error as FileError: .artifact(.io(path: error.path, message: error.message))
+        default: .artifact(.io(path: folder, message: "\(error)"))
+        }
     }
 }

@@ -4,6 +4,8 @@
 // shift of ±2 px, a horizontal flip and a rotation in ±5°, identical on image and mask (bilinear,
 // nearest fill as Keras' ImageDataGenerator), the mask re-thresholded at ½ afterwards.
 
+import Artifacts
+import Datasets
 import Engine
 import Foundation
 import Imaging
@@ -21,22 +23,8 @@ public struct Augmentation: Sendable, Equatable {
         self.horizontalFlip = horizontalFlip
     }
 
-    /// One draw: shifts (dx, dy) in whole pixels, an angle in radians, and whether to flip.
-    public struct Transform: Sendable, Equatable {
-        public var dx: Int
-        public var dy: Int
-        public var angle: Double
-        public var flip: Bool
-
-        public init(dx: Int, dy: Int, angle: Double, flip: Bool) {
-            self.dx = dx
-            self.dy = dy
-            self.angle = angle
-            self.flip = flip
-        }
-
-        public static let identity = Transform(dx: 0, dy: 0, angle: 0, flip: false)
-    }
+    /// One draw of the augmentation (Imaging's `WarpTransform`).
+    public typealias Transform = WarpTransform
 
     /// A random transform: shifts uniform over the integers in ±shiftPixels (Keras' integer
     /// `width_shift_range`), the angle uniform in ±rotationDegrees, a flip with probability ½.
@@ -48,30 +36,6 @@ public struct Augmentation: Sendable, Equatable {
         let flip = horizontalFlip && generator.unit() < 0.5
         return Transform(dx: dx, dy: dy, angle: angle, flip: flip)
     }
-}
-
-/// Resamples a size×size image through `t`: output pixel (x, y) reads the input at the point
-/// rotated by t.angle about the centre and shifted by (dx, dy), after an optional mirror in x;
-/// bilinear, with coordinates clamped to the border (Keras `fill_mode='nearest'`).
-public func warp(_ source: [Float], size: Int, _ t: Augmentation.Transform) -> [Float] {
-    if t == .identity { return source }
-    let c = Double(size - 1) / 2, cosA = cos(t.angle), sinA = sin(t.angle)
-    let limit = Double(size - 1)
-    var out = [Float](repeating: 0, count: size * size)
-    for y in 0..<size {
-        for x in 0..<size {
-            let ox = Double(t.flip ? size - 1 - x : x) - c, oy = Double(y) - c
-            let sx = min(max(cosA * ox - sinA * oy + c - Double(t.dx), 0), limit)
-            let sy = min(max(sinA * ox + cosA * oy + c - Double(t.dy), 0), limit)
-            let x0 = Int(sx), y0 = Int(sy)
-            let x1 = min(x0 + 1, size - 1), y1 = min(y0 + 1, size - 1)
-            let fx = Float(sx - Double(x0)), fy = Float(sy - Double(y0))
-            let top = source[y0 * size + x0] * (1 - fx) + source[y0 * size + x1] * fx
-            let bottom = source[y1 * size + x0] * (1 - fx) + source[y1 * size + x1] * fx
-            out[y * size + x] = top * (1 - fy) + bottom * fy
-        }
-    }
-    return out
 }
 
 /// Image/mask pairs of some rows of a dataset, ready to batch.
@@ -98,11 +62,7 @@ public struct SegmentationImages: Sendable {
             }
             do throws(ImagingError) {
                 let image = try GrayImage(contentsOf: dataset.imagePath(row))
-                let mask = try GrayImage(contentsOf: maskPath)
-                guard mask.width == image.width, mask.height == image.height else {
-                    throw .sizeMismatch(source: maskPath, expected: "\(image.width)×\(image.height) (the size of \(dataset.imagePath(row)))",
-                                        actual: "\(mask.width)×\(mask.height)")
-                }
+                let mask = try GrayImage(maskAt: maskPath, sizedLike: image, imagePath: dataset.imagePath(row))
                 let pixels = image.resized(width: size, height: size, method: interpolation).bytes()
                 let cut = 0.5 * mask.maxValue
                 let bits = mask.resized(width: size, height: size, method: .area).pixels.map { $0 > cut ? UInt8(1) : 0 }
@@ -130,7 +90,7 @@ public struct SegmentationImages: Sendable {
 
 /// Network input [B,S,S,3] from gray pictures of side `size` with values in [0, 1]: the gray
 /// channel replicated three times (SPEC §1.1, §3).
-func networkInput(_ pictures: [[Float]], size: Int) -> Tensor {
+public func networkInput(_ pictures: [[Float]], size: Int) -> Tensor {
     let area = size * size
     var data = [Float](repeating: 0, count: pictures.count * area * 3)
     for (b, picture) in pictures.enumerated() {

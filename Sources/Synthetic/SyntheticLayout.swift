@@ -7,9 +7,49 @@
 //     DIR/montgomery/CXR_png/MCUCXR_####_#.png                   segmentation images
 //     DIR/montgomery/ManualMask/{leftMask,rightMask}/*.png       patient-left / patient-right lung
 
-import SeededRandom
+import Artifacts
+import Datasets
 import Foundation
 import Imaging
+import SeededRandom
+
+/// The built-in synthetic chest X-ray generator (DESIGN §6).
+public struct SyntheticConfig: Codable, Sendable, Equatable {
+    /// Image width in pixels; heights vary between 85 % and 100 % of it.
+    public var size: Int
+    /// Classification images per class in the Kermany `train` folder.
+    public var trainPerClass: Int
+    /// Classification images per class in the Kermany `test` folder.
+    public var testPerClass: Int
+    /// Images in the Montgomery-layout lung segmentation set.
+    public var lungImages: Int
+    public var seed: UInt64
+
+    public init(size: Int, trainPerClass: Int, testPerClass: Int, lungImages: Int, seed: UInt64) {
+        self.size = size
+        self.trainPerClass = trainPerClass
+        self.testPerClass = testPerClass
+        self.lungImages = lungImages
+        self.seed = seed
+    }
+}
+
+
+/// Why a synthetic folder could not be written.
+public enum SyntheticError: Error, CustomStringConvertible {
+    /// The folder holds something else (another generation, or not synthetic data at all).
+    case folder(path: String, message: String)
+    case image(ImagingError)
+    case file(FileError)
+
+    public var description: String {
+        switch self {
+        case let .folder(path, message): "\(path): \(message)"
+        case let .image(error): error.description
+        case let .file(error): error.description
+        }
+    }
+}
 
 /// What `synthetic.json` holds.
 struct SyntheticParameters: Codable, Equatable {
@@ -32,10 +72,10 @@ extension SyntheticCXR {
     /// exactly that generation.
     ///
     /// - Returns: true when the folder was reused.
-    /// - Throws: `IngestError` when the folder holds another generation or cannot be written.
+    /// - Throws: `SyntheticError` when the folder holds another generation or cannot be written.
     @discardableResult
     public static func generate(into folder: String, config: SyntheticConfig, threads: Int,
-                                sink: EventSink) throws(IngestError) -> Bool
+                                sink: EventSink) throws(SyntheticError) -> Bool
     {
         let parameters = SyntheticParameters(generatorVersion: generatorVersion, config: config)
         let record = folder + "/synthetic.json"
@@ -44,58 +84,45 @@ extension SyntheticCXR {
                 sink(.note("reusing synthetic data in \(folder)"))
                 return true
             }
-            throw .invalidSource(path: folder, message: "holds synthetic data generated with other parameters; "
+            throw .folder(path: folder, message: "holds synthetic data generated with other parameters; "
                                  + "delete it or choose another folder")
         }
         if FileManager.default.fileExists(atPath: folder),
            let entries = try? FileManager.default.contentsOfDirectory(atPath: folder),
            entries.contains(where: { !["chest_xray", "chest_xray_masks", "montgomery"].contains($0) && !$0.hasPrefix(".") }) {
-            throw .invalidSource(path: folder, message: "exists and is not a synthetic data folder; choose an empty or new folder")
+            throw .folder(path: folder, message: "exists and is not a synthetic data folder; choose an empty or new folder")
         }
         let items = plan(config)
         let width = config.size
-        var failures = [IngestError?](repeating: nil, count: items.count)
-        let done = ProgressCounter()
-        failures.withUnsafeMutableBufferPointer { slots in
-            let slots = UncheckedSendable(slots)
-            DispatchQueue.concurrentPerform(iterations: threads) { worker in
-                for index in stride(from: worker, to: items.count, by: threads) {
-                    let item = items[index]
-                    var g = SplitMix64(seed: config.seed, stream: item.stream)
-                    let height = Int((Double(width) * g.uniform(0.82, 1.0)).rounded())
-                    let phantom = render(label: item.label, width: width, height: height, generator: &g)
-                    do throws(ImagingError) {
-                        switch item.kind {
-                        case .classification:
-                            try writeFileAtomically(try phantom.image.jpegData(quality: 92),
-                                                    to: "\(folder)/chest_xray/\(item.path)")
-                            let maskPath = (item.path as NSString).deletingPathExtension + ".png"
-                            try writeFileAtomically(try phantom.lungs.image.pngData(),
-                                                    to: "\(folder)/chest_xray_masks/\(maskPath)")
-                        case .lungs:
-                            try writeFileAtomically(try phantom.image.pngData(), to: "\(folder)/montgomery/CXR_png/\(item.path)")
-                            try writeFileAtomically(try phantom.imageRightLung.image.pngData(),
-                                                    to: "\(folder)/montgomery/ManualMask/leftMask/\(item.path)")
-                            try writeFileAtomically(try phantom.imageLeftLung.image.pngData(),
-                                                    to: "\(folder)/montgomery/ManualMask/rightMask/\(item.path)")
-                        }
-                    } catch {
-                        slots.value[index] = .image(error)
-                    }
-                    let finished = done.increment()
-                    if finished % 50 == 0 || finished == items.count {
-                        sink(.progress(task: "synthesizing images", done: finished, total: items.count))
-                    }
-                }
+        _ = try parallelMap(items, threads: threads, sink: sink, task: "synthesizing images") {
+            (item: SyntheticItem) throws(SyntheticError) in
+            var g = SplitMix64(seed: config.seed, stream: item.stream)
+            let height = Int((Double(width) * g.uniform(0.82, 1.0)).rounded())
+            let phantom = render(label: item.label, width: width, height: height, generator: &g)
+            func write(_ encode: () throws(ImagingError) -> [UInt8], to path: String) throws(SyntheticError) {
+                let bytes: [UInt8]
+                do { bytes = try encode() } catch { throw .image(error) }
+                do { try writeFileAtomically(bytes, to: path) } catch { throw .file(error) }
+            }
+            switch item.kind {
+            case .classification:
+                try write({ () throws(ImagingError) in try phantom.image.jpegData(quality: 92) }, to: "\(folder)/chest_xray/\(item.path)")
+                let maskPath = (item.path as NSString).deletingPathExtension + ".png"
+                try write({ () throws(ImagingError) in try phantom.lungs.image.pngData() }, to: "\(folder)/chest_xray_masks/\(maskPath)")
+            case .lungs:
+                try write({ () throws(ImagingError) in try phantom.image.pngData() }, to: "\(folder)/montgomery/CXR_png/\(item.path)")
+                try write({ () throws(ImagingError) in try phantom.imageRightLung.image.pngData() },
+                          to: "\(folder)/montgomery/ManualMask/leftMask/\(item.path)")
+                try write({ () throws(ImagingError) in try phantom.imageLeftLung.image.pngData() },
+                          to: "\(folder)/montgomery/ManualMask/rightMask/\(item.path)")
             }
         }
-        if let failure = failures.compactMap({ $0 }).first { throw failure }
         do {
             try writeFileAtomically(try canonicalJSON(parameters), to: record)
-        } catch let error as ImagingError {
-            throw .image(error)
+        } catch let error as FileError {
+            throw .file(error)
         } catch {
-            throw .invalidSource(path: record, message: "\(error)")
+            throw .folder(path: record, message: "\(error)")
         }
         sink(.note("generated \(items.count) synthetic images in \(folder)"))
         return false
@@ -144,23 +171,4 @@ extension SyntheticCXR {
 private func pad(_ value: Int, _ width: Int) -> String {
     let text = String(value)
     return String(repeating: "0", count: max(0, width - text.count)) + text
-}
-
-/// A thread-safe counter for progress reports from parallel loops.
-final class ProgressCounter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = 0
-
-    func increment() -> Int {
-        lock.lock()
-        defer { lock.unlock() }
-        value += 1
-        return value
-    }
-}
-
-/// Wraps a buffer whose disjoint elements parallel workers write (each index by one worker only).
-struct UncheckedSendable<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
 }

@@ -2,6 +2,8 @@
 // load_img's nearest neighbour by default), kept as 8-bit gray; batches are assembled as
 // [B,S,S,3] Float32 with gray replicated to three channels and divided by 255.
 
+import Artifacts
+import Datasets
 import Engine
 import Foundation
 import Imaging

@@ -1,0 +1,178 @@
+// `classify-train` (SPEC §3, §4): the classifier of SPEC §3 trained with one of the twelve losses on
+// a prepared dataset, with Keras SGD, balanced class weights, ReduceLROnPlateau, EarlyStopping and
+// best-checkpoint selection on the validation loss. Every epoch appends a JSON line to log.jsonl
+// and writes a training checkpoint, so a killed run resumes where it stopped and ends byte-identical
+// to an uninterrupted one. Outputs: the best weights, the log, and prediction files (the `evaluate`
+// format) for the validation split and, when there is one, the test split.
+
+import Artifacts
+import Datasets
+import Engine
+import Foundation
+import Imaging
+import Losses
+import Metrics
+import Models
+import SeededRandom
+import Training
+
+/// Everything that decides a classifier artifact besides the dataset.
+public struct ClassifySettings: Codable, Sendable, Equatable {
+    public var loss: ClassificationLoss
+    public var config: ClassifyConfig
+    public var seed: UInt64
+    /// "random", or "unet:" and the key of the `segment train` artifact whose encoder (up to
+    /// block5c) the classifier starts from.
+    public var initialization: String
+
+    public init(loss: ClassificationLoss, config: ClassifyConfig, seed: UInt64, initialization: String) {
+        self.loss = loss
+        self.config = config
+        self.seed = seed
+        self.initialization = initialization
+    }
+}
+
+/// Version of the classifier artifact's files (part of its key).
+public let classifierFormatVersion = 1
+
+/// A trained U-Net whose encoder initialises a classifier (SPEC §3).
+public struct EncoderSource: Sendable {
+    public let folder: String
+    public let key: String
+
+    public init(folder: String, key: String) {
+        self.folder = folder
+        self.key = key
+    }
+
+    public var initialization: String { "unet:" + key }
+}
+
+/// Copies every classifier tensor outside the head (`extra_conv_eff0`, `predictions`) — the
+/// EfficientNet-B0 encoder up to block5c, batch-norm statistics included — from the U-Net weights
+/// in `source`.
+///
+/// - Throws: `CheckpointError.mismatch` naming the encoder tensors the U-Net file lacks or has
+///   in another shape.
+func initializeEncoder(_ parameters: ParameterStore, from source: EncoderSource) throws(TrainingError) {
+    let path = source.folder + "/model.safetensors"
+    do {
+        let unet = try Safetensors.decode(try readFile(path), source: path).tensors
+        var tensors = parameters.allTensors
+        for name in tensors.keys where !name.hasPrefix(Classifier.dcl) && !name.hasPrefix("predictions") {
+            tensors[name] = unet[name]
+        }
+        try parameters.load(tensors, source: path)
+    } catch {
+        throw .wrapping(error, folder: source.folder)
+    }
+}
+
+/// Trains (or resumes, or reuses) the classifier for `loss` on `data` with the context's `classify`
+/// settings, starting from the encoder of `encoder` (random weights when nil).
+///
+/// - Parameter continueAfter: asked after each epoch's checkpoint is written; returning false stops
+///   with `TrainingError.interrupted` (an interruption the next run resumes from).
+public func runClassifyTrain(_ context: StageContext, loss: ClassificationLoss, data: (dataset: Dataset, key: String),
+                             encoder: EncoderSource? = nil, variant: String,
+                             continueAfter: (Int) -> Bool = { _ in true }) throws(TrainingError) -> StageResult {
+    let settings = ClassifySettings(loss: loss, config: context.config.classify, seed: context.config.seed,
+                                    initialization: encoder?.initialization ?? "random")
+    let (dataset, sink, threads) = (data.dataset, context.sink, context.threads)
+    let run: ArtifactRun
+    do {
+        run = try context.store.locate(stage: "classify-train", variant: variant, settings: settings,
+                                       inputKeys: [data.key] + (encoder.map { [$0.key] } ?? []),
+                                       formatVersion: classifierFormatVersion, force: context.force)
+    } catch { throw .artifact(error) }
+    if let existing = run.existing { return existing }
+    let folder = run.folder
+    let resuming = !context.force && FileManager.default.fileExists(atPath: folder + "/training.safetensors")
+    let config = settings.config
+    let interpolation = config.interpolation
+    let (trainRows, valRows) = try trainingRows(dataset)
+    let testRows = dataset.rows.filter { $0.split == .test }
+    let train: ClassificationImages, val: ClassificationImages
+    do {
+        train = try .load(dataset, rows: trainRows, size: config.size, interpolation: interpolation, threads: threads, sink: sink)
+        val = try .load(dataset, rows: valRows, size: config.size, interpolation: interpolation, threads: threads, sink: sink)
+    } catch { throw .data(error) }
+
+    var writer: ArtifactWriter
+    do {
+        writer = try run.begin(inputs: [ManifestInput(name: "dataset", path: dataset.folder, key: data.key)]
+                                   + (encoder.map { [ManifestInput(name: "encoder", path: $0.folder, key: $0.key)] } ?? []),
+                               seed: settings.seed, resume: resuming)
+    } catch { throw .artifact(error) }
+
+    // The model, optimiser and callbacks — fresh, or restored from the last epoch's checkpoint.
+    let parameters = Classifier.parameters(seed: settings.seed)
+    let options = ModelOptions(batchNormMomentum: Float(config.batchNormMomentum), dropConnect: Float(config.dropConnect))
+    if let encoder, !resuming {
+        try initializeEncoder(parameters, from: encoder)
+        sink(.note("encoder (stem to block5c) from the U-Net \(encoder.folder)"))
+    }
+    let sgd = SGD(learningRate: Float(config.learningRate), momentum: Float(config.momentum), nesterov: config.nesterov, decay: Float(config.decay))
+    var loop = try TrainingLoop(
+        folder: folder, parameters: parameters, optimizer: sgd, epochs: config.epochs, callbacks: config.callbacks,
+        generators: ["shuffle": SplitMix64(seed: settings.seed, stream: 1), "dropConnect": SplitMix64(seed: settings.seed, stream: 2)],
+        label: loss.rawValue, weightsMetadata: ["format": "multiloss-cxr/classifier", "loss": loss.rawValue],
+        resuming: resuming, sink: sink)
+
+    // Keras' balanced class weights, or none.
+    let counts = (0..<3).map { c in train.labels.filter { $0 == c }.count }
+    let present = counts.filter { $0 > 0 }.count
+    let classWeights: [Float]? = config.classWeights
+        ? counts.map { $0 == 0 ? 0 : Float(Double(train.count) / (Double(present) * Double($0))) } : nil
+    let lossSettings = config.codeCompat ? ClassificationLossSettings.codeCompat : ClassificationLossSettings()
+    let stepsPerEpoch = max(1, train.count / config.batchSize)  // Keras: n // batch
+
+    try loop.run(writer: &writer, sink: sink, continueAfter: continueAfter, trainEpoch: { epoch, sgd, generators throws(TrainingError) in
+        var order = Array(0..<train.count)
+        var shuffle = generators["shuffle"] ?? SplitMix64(seed: settings.seed, stream: 1)
+        seededShuffle(&order, &shuffle)
+        generators["shuffle"] = shuffle
+        var dropConnect = generators["dropConnect"] ?? SplitMix64(seed: settings.seed, stream: 2)
+        var lossSum = 0.0
+        for step in 0..<stepsPerEpoch {
+            let (images, labels) = train.batch(Array(order[(step * config.batchSize)..<((step + 1) * config.batchSize)]))
+            let result = classifierTrainStep(store: parameters, optimizer: &sgd, images: images, labels: labels,
+                                             generator: &dropConnect, loss: loss, classWeights: classWeights,
+                                             settings: lossSettings, options: options)
+            guard result.loss.isFinite else { throw .notFinite(epoch: epoch, step: step, lastCheckpoint: folder + "/training.safetensors") }
+            lossSum += Double(result.loss)
+            sink(.progress(task: "epoch \(epoch + 1)/\(config.epochs) [\(settings.loss.rawValue)]", done: step + 1, total: stepsPerEpoch))
+        }
+        generators["dropConnect"] = dropConnect
+        return lossSum / Double(stepsPerEpoch)
+    }, validate: {
+        // Unweighted loss, the mean of batch losses weighted by batch size.
+        let (valLoss, predictions, _) = evaluateClassifier(parameters, images: val, loss: settings.loss, settings: lossSettings,
+                                                        batchSize: config.batchSize)
+        return Validation(loss: valLoss, accuracy: Double(zip(predictions.predicted, val.labels).filter { $0 == $1 }.count) / Double(val.count))
+    })
+
+    // The best weights predict the validation and test splits.
+    let best = try loop.finish(writer: &writer)
+    do {
+        let valPredictions = evaluateClassifier(parameters, images: val, loss: settings.loss, settings: lossSettings,
+                                                batchSize: config.batchSize).predictions
+        try writer.write(Array(predictionCSV(valPredictions).utf8), to: "predictions-val.csv")
+        if !testRows.isEmpty {
+            let test = try ClassificationImages.load(dataset, rows: testRows, size: config.size, interpolation: interpolation,
+                                                     threads: threads, sink: sink)
+            let predictions = evaluateClassifier(parameters, images: test, loss: settings.loss, settings: lossSettings,
+                                                 batchSize: config.batchSize).predictions
+            try writer.write(Array(predictionCSV(predictions).utf8), to: "predictions-test.csv")
+        }
+        var summary = loop.summary(best: best)
+        summary["loss"] = .string(settings.loss.rawValue)
+        summary["paperName"] = .string(settings.loss.paperName)
+        summary["classWeights"] = .array((classWeights ?? []).map { .number(Double($0)) })
+        summary["encoder"] = .string(encoder?.folder ?? "random")
+        return writer.result(try writer.finish(summary: .object(summary)))
+    } catch {
+        throw .wrapping(error, folder: folder)
+    }
+}

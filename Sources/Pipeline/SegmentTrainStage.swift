@@ -1,0 +1,110 @@
+// `segment train` (SPEC §1): the EfficientNet-B0 U-Net trained with one of the five losses (Adam,
+// [P]'s augmentation, ReduceLROnPlateau / EarlyStopping / best checkpoint on validation loss,
+// resumable). Outputs the best weights and the epoch log.
+
+import Artifacts
+import Datasets
+import Engine
+import Foundation
+import Losses
+import Models
+import SeededRandom
+import Training
+
+/// Everything that decides a U-Net artifact besides the dataset.
+public struct SegmentSettings: Codable, Sendable, Equatable {
+    public var loss: SegmentationLoss
+    public var config: SegmentConfig
+    public var seed: UInt64
+
+    public init(loss: SegmentationLoss, config: SegmentConfig, seed: UInt64) {
+        self.loss = loss
+        self.config = config
+        self.seed = seed
+    }
+}
+
+/// Version of the U-Net artifact's files (part of its key).
+public let segmenterFormatVersion = 1
+
+/// Trains (or resumes, or reuses) the U-Net for `loss` on the train split of `data`, validating on
+/// its val split, with the context's `segment` settings.
+///
+/// - Parameter continueAfter: asked after each epoch's checkpoint is written; returning false stops
+///   with `TrainingError.interrupted` (an interruption the next run resumes from).
+public func runSegmentTrain(_ context: StageContext, loss: SegmentationLoss, data: (dataset: Dataset, key: String),
+                            variant: String, continueAfter: (Int) -> Bool = { _ in true }) throws(TrainingError) -> StageResult {
+    let settings = SegmentSettings(loss: loss, config: context.config.segment, seed: context.config.seed)
+    let (dataset, sink, threads) = (data.dataset, context.sink, context.threads)
+    let run: ArtifactRun
+    do {
+        run = try context.store.locate(stage: "segment-train", variant: variant, settings: settings, inputKeys: [data.key],
+                                       formatVersion: segmenterFormatVersion, force: context.force)
+    } catch { throw .artifact(error) }
+    if let existing = run.existing { return existing }
+    let folder = run.folder
+    let resuming = !context.force && FileManager.default.fileExists(atPath: folder + "/training.safetensors")
+    let config = settings.config
+    let (trainRows, valRows) = try trainingRows(dataset)
+    let train: SegmentationImages, val: SegmentationImages
+    do {
+        train = try .load(dataset, rows: trainRows, size: config.size, interpolation: config.interpolation, threads: threads, sink: sink)
+        val = try .load(dataset, rows: valRows, size: config.size, interpolation: config.interpolation, threads: threads, sink: sink)
+    } catch { throw .data(error) }
+
+    var writer: ArtifactWriter
+    do {
+        writer = try run.begin(inputs: [ManifestInput(name: "dataset", path: dataset.folder, key: data.key)],
+                               seed: settings.seed, resume: resuming)
+    } catch { throw .artifact(error) }
+
+    let parameters = UNet.parameters(seed: settings.seed)
+    let options = ModelOptions(batchNormMomentum: Float(config.batchNormMomentum))
+    var loop = try TrainingLoop(
+        folder: folder, parameters: parameters, optimizer: Adam(learningRate: Float(config.learningRate)), epochs: config.epochs,
+        callbacks: config.callbacks,
+        generators: ["shuffle": SplitMix64(seed: settings.seed, stream: 1), "augment": SplitMix64(seed: settings.seed, stream: 2),
+                     "dropConnect": SplitMix64(seed: settings.seed, stream: 3)],
+        label: loss.rawValue, weightsMetadata: ["format": "multiloss-cxr/unet", "loss": loss.rawValue],
+        resuming: resuming, sink: sink)
+    let augmentation = config.augment
+        ? Augmentation(shiftPixels: config.shiftPixels, rotationDegrees: config.rotationDegrees, horizontalFlip: true) : nil
+    let batchSize = min(config.batchSize, train.count)
+    let stepsPerEpoch = train.count / batchSize
+
+    try loop.run(writer: &writer, sink: sink, continueAfter: continueAfter, trainEpoch: { epoch, adam, generators throws(TrainingError) in
+        var order = Array(0..<train.count)
+        var shuffle = generators["shuffle"] ?? SplitMix64(seed: settings.seed, stream: 1)
+        seededShuffle(&order, &shuffle)
+        generators["shuffle"] = shuffle
+        var augment = generators["augment"] ?? SplitMix64(seed: settings.seed, stream: 2)
+        var dropConnect = generators["dropConnect"] ?? SplitMix64(seed: settings.seed, stream: 3)
+        var lossSum = 0.0
+        for step in 0..<stepsPerEpoch {
+            let (images, masks) = train.batch(Array(order[(step * batchSize)..<((step + 1) * batchSize)]),
+                                              augment: augmentation, generator: &augment)
+            let result = unetTrainStep(store: parameters, optimizer: &adam, images: images, masks: masks, generator: &dropConnect,
+                                       loss: loss, options: options)
+            guard result.loss.isFinite else { throw .notFinite(epoch: epoch, step: step, lastCheckpoint: folder + "/training.safetensors") }
+            lossSum += Double(result.loss)
+            sink(.progress(task: "epoch \(epoch + 1)/\(config.epochs) [\(loss.rawValue)]", done: step + 1, total: stepsPerEpoch))
+        }
+        generators["augment"] = augment
+        generators["dropConnect"] = dropConnect
+        return lossSum / Double(stepsPerEpoch)
+    }, validate: {
+        validateSegmenter(parameters, images: val, loss: loss, batchSize: batchSize)
+    })
+
+    let best = try loop.finish(writer: &writer)
+    var summary = loop.summary(best: best)
+    summary["loss"] = .string(loss.rawValue)
+    summary["size"] = .number(Double(config.size))
+    summary["bestValDice"] = .number(best?.valDice ?? .nan)
+    summary["bestValIoU"] = .number(best?.valIoU ?? .nan)
+    do {
+        return writer.result(try writer.finish(summary: .object(summary)))
+    } catch {
+        throw .artifact(error)
+    }
+}
