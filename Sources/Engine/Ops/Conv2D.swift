@@ -1,7 +1,9 @@
 // k×k convolution (NHWC input, HWIO kernel), forward and backward, with TensorFlow's padding rules.
-// A 1×1 stride-1 convolution is one GEMM over all pixels; other shapes gather the patches of a band
-// of one image's output pixels at a time (im2col) and multiply, so the patch matrix stays in cache
-// between being written and being read, and the scratch is one band per thread.
+// `conv2d` is a small dispatcher over three plans, each with its forward and backward side by side:
+// a 1×1 stride-1 convolution is one GEMM over all pixels; a stride-1 3×3 one runs Winograd
+// F(2×2, 3×3) (Winograd.swift); other shapes gather the patches of a band of one image's output
+// pixels at a time (im2col) and multiply, so the patch matrix stays in cache between being written
+// and being read, and the scratch is one band per thread.
 
 import Artifacts
 
@@ -97,107 +99,162 @@ extension Tape {
         let (oh, padTop) = convGeometry(input: input.h, kernel: k[0], stride: stride, padding: padding)
         let (ow, padLeft) = convGeometry(input: input.w, kernel: k[1], stride: stride, padding: padding)
         let s = ConvShape(input: input, kh: k[0], kw: k[1], stride: stride, padTop: padTop, padLeft: padLeft, oh: oh, ow: ow)
-        let cout = k[3]
-        let pointwise = s.kh == 1 && s.kw == 1 && stride == 1
-        let winograd = Winograd.enabled && s.kh == 3 && s.kw == 3 && stride == 1
-        forwardFlops += 2 * Double(input.n * oh * ow) * Double(s.patch * cout)
+        let plan = ConvPlan(s, cout: k[3])
+        forwardFlops += 2 * Double(input.n * oh * ow) * Double(s.patch * k[3])
         let xv = value(x), kv = value(kernel)
-        let pixels = oh * ow
-        let out = Tensor(shape: [input.n, oh, ow, cout]) { y in
-            xv.withPointer { xp in
-                kv.withPointer { w in
-                    if pointwise {
-                        BLAS.gemmRowsSplit(m: input.n * pixels, n: cout, k: input.c, a: xp, lda: input.c, b: w, ldb: cout,
-                                           beta: 0, c: y, ldc: cout)
-                    } else if winograd {
-                        winogradConvolveImages(xp, input, padTop: s.padTop, padLeft: s.padLeft,
-                                               filters: winogradFilters(w, cin: input.c, cout: cout, rotated: false),
-                                               cout: cout, into: y, oh: oh, ow: ow, accumulate: false)
-                    } else {
-                        // Images split across threads, each with its own patch buffer.
-                        let box = SendableBox((xp, w, y))
-                        Parallel.forEachRange(input.n, grain: 1) { images in
-                            let (xp, w, y) = box.value
-                            let cols = UnsafeMutablePointer<Float>.allocate(capacity: s.bandPixels * s.patch + BLAS.readSlack)
-                            defer { cols.deallocate() }
-                            for n in images {
-                                for start in s.bands {
-                                    let band = start..<min(start + s.bandPixels, pixels)
-                                    im2col(xp, s, image: n, pixels: band, into: cols)
-                                    BLAS.sgemm(transposeA: false, transposeB: false, m: band.count, n: cout, k: s.patch,
-                                               alpha: 1, a: cols, lda: s.patch, b: w, ldb: cout, beta: 0,
-                                               c: y + (n * pixels + start) * cout, ldc: cout)
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            if let bias { addBias(y, rows: input.n * pixels, value(bias)) }
+        let out = Tensor(shape: [input.n, oh, ow, k[3]]) { y in
+            xv.withPointer { xp in kv.withPointer { w in plan.forward(xp, w, into: y) } }
+            if let bias { addBias(y, rows: input.n * oh * ow, value(bias)) }
         }
         return record(out) { tape, dy in
             dy.withPointer { g in
-                xv.withPointer { xp in
-                    kv.withPointer { w in
-                        if pointwise {
-                            tape.accumulate(kernel) { dw in
-                                BLAS.gemmTransposedAccumulate(m: input.c, n: cout, k: input.n * pixels, a: xp, lda: input.c,
-                                                              b: g, ldb: cout, c: dw)
-                            }
-                            tape.accumulate(x) { dx, add in
-                                BLAS.gemmRowsSplit(m: input.n * pixels, n: input.c, k: cout, a: g, lda: cout, b: w, ldb: cout,
-                                                   beta: add ? 1 : 0, c: dx, ldc: input.c, transposeB: true)
-                            }
-                        } else if winograd {
-                            tape.accumulate(kernel) { dw in
-                                winogradKernelGradient(xp, input, padTop: s.padTop, padLeft: s.padLeft, dy: g, oh: oh, ow: ow,
-                                                       cout: cout, into: dw)
-                            }
-                            // The input gradient of a 3×3 stride-1 convolution is the convolution of dy with
-                            // the kernel rotated by 180°, channels swapped, padded by 2 − pad.
-                            tape.accumulate(x) { dx, add in
-                                winogradConvolveImages(g, NHWC(n: input.n, h: oh, w: ow, c: cout),
-                                                       padTop: 2 - s.padTop, padLeft: 2 - s.padLeft,
-                                                       filters: winogradFilters(w, cin: input.c, cout: cout, rotated: true),
-                                                       cout: input.c, into: dx, oh: input.h, ow: input.w, accumulate: add)
-                            }
-                        } else {
-                            // Per thread: its images' input gradients, and a partial kernel gradient
-                            // summed in part order afterwards.
-                            let parts = Parallel.parts(input.n, grain: 1)
-                            let size = s.patch * cout
-                            var partials = [Float](repeating: 0, count: parts * size + BLAS.readSlack)
-                            tape.accumulate(x) { dx in
-                                partials.withUnsafeMutableBufferPointer { p in
-                                    let box = SendableBox((xp, w, g, dx, p.baseAddress!))
-                                    Parallel.forEachPart(input.n, grain: 1) { part, images in
-                                        let (xp, w, g, dx, p) = box.value
-                                        let cols = UnsafeMutablePointer<Float>.allocate(capacity: s.bandPixels * s.patch + BLAS.readSlack)
-                                        defer { cols.deallocate() }
-                                        for n in images {
-                                            for start in s.bands {
-                                                let band = start..<min(start + s.bandPixels, pixels)
-                                                let gb = g + (n * pixels + start) * cout
-                                                im2col(xp, s, image: n, pixels: band, into: cols)
-                                                BLAS.sgemm(transposeA: true, transposeB: false, m: s.patch, n: cout, k: band.count,
-                                                           alpha: 1, a: cols, lda: s.patch, b: gb, ldb: cout, beta: 1,
-                                                           c: p + part * size, ldc: cout)
-                                                BLAS.sgemm(transposeA: false, transposeB: true, m: band.count, n: s.patch, k: cout,
-                                                           alpha: 1, a: gb, lda: cout, b: w, ldb: cout, beta: 0, c: cols, ldc: s.patch)
-                                                col2im(cols, s, image: n, pixels: band, into: dx)
-                                            }
-                                        }
-                                    }
-                                }
-                            }
-                            tape.accumulate(kernel) { dw in
-                                for part in 0..<parts { for i in 0..<size { dw[i] += partials[part * size + i] } }
-                            }
+                xv.withPointer { xp in kv.withPointer { w in plan.backward(tape, x: x, kernel: kernel, xp, w, dy: g) } }
+                if let bias { tape.accumulate(bias) { db in sumRows(g, rows: input.n * oh * ow, columns: k[3], into: db) } }
+            }
+        }
+    }
+}
+
+/// How one convolution is computed: a 1×1 stride-1 convolution is one GEMM over all pixels;
+/// a stride-1 3×3 one goes through Winograd F(2×2, 3×3) (unless `CXR_WINOGRAD=0`); any other
+/// gathers patches (im2col) and multiplies.
+struct ConvPlan {
+    enum Method { case pointwise, winograd, patches }
+
+    let method: Method
+    let shape: ConvShape
+    let cout: Int
+
+    init(_ shape: ConvShape, cout: Int) {
+        self.shape = shape
+        self.cout = cout
+        if shape.kh == 1 && shape.kw == 1 && shape.stride == 1 {
+            method = .pointwise
+        } else if Winograd.enabled && shape.kh == 3 && shape.kw == 3 && shape.stride == 1 {
+            method = .winograd
+        } else {
+            method = .patches
+        }
+    }
+
+    /// y = x ⊛ w (bias aside).
+    func forward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) {
+        switch method {
+        case .pointwise: pointwiseForward(x, w, into: y)
+        case .winograd: winogradForward(x, w, into: y)
+        case .patches: patchForward(x, w, into: y)
+        }
+    }
+
+    /// Accumulates the gradients of `x` and `kernel` on `tape` from the output gradient `dy`.
+    func backward(_ tape: Tape, x: Var, kernel: Var, _ xp: UnsafePointer<Float>, _ w: UnsafePointer<Float>, dy: UnsafePointer<Float>) {
+        switch method {
+        case .pointwise: pointwiseBackward(tape, x: x, kernel: kernel, xp, w, dy: dy)
+        case .winograd: winogradBackward(tape, x: x, kernel: kernel, xp, w, dy: dy)
+        case .patches: patchBackward(tape, x: x, kernel: kernel, xp, w, dy: dy)
+        }
+    }
+
+    // MARK: pointwise — one GEMM over all pixels (M = N·H·W, K = Cin, N = Cout)
+
+    private func pointwiseForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) {
+        let input = shape.input
+        BLAS.gemmRowsSplit(m: input.n * input.h * input.w, n: cout, k: input.c, a: x, lda: input.c, b: w, ldb: cout,
+                           beta: 0, c: y, ldc: cout)
+    }
+
+    /// dW = Xᵀ·dY and dX = dY·Wᵀ.
+    private func pointwiseBackward(_ tape: Tape, x: Var, kernel: Var, _ xp: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
+                                   dy g: UnsafePointer<Float>) {
+        let input = shape.input, pixels = input.n * input.h * input.w
+        tape.accumulate(kernel) { dw in
+            BLAS.gemmTransposedAccumulate(m: input.c, n: cout, k: pixels, a: xp, lda: input.c, b: g, ldb: cout, c: dw)
+        }
+        tape.accumulate(x) { dx, add in
+            BLAS.gemmRowsSplit(m: pixels, n: input.c, k: cout, a: g, lda: cout, b: w, ldb: cout,
+                               beta: add ? 1 : 0, c: dx, ldc: input.c, transposeB: true)
+        }
+    }
+
+    // MARK: Winograd F(2×2, 3×3) — all three passes in the transform domain (Winograd.swift)
+
+    private func winogradForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) {
+        let s = shape
+        winogradConvolveImages(x, s.input, padTop: s.padTop, padLeft: s.padLeft,
+                               filters: winogradFilters(w, cin: s.input.c, cout: cout, rotated: false),
+                               cout: cout, into: y, oh: s.oh, ow: s.ow, accumulate: false)
+    }
+
+    /// The kernel gradient in the transform domain; the input gradient is the convolution of dy with
+    /// the kernel rotated by 180°, channels swapped, padded by 2 − pad.
+    private func winogradBackward(_ tape: Tape, x: Var, kernel: Var, _ xp: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
+                                  dy g: UnsafePointer<Float>) {
+        let s = shape, input = shape.input
+        tape.accumulate(kernel) { dw in
+            winogradKernelGradient(xp, input, padTop: s.padTop, padLeft: s.padLeft, dy: g, oh: s.oh, ow: s.ow, cout: cout, into: dw)
+        }
+        tape.accumulate(x) { dx, add in
+            winogradConvolveImages(g, NHWC(n: input.n, h: s.oh, w: s.ow, c: cout), padTop: 2 - s.padTop, padLeft: 2 - s.padLeft,
+                                   filters: winogradFilters(w, cin: input.c, cout: cout, rotated: true),
+                                   cout: input.c, into: dx, oh: input.h, ow: input.w, accumulate: add)
+        }
+    }
+
+    // MARK: patches — im2col of a band of output pixels, then one GEMM per band
+
+    /// Images split across threads, each with its own patch buffer.
+    private func patchForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) {
+        let s = shape, cout = cout, pixels = shape.oh * shape.ow
+        let box = SendableBox((x, w, y))
+        Parallel.forEachRange(s.input.n, grain: 1) { images in
+            let (xp, w, y) = box.value
+            let cols = UnsafeMutablePointer<Float>.allocate(capacity: s.bandPixels * s.patch + BLAS.readSlack)
+            defer { cols.deallocate() }
+            for n in images {
+                for start in s.bands {
+                    let band = start..<min(start + s.bandPixels, pixels)
+                    im2col(xp, s, image: n, pixels: band, into: cols)
+                    BLAS.sgemm(transposeA: false, transposeB: false, m: band.count, n: cout, k: s.patch,
+                               alpha: 1, a: cols, lda: s.patch, b: w, ldb: cout, beta: 0,
+                               c: y + (n * pixels + start) * cout, ldc: cout)
+                }
+            }
+        }
+    }
+
+    /// Per thread: its images' input gradients (dcols = dY·Wᵀ, scattered back by col2im), and a
+    /// partial kernel gradient (colsᵀ·dY) summed in part order afterwards.
+    private func patchBackward(_ tape: Tape, x: Var, kernel: Var, _ xp: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
+                               dy g: UnsafePointer<Float>) {
+        let s = shape, cout = cout, pixels = shape.oh * shape.ow
+        let parts = Parallel.parts(s.input.n, grain: 1)
+        let size = s.patch * cout
+        var partials = [Float](repeating: 0, count: parts * size + BLAS.readSlack)
+        tape.accumulate(x) { dx in
+            partials.withUnsafeMutableBufferPointer { p in
+                let box = SendableBox((xp, w, g, dx, p.baseAddress!))
+                Parallel.forEachPart(s.input.n, grain: 1) { part, images in
+                    let (xp, w, g, dx, p) = box.value
+                    let cols = UnsafeMutablePointer<Float>.allocate(capacity: s.bandPixels * s.patch + BLAS.readSlack)
+                    defer { cols.deallocate() }
+                    for n in images {
+                        for start in s.bands {
+                            let band = start..<min(start + s.bandPixels, pixels)
+                            let gb = g + (n * pixels + start) * cout
+                            im2col(xp, s, image: n, pixels: band, into: cols)
+                            BLAS.sgemm(transposeA: true, transposeB: false, m: s.patch, n: cout, k: band.count,
+                                       alpha: 1, a: cols, lda: s.patch, b: gb, ldb: cout, beta: 1,
+                                       c: p + part * size, ldc: cout)
+                            BLAS.sgemm(transposeA: false, transposeB: true, m: band.count, n: s.patch, k: cout,
+                                       alpha: 1, a: gb, lda: cout, b: w, ldb: cout, beta: 0, c: cols, ldc: s.patch)
+                            col2im(cols, s, image: n, pixels: band, into: dx)
                         }
                     }
                 }
-                if let bias { tape.accumulate(bias) { db in sumRows(g, rows: input.n * pixels, columns: cout, into: db) } }
             }
+        }
+        tape.accumulate(kernel) { dw in
+            for part in 0..<parts { for i in 0..<size { dw[i] += partials[part * size + i] } }
         }
     }
 }
