@@ -25,7 +25,10 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
 
 public enum Safetensors {
     /// The bytes of a safetensors file holding `tensors` and `metadata`.
-    public static func encode(_ tensors: [String: Tensor], metadata: [String: String]) -> [UInt8] {
+    ///
+    /// - Throws: `CheckpointError.malformed` when the header cannot be written as JSON (never a file
+    ///   with an empty header).
+    public static func encode(_ tensors: [String: Tensor], metadata: [String: String]) throws(CheckpointError) -> [UInt8] {
         let names = tensors.keys.sorted()
         var header: [String: Any] = [:]
         var offset = 0
@@ -35,7 +38,10 @@ public enum Safetensors {
             offset += 4 * t.count
         }
         if !metadata.isEmpty { header["__metadata__"] = metadata }
-        var json = (try? JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])).map { [UInt8]($0) } ?? []
+        var json: [UInt8]
+        do { json = [UInt8](try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])) } catch {
+            throw .malformed(source: "<safetensors encoder>", message: "the header cannot be written as JSON: \(error)")
+        }
         while (8 + json.count) % 8 != 0 { json.append(0x20) }
         var out = [UInt8]()
         out.reserveCapacity(8 + json.count + offset)

@@ -33,11 +33,16 @@ public struct TrainingState: Codable, Sendable, Equatable {
 }
 
 public enum TrainingCheckpoint {
-    /// Callbacks start with best = +∞, which JSON spells as a string here.
-    private static var stateDecoder: JSONDecoder {
-        let decoder = JSONDecoder()
-        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        return decoder
+    /// Callbacks start with best = +∞, which JSON spells as a string here: "Infinity", "-Infinity"
+    /// and "NaN" as in every other JSON the tool writes; checkpoints written before that spelt them
+    /// "inf", "-inf", "nan" and still resume.
+    private static func decodeState(_ json: String) -> TrainingState? {
+        for (infinity, minus, nan) in [("Infinity", "-Infinity", "NaN"), ("inf", "-inf", "nan")] {
+            let decoder = JSONDecoder()
+            decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: infinity, negativeInfinity: minus, nan: nan)
+            if let state = try? decoder.decode(TrainingState.self, from: Data(json.utf8)) { return state }
+        }
+        return nil
     }
 
     public static let format = "multiloss-cxr/training-checkpoint"
@@ -54,9 +59,9 @@ public enum TrainingCheckpoint {
         meta["optimizer_iterations"] = String(optimizer.iterations)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
         meta["training_state"] = String(decoding: try encoder.encode(state), as: UTF8.self)
-        return Safetensors.encode(tensors, metadata: meta)
+        return try Safetensors.encode(tensors, metadata: meta)
     }
 
     /// Restores `store` from checkpoint bytes and returns the optimiser and training state.
@@ -77,7 +82,7 @@ public enum TrainingCheckpoint {
         }
         guard let iterations = metadata["optimizer_iterations"].flatMap(Int.init),
               let json = metadata["training_state"],
-              let state = try? stateDecoder.decode(TrainingState.self, from: Data(json.utf8)) else {
+              let state = decodeState(json) else {
             throw .malformed(source: source, message: "the training state in the metadata is missing or unreadable")
         }
         try store.load(tensors.filter { !$0.key.hasPrefix("optimizer/") }, source: source)

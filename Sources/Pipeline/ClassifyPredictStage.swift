@@ -51,7 +51,7 @@ public func runClassifyPredict(_ context: StageContext, model: (folder: String, 
         if let maps {
             let ids = String(decoding: try canonicalJSON(images.ids), as: UTF8.self)
             let labels = String(decoding: try canonicalJSON(images.labels), as: UTF8.self)
-            try writer.write(Safetensors.encode(["dcl": maps], metadata: ["format": "multiloss-cxr/dcl-features", "layer": Classifier.dcl,
+            try writer.write(try Safetensors.encode(["dcl": maps], metadata: ["format": "multiloss-cxr/dcl-features", "layer": Classifier.dcl,
                                                                            "ids": ids, "labels": labels]), to: "features.safetensors")
         }
         let manifest = try writer.finish(summary: .object(["images": .number(Double(predictions.count)), "loss": .string(settings.loss.rawValue)]))

@@ -152,7 +152,7 @@ public struct TrainingLoop<O: Optimizer> {
                 if isBest {
                     var metadata = weightsMetadata
                     metadata["epoch"] = String(state.epoch + 1)
-                    try writer.write(Safetensors.encode(parameters.allTensors, metadata: metadata), to: "model.safetensors")
+                    try writer.write(try Safetensors.encode(parameters.allTensors, metadata: metadata), to: "model.safetensors")
                 }
                 let record = EpochRecord(epoch: state.epoch + 1, loss: trainLoss, valLoss: Double(validation.loss),
                                          valAccuracy: validation.accuracy, valDice: validation.dice, valIoU: validation.iou,

@@ -53,6 +53,20 @@ final class ModelTests: XCTestCase {
         XCTAssertGreaterThan(a.value("w").data.map(abs).max()!, sigma)
     }
 
+    func testParameterFactoriesMatchAModelRunAtAnotherSize() {
+        // The factories apply the model to one 32×32 image; a store filled by a 64×64 batch of two
+        // (the shapes follow the channels, the values the seed and names) must hold the same tensors.
+        for (factory, model) in [(UNet.parameters(seed: 9), { (l: Layers, x: Var) in _ = UNet.forward(l, x) }),
+                                 (Classifier.parameters(seed: 9), { (l: Layers, x: Var) in _ = Classifier.forward(l, x) })] {
+            let store = ParameterStore(seed: 9)
+            let tape = Tape(recording: false, training: false)
+            model(Layers(tape: tape, store: store), tape.constant(Tensor(zeros: [2, 64, 64, 3])))
+            XCTAssertEqual(factory.names, store.names)
+            XCTAssertEqual(factory.allTensors, store.allTensors)
+        }
+        XCTAssertNotEqual(Classifier.parameters(seed: 9).allTensors, Classifier.parameters(seed: 10).allTensors)
+    }
+
     func testMBConvBlockGradients() {
         for (input, output, stride) in [(8, 8, 1), (8, 12, 2)] {
             let store = ParameterStore(seed: 3)

@@ -52,8 +52,8 @@ final class TrainingTests: XCTestCase {
         let store = ParameterStore(seed: 3)
         store.declare("a/kernel", shape: [2, 3], initializer: .glorotUniform)
         store.declareBatchNorm("bn", channels: 2)
-        let bytes = Safetensors.encode(store.allTensors, metadata: ["format": "multiloss-cxr/weights", "version": "1"])
-        XCTAssertEqual(bytes, Safetensors.encode(store.allTensors, metadata: ["format": "multiloss-cxr/weights", "version": "1"]))
+        let bytes = try Safetensors.encode(store.allTensors, metadata: ["format": "multiloss-cxr/weights", "version": "1"])
+        XCTAssertEqual(bytes, try Safetensors.encode(store.allTensors, metadata: ["format": "multiloss-cxr/weights", "version": "1"]))
         let (tensors, metadata) = try Safetensors.decode(bytes, source: "w.safetensors")
         XCTAssertEqual(metadata["format"], "multiloss-cxr/weights")
         let copy = ParameterStore(seed: 9)
@@ -104,10 +104,10 @@ final class TrainingTests: XCTestCase {
         return (losses, store.allTensors)
     }
 
-    func testSameSeedGivesByteIdenticalWeightsAfterTraining() {
-        withEngineThreads(2) {
+    func testSameSeedGivesByteIdenticalWeightsAfterTraining() throws {
+        try withEngineThreads(2) {
             let a = trainClassifier(seed: 21, steps: 3), b = trainClassifier(seed: 21, steps: 3)
-            XCTAssertEqual(Safetensors.encode(a.weights, metadata: [:]), Safetensors.encode(b.weights, metadata: [:]))
+            XCTAssertEqual(try Safetensors.encode(a.weights, metadata: [:]), try Safetensors.encode(b.weights, metadata: [:]))
             let c = trainClassifier(seed: 22, steps: 1)
             XCTAssertNotEqual(a.weights["predictions/kernel"], c.weights["predictions/kernel"])
         }
@@ -160,9 +160,19 @@ final class ResumeTests: XCTestCase {
         sgdC.state = optimizer
         var gC = restored.generators["dropConnect"]!
         steps(resumed, &sgdC, &gC, 2)
-        XCTAssertEqual(Safetensors.encode(resumed.allTensors, metadata: [:]), Safetensors.encode(straight.allTensors, metadata: [:]))
+        XCTAssertEqual(try Safetensors.encode(resumed.allTensors, metadata: [:]), try Safetensors.encode(straight.allTensors, metadata: [:]))
 
-        let weightsOnly = Safetensors.encode(first.allTensors, metadata: [:])
+        // Non-finite numbers in the state (best = +∞ before the first epoch) are spelt as in every JSON
+        // output; a checkpoint of an earlier build, which spelt them "inf", still resumes.
+        let (tensors, metadata) = try Safetensors.decode(bytes, source: "ckpt")
+        let json = try XCTUnwrap(metadata["training_state"])
+        XCTAssertTrue(json.contains("\"Infinity\"") && !json.contains("\"inf\""), json)
+        var older = metadata
+        older["training_state"] = json.replacingOccurrences(of: "\"Infinity\"", with: "\"inf\"")
+        let olderBytes = try Safetensors.encode(tensors, metadata: older)
+        XCTAssertEqual(try TrainingCheckpoint.decode(olderBytes, source: "old.safetensors", into: fresh()).state, state)
+
+        let weightsOnly = try Safetensors.encode(first.allTensors, metadata: [:])
         XCTAssertThrowsError(try TrainingCheckpoint.decode(weightsOnly, source: "w.safetensors", into: fresh())) { error in
             XCTAssertTrue("\(error)".contains("not a training checkpoint"), "\(error)")
         }

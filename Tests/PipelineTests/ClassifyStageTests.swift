@@ -97,7 +97,7 @@ final class ClassifyStageTests: ScratchTestCase {
         let unet = UNet.parameters(seed: 11)
         let folder = scratch + "/unet"
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        try writeFileAtomically(Safetensors.encode(unet.allTensors, metadata: [:]), to: folder + "/model.safetensors")
+        try writeFileAtomically(try Safetensors.encode(unet.allTensors, metadata: [:]), to: folder + "/model.safetensors")
         let classifier = Classifier.parameters(seed: 12)
         let before = classifier.allTensors
         try initializeEncoder(classifier, from: EncoderSource(folder: folder, key: "k"))
@@ -118,7 +118,7 @@ final class ClassifyStageTests: ScratchTestCase {
         // A U-Net file without one encoder tensor is refused, naming it.
         var partial = unet.allTensors
         partial["block3b_dwconv/depthwise_kernel"] = nil
-        try writeFileAtomically(Safetensors.encode(partial, metadata: [:]), to: folder + "/model.safetensors")
+        try writeFileAtomically(try Safetensors.encode(partial, metadata: [:]), to: folder + "/model.safetensors")
         XCTAssertThrowsError(try initializeEncoder(classifier, from: EncoderSource(folder: folder, key: "k"))) { error in
             XCTAssertTrue("\(error)".contains("block3b_dwconv/depthwise_kernel"), "\(error)")
         }
