@@ -41,6 +41,7 @@ let package = Package(
         .executable(name: "classify-train", targets: ["classify-train"]),
         .executable(name: "segment", targets: ["segment"]),
         .executable(name: "mask-crop", targets: ["mask-crop"]),
+        .executable(name: "ensemble", targets: ["ensemble"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -73,7 +74,7 @@ let package = Package(
         .target(name: "Training", dependencies: ["Artifacts", "Datasets", "Engine", "Imaging", "Losses", "Metrics", "Models",
                                                  "Report", "SeededRandom"],
                 swiftSettings: swiftSettings),
-        .target(name: "Pipeline", dependencies: ["Artifacts", "Datasets", "Engine", "Imaging", "Losses", "Metrics", "Models",
+        .target(name: "Pipeline", dependencies: ["Artifacts", "Datasets", "Engine", "Ensembles", "Imaging", "Losses", "Metrics", "Models",
                                                  "Report", "SeededRandom", "Synthetic", "Training"],
                 swiftSettings: swiftSettings),
         .target(name: "StageCLI",
@@ -91,6 +92,8 @@ let package = Package(
         .executableTarget(name: "segment", dependencies: ["StageCLI", "Pipeline", "Losses"],
                           swiftSettings: swiftSettings),
         .executableTarget(name: "mask-crop", dependencies: ["StageCLI", "Pipeline"],
+                          swiftSettings: swiftSettings),
+        .executableTarget(name: "ensemble", dependencies: ["StageCLI", "Pipeline", "Ensembles", "Losses", "Artifacts"],
                           swiftSettings: swiftSettings),
         .executableTarget(name: "bench", dependencies: ["Engine", "Models", "SeededRandom", "Training",
                                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
@@ -111,7 +114,7 @@ let package = Package(
         .testTarget(name: "MetricsTests", dependencies: ["Metrics", "Datasets", "Report", "SeededRandom"],
                     resources: [.copy("Fixtures")], swiftSettings: swiftSettings),
         // End-to-end: runs the stage executables as a user would, checking exit codes and output.
-        .testTarget(name: "CLITests", dependencies: ["prepare", "evaluate", "classify-train", "segment", "mask-crop", "Imaging",
+        .testTarget(name: "CLITests", dependencies: ["prepare", "evaluate", "classify-train", "segment", "mask-crop", "ensemble", "Imaging",
                                                      "Artifacts", "TestSupport"],
                     swiftSettings: swiftSettings),
     ]

@@ -51,6 +51,17 @@ public enum WeightProcedure: String, Codable, Sendable, CaseIterable {
     /// The released code's: 50 solves from random starts, keeping the first with the highest
     /// accuracy on the fitting set (strict >).
     case paper
+
+    /// Decodes a name; an unknown one is an error that lists the known ones.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        let name = try container.decode(String.self)
+        guard let value = Self(rawValue: name) else {
+            throw DecodingError.dataCorruptedError(
+                in: container, debugDescription: "'\(name)' must be one of \(Self.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        self = value
+    }
 }
 
 /// The true-class probabilities a_im, row-major n×K.

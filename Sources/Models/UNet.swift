@@ -66,11 +66,11 @@ public enum Classifier {
 
 /// A store holding every parameter `model` declares. Layers declare their parameters as they are
 /// applied (shapes follow the input channels), so the model is applied once, without a tape for
-/// gradients, to the smallest input every model accepts (one 32×32 image); the parameters'
+/// gradients, to the smallest input it accepts (one 32×32 image by default); the parameters'
 /// values depend only on `seed` and their names, never on that input.
-func declareParameters(seed: UInt64, _ model: (Layers, Var) -> Void) -> ParameterStore {
+func declareParameters(seed: UInt64, input: [Int] = [1, 32, 32, 3], _ model: (Layers, Var) -> Void) -> ParameterStore {
     let store = ParameterStore(seed: seed)
     let tape = Tape(recording: false, training: false)
-    model(Layers(tape: tape, store: store), tape.constant(Tensor(zeros: [1, 32, 32, 3])))
+    model(Layers(tape: tape, store: store), tape.constant(Tensor(zeros: input)))
     return store
 }

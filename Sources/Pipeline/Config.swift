@@ -26,6 +26,7 @@ public struct PipelineConfig: Codable, Sendable, Equatable {
     public var segment: SegmentConfig
     public var crop: CropConfig
     public var classify: ClassifyConfig
+    public var ensemble: EnsembleConfig
 }
 
 /// A `pipeline.json` problem, naming the file and key path.
@@ -139,6 +140,10 @@ extension PipelineConfig {
         }
         if classify.batchSize < 1 || classify.epochs < 1 {
             throw .badValue(path: path, key: "classify", message: "batchSize and epochs must be positive")
+        }
+        if ensemble.restarts < 1 { throw .badValue(path: path, key: "ensemble.restarts", message: "must be at least 1") }
+        if ensemble.stacking.epochs < 1 || ensemble.stacking.batchSize < 1 {
+            throw .badValue(path: path, key: "ensemble.stacking", message: "batchSize and epochs must be positive")
         }
         if evaluate.calibrationBins < 2 { throw .badValue(path: path, key: "evaluate.calibrationBins", message: "must be at least 2") }
         if synthetic.size < 32 { throw .badValue(path: path, key: "synthetic.size", message: "must be at least 32") }

@@ -3,6 +3,7 @@
 // configuration loads; an unknown name is an error there, never a silent default later.
 
 import Datasets
+import Ensembles
 import Foundation
 import Imaging
 import Losses
@@ -157,3 +158,53 @@ public struct PrepareConfig: Codable, Sendable, Equatable {
     /// Thumbnails on the dataset's contact sheet.
     public var contactSheetImages: Int
 }
+
+/// The split an ensemble's members are ranked on or its weights fitted on. `val` is the default;
+/// `test` is the paper's protocol (selection on the test set), and every output made that way says so.
+public enum EnsembleSplit: String, Codable, Sendable, CaseIterable {
+    case val, test
+
+    public init(from decoder: any Decoder) throws {
+        self = try decodeNamed(decoder, Self.allCases.map(\.rawValue)) { Self(rawValue: $0) }
+    }
+}
+
+/// The `ensemble` stage (SPEC §6).
+public struct EnsembleConfig: Codable, Sendable, Equatable {
+    /// The split `--top K` ranks the classifiers on, by MCC.
+    public var rankOn: EnsembleSplit
+    /// The split weighted averaging fits its weights on.
+    public var fitOn: EnsembleSplit
+    /// `optimum` (one exact solve) or `paper` (the released code's restarts, best accuracy kept).
+    public var weights: WeightProcedure
+    /// Random starts of the `paper` weight procedure ([C]: 50).
+    public var restarts: Int
+    /// The stacking meta-learner's training (SPEC §6.1).
+    public var stacking: StackingConfig
+}
+
+/// Training of the stacking meta-learner `Dense(3K, relu) → Dense(3, softmax)`: Keras SGD, callbacks
+/// on validation accuracy (SPEC §6.1).
+public struct StackingConfig: Codable, Sendable, Equatable {
+    public var epochs: Int
+    public var batchSize: Int
+    public var learningRate: Double
+    public var momentum: Double
+    public var nesterov: Bool
+    public var decay: Double
+    public var earlyStoppingPatience: Int
+    public var plateauPatience: Int
+    public var plateauFactor: Double
+    public var minLearningRate: Double
+    public var minDelta: Double
+    /// Balanced class weights from the training split, as for the members.
+    public var classWeights: Bool
+}
+
+extension StackingConfig {
+    var callbacks: CallbackSettings {
+        CallbackSettings(plateauFactor: plateauFactor, plateauPatience: plateauPatience, earlyStoppingPatience: earlyStoppingPatience,
+                         minDelta: minDelta, minLearningRate: minLearningRate)
+    }
+}
+

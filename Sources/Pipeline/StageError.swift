@@ -17,6 +17,8 @@ public enum StageError: Error, CustomStringConvertible {
     case checkpoint(CheckpointError)
     /// The dataset has no images where the stage needs some.
     case emptySplit(dataset: String, split: String)
+    /// A training part of the stage (stacking's meta-learner) diverged or was interrupted.
+    case training(TrainingError)
 
     public var description: String {
         switch self {
@@ -24,6 +26,7 @@ public enum StageError: Error, CustomStringConvertible {
         case let .artifact(error): error.description
         case let .checkpoint(error): error.description
         case let .emptySplit(dataset, split): "\(dataset): no \(split) images"
+        case let .training(error): error.description
         }
     }
 
@@ -42,7 +45,7 @@ public enum StageError: Error, CustomStringConvertible {
             case let .artifact(inner): .artifact(inner)
             case let .checkpoint(inner): .checkpoint(inner)
             case let .emptySplit(dataset, split): .emptySplit(dataset: dataset, split: split)
-            case .notFinite, .interrupted: .artifact(.io(path: folder, message: error.description))
+            case .notFinite, .interrupted: .training(error)
             }
         default: .artifact(.io(path: folder, message: "\(error)"))
         }

@@ -172,6 +172,7 @@ public func runStage(_ stage: String, _ body: () throws -> String) throws {
         switch error {
         case .data, .emptySplit: fail(stage, error.description, StageExit.dataError)
         case .checkpoint: fail(stage, error.description, StageExit.ioError)
+        case .training: fail(stage, error.description, StageExit.software)
         case let .artifact(inner):
             switch inner {
             case .io: fail(stage, error.description, StageExit.ioError)

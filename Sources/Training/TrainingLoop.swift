@@ -1,4 +1,4 @@
-// The epoch loop both training stages share: Keras-style callbacks on the validation loss
+// The epoch loop every training stage shares: Keras-style callbacks on the validation loss (or accuracy)
 // (ReduceLROnPlateau, EarlyStopping, best checkpoint), one JSON line per epoch in log.jsonl, and a
 // training checkpoint after every epoch, so a killed run resumes where it stopped and ends
 // byte-identical to an uninterrupted one. The stage supplies what an epoch of training and a
@@ -66,7 +66,23 @@ public struct Validation: Sendable {
     }
 }
 
-/// The callbacks' settings (all monitor the validation loss, mode min).
+/// What the callbacks watch. Every callback minimises: validation accuracy is watched as its
+/// negative, so "improved by more than minDelta" means the same in both modes (Keras mode max).
+public enum Monitor: String, Sendable, Codable {
+    /// The paper's choice for every network (least validation loss).
+    case valLoss
+    /// The released code's for the classifiers and the ensembles' meta-learners (SPEC §6.1).
+    case valAccuracy
+
+    func value(_ validation: Validation) -> Float {
+        switch self {
+        case .valLoss: validation.loss
+        case .valAccuracy: Float(-validation.accuracy)
+        }
+    }
+}
+
+/// The callbacks' settings (all watch one `Monitor`, minimising).
 public struct CallbackSettings: Sendable {
     public var plateauFactor: Double
     public var plateauPatience: Int
@@ -74,7 +90,11 @@ public struct CallbackSettings: Sendable {
     public var minDelta: Double
     public var minLearningRate: Double
 
-    public init(plateauFactor: Double, plateauPatience: Int, earlyStoppingPatience: Int, minDelta: Double, minLearningRate: Double) {
+    public var monitor: Monitor
+
+    public init(plateauFactor: Double, plateauPatience: Int, earlyStoppingPatience: Int, minDelta: Double, minLearningRate: Double,
+                monitor: Monitor = .valLoss) {
+        self.monitor = monitor
         self.plateauFactor = plateauFactor
         self.plateauPatience = plateauPatience
         self.earlyStoppingPatience = earlyStoppingPatience
@@ -96,6 +116,7 @@ public struct TrainingLoop<O: Optimizer> {
     private(set) var state: TrainingState
     private(set) var log: [EpochRecord] = []
     private(set) var stopped = false
+    let monitor: Monitor
 
     var checkpointPath: String { folder + "/training.safetensors" }
 
@@ -109,6 +130,7 @@ public struct TrainingLoop<O: Optimizer> {
         self.epochs = epochs
         self.label = label
         self.weightsMetadata = weightsMetadata
+        monitor = callbacks.monitor
         state = TrainingState(
             epoch: 0, batchInEpoch: 0, learningRate: optimizer.learningRate,
             plateau: ReduceLROnPlateau(factor: Float(callbacks.plateauFactor), patience: callbacks.plateauPatience,
@@ -147,7 +169,8 @@ public struct TrainingLoop<O: Optimizer> {
             let started = Date()
             let trainLoss = try trainEpoch(state.epoch, &optimizer, &state.generators)
             let validation = validate()
-            let isBest = state.best.isBest(current: validation.loss, epoch: state.epoch)
+            let watched = monitor.value(validation)
+            let isBest = state.best.isBest(current: watched, epoch: state.epoch)
             do {
                 if isBest {
                     var metadata = weightsMetadata
@@ -161,9 +184,9 @@ public struct TrainingLoop<O: Optimizer> {
                 log.append(record)
                 sink(.note(describe(record)))
                 try writer.write(Array((log.map(jsonLine).joined(separator: "\n") + "\n").utf8), to: "log.jsonl")
-                state.learningRate = state.plateau.update(current: validation.loss, learningRate: optimizer.learningRate)
+                state.learningRate = state.plateau.update(current: watched, learningRate: optimizer.learningRate)
                 optimizer.learningRate = state.learningRate
-                stopped = state.earlyStopping.shouldStop(current: validation.loss)
+                stopped = state.earlyStopping.shouldStop(current: watched)
                 state.epoch += 1
                 let checkpoint = try TrainingCheckpoint.encode(store: parameters, optimizer: optimizer.state, state: state,
                                                                metadata: ["stopped": stopped ? "true" : "false"])

@@ -93,4 +93,23 @@ final class PrepareCommandTests: ScratchTestCase {
         XCTAssertEqual(noEncoder.status, 66)
         XCTAssertTrue(noEncoder.stderr.contains("segment train --loss focal-tversky --data lungs"), noEncoder.stderr)
     }
+
+    func testEnsembleExplainsItselfAndNamesWhatIsMissing() throws {
+        let help = try runStage("ensemble", ["fit", "--help"], in: scratch)
+        XCTAssertEqual(help.status, 0)
+        for word in ["vote", "average", "weighted", "stacking", "--top", "--members", "--rank-on"] {
+            XCTAssertTrue(help.stdout.contains(word), word)
+        }
+        let common = ["--config", Self.config, "--profile", "ci", "--artifacts", "art", "--progress", "none"]
+        let both = try runStage("ensemble", common + ["--method", "vote", "--data", "x", "--top", "3", "--members", "cce", "kl"], in: scratch)
+        XCTAssertEqual(both.status, 64)
+        XCTAssertTrue(both.stderr.contains("--top K or --members"), both.stderr)
+        let unknown = try runStage("ensemble", common + ["--method", "boosting", "--data", "x", "--top", "3"], in: scratch)
+        XCTAssertEqual(unknown.status, 64)
+        let none = try runStage("ensemble", common + ["--method", "vote", "--data", "x", "--members", "cce", "kl"], in: scratch)
+        XCTAssertEqual(none.status, 66)
+        XCTAssertTrue(none.stderr.contains("member 'cce'") && none.stderr.contains("classify-train --loss cce --data x"), none.stderr)
+        let notAnEnsemble = try runStage("ensemble", ["predict"] + common + ["--model", "art/nothing", "--data", "x"], in: scratch)
+        XCTAssertEqual(notAnEnsemble.status, 66)
+    }
 }

@@ -1,0 +1,151 @@
+// Stacking's meta-learner (SPEC §6.1): `Dense(3K, relu) → Dense(3, softmax)` on the K members'
+// concatenated probabilities, the members frozen (their predictions computed once, in inference
+// mode, by `classify-train predict`), trained on the training split with Keras SGD, balanced class
+// weights and callbacks on validation accuracy, resumable like every training stage.
+
+import Artifacts
+import Datasets
+import Engine
+import Ensembles
+import Foundation
+import Losses
+import Metrics
+import Models
+import SeededRandom
+import Training
+
+/// The members' probabilities of some images side by side: row i holds member 1's three classes,
+/// then member 2's, … (the Concatenate of the released code).
+struct StackingFeatures {
+    let x: [Float]
+    let width: Int
+    let labels: [Int]
+    let ids: [String]
+
+    init(_ members: [Predictions], rows: [Int]) {
+        width = 3 * members.count
+        var x: [Float] = []
+        x.reserveCapacity(rows.count * width)
+        for i in rows {
+            for member in members { for k in 0..<3 { x.append(Float(member.p(i, k))) } }
+        }
+        self.x = x
+        labels = rows.map { members[0].labels[$0] }
+        ids = rows.map { members[0].ids[$0] }
+    }
+
+    var count: Int { labels.count }
+
+    /// Inputs [B, 3K] and one-hot labels [B, 3] of `indices`.
+    func batch(_ indices: [Int]) -> (x: Tensor, y: Tensor) {
+        var x: [Float] = [], y = [Float](repeating: 0, count: indices.count * 3)
+        x.reserveCapacity(indices.count * width)
+        for (b, i) in indices.enumerated() {
+            x.append(contentsOf: self.x[(i * width)..<((i + 1) * width)])
+            y[b * 3 + labels[i]] = 1
+        }
+        return (Tensor(shape: [indices.count, width], data: x), Tensor(shape: [indices.count, 3], data: y))
+    }
+}
+
+/// The meta-learner's probabilities for `features`, and the mean unweighted cross-entropy.
+func stackingPredict(_ parameters: ParameterStore, _ features: StackingFeatures) -> (predictions: Predictions, loss: Float) {
+    let (x, y) = features.batch(Array(0..<features.count))
+    let tape = Tape(recording: false, training: false)
+    let p = tape.softmax(StackingHead.forward(Layers(tape: tape, store: parameters), tape.constant(x)))
+    let loss = tape.value(classificationLoss(.cce, tape: tape, probabilities: p, labels: y, classWeights: nil)).data[0]
+    var probabilities = tape.value(p).data.map(Double.init)
+    for i in 0..<features.count {
+        let sum = probabilities[(3 * i)..<(3 * i + 3)].reduce(0, +)
+        for k in 0..<3 { probabilities[3 * i + k] /= sum }
+    }
+    return (Predictions(ids: features.ids, labels: features.labels, probabilities: probabilities, classes: 3), loss)
+}
+
+/// Every member's predictions for every image of `dataset` (its `classify-train predict`
+/// artifacts, made or reused), aligned.
+func memberPredictionsOnAllImages(_ context: StageContext, members: [EnsembleMember], data: (name: String, dataset: Dataset, key: String))
+    throws(StageError) -> [Predictions] {
+    var all: [Predictions] = []
+    for member in members {
+        guard let manifest = context.store.completeManifest(at: member.folder) else {
+            throw .artifact(.incomplete(path: member.folder, message: "member '\(member.loss.rawValue)' is no longer complete"))
+        }
+        let predicted = try runClassifyPredict(context, model: (member.folder, manifest), data: (data.dataset, data.key),
+                                               variant: "\(member.loss.rawValue)-on-\(data.name)")
+        do { all.append(try readPredictions(path: predicted.folder + "/predictions.csv").predictions) } catch {
+            throw .artifact(.missingInput(message: error.description))
+        }
+    }
+    do { return try aligned(all, names: members.map(\.loss.rawValue)) } catch {
+        throw .data(.invalidSource(path: data.dataset.folder, message: error.description))
+    }
+}
+
+/// Trains the meta-learner into `writer`'s artifact (weights, epoch log) on the members' predictions
+/// for the training split, and returns its predictions for the validation and test splits.
+func trainStacking(_ context: StageContext, members: [EnsembleMember], data: (name: String, dataset: Dataset, key: String),
+                   resuming: Bool, writer: inout ArtifactWriter) throws(StageError) -> (val: Predictions, test: Predictions?) {
+    let all = try memberPredictionsOnAllImages(context, members: members, data: data)
+    return try fitStacking(context, members: all, splits: data.dataset.rows.map(\.split), resuming: resuming, writer: &writer)
+}
+
+/// The meta-learner trained on `members` (every image's predictions by each member, aligned; image i
+/// belongs to `splits[i]`).
+///
+/// - Parameter continueAfter: asked after each epoch's checkpoint; false stops with an interruption
+///   the next run resumes from.
+func fitStacking(_ context: StageContext, members all: [Predictions], splits: [Split], resuming: Bool, writer: inout ArtifactWriter,
+                 continueAfter: (Int) -> Bool = { _ in true }) throws(StageError) -> (val: Predictions, test: Predictions?) {
+    let config = context.config.ensemble.stacking, seed = context.config.seed
+    func features(_ split: Split) -> StackingFeatures { StackingFeatures(all, rows: splits.indices.filter { splits[$0] == split }) }
+    let train = features(.train), val = features(.val), test = features(.test)
+    guard train.count > 0 else { throw .emptySplit(dataset: writer.folder, split: "training") }
+    guard val.count > 0 else { throw .emptySplit(dataset: writer.folder, split: "validation") }
+
+    let parameters = StackingHead.parameters(seed: seed, inputs: train.width)
+    let sgd = SGD(learningRate: Float(config.learningRate), momentum: Float(config.momentum), nesterov: config.nesterov,
+                  decay: Float(config.decay))
+    var callbacks = config.callbacks
+    callbacks.monitor = .valAccuracy
+    let counts = (0..<3).map { c in train.labels.filter { $0 == c }.count }
+    let present = counts.filter { $0 > 0 }.count
+    let classWeights: [Float]? = config.classWeights
+        ? counts.map { $0 == 0 ? 0 : Float(Double(train.count) / (Double(present) * Double($0))) } : nil
+    let batchSize = min(config.batchSize, train.count)
+    let stepsPerEpoch = train.count / batchSize
+    let folder = writer.folder
+    do {
+        var loop = try TrainingLoop(
+            folder: folder, parameters: parameters, optimizer: sgd, epochs: config.epochs, callbacks: callbacks,
+            generators: ["shuffle": SplitMix64(seed: seed, stream: 0x57AC)], label: "stacking",
+            weightsMetadata: ["format": "multiloss-cxr/stacking", "members": String(all.count)],
+            resuming: resuming, sink: context.sink)
+        try loop.run(writer: &writer, sink: context.sink, continueAfter: continueAfter, trainEpoch: { epoch, sgd, generators throws(TrainingError) in
+            var order = Array(0..<train.count)
+            var shuffle = generators["shuffle"] ?? SplitMix64(seed: seed, stream: 0x57AC)
+            seededShuffle(&order, &shuffle)
+            generators["shuffle"] = shuffle
+            var lossSum = 0.0
+            for step in 0..<stepsPerEpoch {
+                let (x, y) = train.batch(Array(order[(step * batchSize)..<((step + 1) * batchSize)]))
+                let tape = Tape(recording: true, training: true)
+                let p = tape.softmax(StackingHead.forward(Layers(tape: tape, store: parameters), tape.constant(x)))
+                let loss = classificationLoss(.cce, tape: tape, probabilities: p, labels: y, classWeights: classWeights)
+                let value = tape.value(loss).data[0]
+                guard value.isFinite else { throw .notFinite(epoch: epoch, step: step, lastCheckpoint: folder + "/training.safetensors") }
+                tape.backward(from: loss)
+                sgd.step(parameters, gradients: tape.parameterGradients())
+                lossSum += Double(value)
+            }
+            return lossSum / Double(stepsPerEpoch)
+        }, validate: {
+            let (predictions, loss) = stackingPredict(parameters, val)
+            return Validation(loss: loss, accuracy: Ensembles.accuracy(predictions))
+        })
+        _ = try loop.finish(writer: &writer)
+    } catch {
+        throw .wrapping(error, folder: folder)
+    }
+    return (stackingPredict(parameters, val).predictions, test.count > 0 ? stackingPredict(parameters, test).predictions : nil)
+}
