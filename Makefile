@@ -34,7 +34,7 @@ export CXR_TARGET_CPU := $(TARGET_CPU)
 
 DEB_PACKAGES := pkg-config libpng-dev libjpeg-dev libblis-dev libopenblas-dev
 
-.PHONY: help deps build test demo data segment crop classify ensembles table3 bench clean
+.PHONY: help deps build test demo data segment crop classify ensembles table3 table4 bench clean
 
 help:
 	@echo "make demo     install missing C libraries, build, and run every built stage on synthetic data"
@@ -42,7 +42,7 @@ help:
 	@echo "make segment  real data: prepare the lung set, train the five U-Nets, Table 1 and the top-3 (PROFILE=paper|fast)"
 	@echo "make crop     real data: the top-3 U-Nets' masks for every chest X-ray, ANDed, cropped, contrast-stretched"
 	@echo "make classify real data: the twelve classifiers on the crops and Table 2"
-	@echo "make ensembles real data: Table 3, the prediction-level ensembles of the top-3 and top-5 (ENSEMBLE_FLAGS=--rank-on test … for the paper's protocol)"
+	@echo "make ensembles real data: Tables 3 and 4, the prediction-level and model-level ensembles (RANK_ON=test FIT_ON=test WEIGHTS=paper: the paper's protocol)"
 	@echo "make build    release build of every stage (BLAS=blis|openblas)"
 	@echo "make bench    the engine's speed and peak memory per workload, as JSON (BENCH_STEPS=5)"
 	@echo "make deps     apt-get install the C libraries that are missing"
@@ -94,6 +94,7 @@ demo: build
 	done
 	$(BIN)/evaluate $(DEMO_FLAGS) $$(sed 's|$$|/predictions-test.csv|' $(ARTIFACTS)/demo-predictions.txt) --name demo-table2 --names $(LOSSES)
 	@$(MAKE) --no-print-directory table3 FLAGS="$(DEMO_FLAGS)" CROPS=synthetic-crops SPLIT=test TABLE=demo-table3
+	@$(MAKE) --no-print-directory table4 FLAGS="$(DEMO_FLAGS)" CROPS=synthetic-crops SPLIT=test TABLE=demo-table4
 	@echo
 	@echo "demo: datasets in $(ARTIFACTS)/prepare/{synthetic,synthetic-lungs}/<key>/ (see their contact-sheet.png)"
 	@echo "demo: five U-Nets in $(ARTIFACTS)/segment-train/<loss>-synthetic-lungs/<key>/"
@@ -103,7 +104,8 @@ demo: build
 	@echo "demo: Table 2 on the synthetic test split: $(ARTIFACTS)/evaluate/demo-table2/<key>/table.md (figures in plots/)"
 	@echo "demo: ensembles of the top-3 and top-5 in $(ARTIFACTS)/ensemble/<method>-top<K>-synthetic-crops/<key>/ (ensemble.json)"
 	@echo "demo: Table 3 on the synthetic test split, against the best single classifier: $(ARTIFACTS)/evaluate/demo-table3/<key>/table.md"
-	@echo "demo: model-level ensembles, gradcam and report are not built yet (README.md)"
+	@echo "demo: Table 4 (model-level top-3, top-5 and the proposed weighted average): $(ARTIFACTS)/evaluate/demo-table4/<key>/table.md"
+	@echo "demo: gradcam and report are not built yet (README.md)"
 
 # The study on real data (hours at PROFILE=paper on a CPU). Every stage skips work whose
 # artifact already exists, so rerunning a target only does what changed.
@@ -133,20 +135,42 @@ classify: crop
 # stacking of the top-3 and top-5, scored on SPLIT through evaluate (intervals, significance against
 # the best single classifier). Called by demo and ensembles with FLAGS, CROPS, SPLIT and TABLE.
 ENSEMBLE_METHODS := vote average weighted stacking
-ENSEMBLE_FLAGS ?=
+# The splits members are ranked and weights fitted on (default: the configuration's, val), and the
+# weight procedure: RANK_ON=test FIT_ON=test WEIGHTS=paper is the paper's protocol.
+RANK_ON ?=
+FIT_ON ?=
+WEIGHTS ?=
+RANK_FLAGS = $(if $(RANK_ON),--rank-on $(RANK_ON))
+WEIGHT_FLAGS = $(if $(FIT_ON),--fit-on $(FIT_ON)) $(if $(WEIGHTS),--weights $(WEIGHTS))
 table3:
 	@rm -f $(ARTIFACTS)/$(TABLE)-files.txt
-	@best=$$($(BIN)/ensemble rank $(FLAGS) $(ENSEMBLE_FLAGS) --data $(CROPS)) || exit 1; \
+	@best=$$($(BIN)/ensemble rank $(FLAGS) $(RANK_FLAGS) --data $(CROPS)) || exit 1; \
 	  echo "$${best##*$$'\n'}/predictions-$(SPLIT).csv" >> $(ARTIFACTS)/$(TABLE)-files.txt; \
 	for k in 3 5; do for m in $(ENSEMBLE_METHODS); do \
-	  folder=$$($(BIN)/ensemble $(FLAGS) $(ENSEMBLE_FLAGS) --method $$m --top $$k --data $(CROPS)) || exit 1; \
+	  folder=$$($(BIN)/ensemble $(FLAGS) $(RANK_FLAGS) $(WEIGHT_FLAGS) --method $$m --top $$k --data $(CROPS)) || exit 1; \
 	  echo "$${folder##*$$'\n'}/predictions-$(SPLIT).csv" >> $(ARTIFACTS)/$(TABLE)-files.txt; \
 	done; done
 	$(BIN)/evaluate $(FLAGS) $$(cat $(ARTIFACTS)/$(TABLE)-files.txt) --name $(TABLE) \
 	  --names best-single $(foreach k,3 5,$(foreach m,$(ENSEMBLE_METHODS),top$(k)-$(m)))
 
+# Table 4: the best single classifier, the model-level ensembles of the top-3 and top-5, and the
+# proposed weighted average of the two.
+table4:
+	@rm -f $(ARTIFACTS)/$(TABLE)-files.txt
+	@best=$$($(BIN)/ensemble rank $(FLAGS) $(RANK_FLAGS) --data $(CROPS)) || exit 1; \
+	  echo "$${best##*$$'\n'}/predictions-$(SPLIT).csv" >> $(ARTIFACTS)/$(TABLE)-files.txt; \
+	for k in 3 5; do \
+	  folder=$$($(BIN)/ensemble $(FLAGS) $(RANK_FLAGS) $(WEIGHT_FLAGS) --method model-level --top $$k --data $(CROPS)) || exit 1; \
+	  echo "$${folder##*$$'\n'}/predictions-$(SPLIT).csv" >> $(ARTIFACTS)/$(TABLE)-files.txt; \
+	done; \
+	folder=$$($(BIN)/ensemble proposed $(FLAGS) $(WEIGHT_FLAGS) --data $(CROPS)) || exit 1; \
+	  echo "$${folder##*$$'\n'}/predictions-$(SPLIT).csv" >> $(ARTIFACTS)/$(TABLE)-files.txt
+	$(BIN)/evaluate $(FLAGS) $$(cat $(ARTIFACTS)/$(TABLE)-files.txt) --name $(TABLE) \
+	  --names best-single model-level-top3 model-level-top5 proposed
+
 ensembles: classify
 	@$(MAKE) --no-print-directory table3 FLAGS="$(STAGE_FLAGS)" CROPS=cxr-crops SPLIT=$(TABLE2_SPLIT) TABLE=table3-$(TABLE2_SPLIT)
+	@$(MAKE) --no-print-directory table4 FLAGS="$(STAGE_FLAGS)" CROPS=cxr-crops SPLIT=$(TABLE2_SPLIT) TABLE=table4-$(TABLE2_SPLIT)
 
 BENCH_STEPS ?= 5
 bench: build

@@ -1,6 +1,6 @@
 // The trained parts of the paper's ensembles (SPEC §6): the stacking meta-learner over the members'
-// concatenated probabilities. (Keras' default Dense initialisation: glorot_uniform kernels, zero
-// biases.)
+// concatenated probabilities, and the model-level head over their concatenated DCL maps. (Keras'
+// default initialisation: glorot_uniform kernels, zero biases.)
 
 import Engine
 
@@ -20,5 +20,25 @@ public enum StackingHead {
     /// The meta-learner's parameters for `inputs` = 3K member probabilities, initialised from `seed`.
     public static func parameters(seed: UInt64, inputs: Int, classes: Int = 3) -> ParameterStore {
         declareParameters(seed: seed, input: [1, inputs]) { layers, x in _ = forward(layers, x, classes: classes) }
+    }
+}
+
+/// The model-level ensemble's head (SPEC §6.2): the members' DCL maps concatenated along channels
+/// [N, h, w, 512·K] → `Conv2D(512, 1×1, relu)` ("NewConv") → global average pooling → `Dense(3)`;
+/// the softmax is applied by the caller. Keras defaults: glorot_uniform kernels, zero biases.
+public enum ModelLevelHead {
+    public static let newConv = "new_conv"
+    public static let output = "merged_predictions"
+    public static let filters = 512
+
+    /// Class logits [N, classes] for the concatenated maps `x`.
+    public static func forward(_ layers: Layers, _ x: Var, classes: Int = 3) -> Var {
+        let h = layers.tape.relu(layers.conv(x, newConv, filters: filters, kernel: 1, bias: true, initializer: .glorotUniform))
+        return layers.dense(layers.tape.globalAveragePool(h), output, units: classes, initializer: .glorotUniform)
+    }
+
+    /// The head's parameters for `channels` = 512·K concatenated channels, initialised from `seed`.
+    public static func parameters(seed: UInt64, channels: Int, classes: Int = 3) -> ParameterStore {
+        declareParameters(seed: seed, input: [1, 1, 1, channels]) { layers, x in _ = forward(layers, x, classes: classes) }
     }
 }

@@ -142,8 +142,9 @@ extension PipelineConfig {
             throw .badValue(path: path, key: "classify", message: "batchSize and epochs must be positive")
         }
         if ensemble.restarts < 1 { throw .badValue(path: path, key: "ensemble.restarts", message: "must be at least 1") }
-        if ensemble.stacking.epochs < 1 || ensemble.stacking.batchSize < 1 {
-            throw .badValue(path: path, key: "ensemble.stacking", message: "batchSize and epochs must be positive")
+        for (key, section) in [("ensemble.stacking", ensemble.stacking), ("ensemble.modelLevel", ensemble.modelLevel)]
+        where section.epochs < 1 || section.batchSize < 1 {
+            throw .badValue(path: path, key: key, message: "batchSize and epochs must be positive")
         }
         if evaluate.calibrationBins < 2 { throw .badValue(path: path, key: "evaluate.calibrationBins", message: "must be at least 2") }
         if synthetic.size < 32 { throw .badValue(path: path, key: "synthetic.size", message: "must be at least 32") }

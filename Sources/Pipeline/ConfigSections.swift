@@ -180,12 +180,17 @@ public struct EnsembleConfig: Codable, Sendable, Equatable {
     /// Random starts of the `paper` weight procedure ([C]: 50).
     public var restarts: Int
     /// The stacking meta-learner's training (SPEC §6.1).
-    public var stacking: StackingConfig
+    public var stacking: MetaLearnerConfig
+    /// The model-level head's training (SPEC §6.2).
+    public var modelLevel: MetaLearnerConfig
+    /// The released code's model-level freezing bug: only the final Dense trains, NewConv stays at its
+    /// random initialisation (SPEC §6.2).
+    public var modelLevelCodeCompat: Bool
 }
 
-/// Training of the stacking meta-learner `Dense(3K, relu) → Dense(3, softmax)`: Keras SGD, callbacks
-/// on validation accuracy (SPEC §6.1).
-public struct StackingConfig: Codable, Sendable, Equatable {
+/// Training of an ensemble's trained part — the stacking meta-learner or the model-level head —
+/// with Keras SGD and callbacks on validation accuracy (SPEC §6.1, §6.2).
+public struct MetaLearnerConfig: Codable, Sendable, Equatable {
     public var epochs: Int
     public var batchSize: Int
     public var learningRate: Double
@@ -201,7 +206,7 @@ public struct StackingConfig: Codable, Sendable, Equatable {
     public var classWeights: Bool
 }
 
-extension StackingConfig {
+extension MetaLearnerConfig {
     var callbacks: CallbackSettings {
         CallbackSettings(plateauFactor: plateauFactor, plateauPatience: plateauPatience, earlyStoppingPatience: earlyStoppingPatience,
                          minDelta: minDelta, minLearningRate: minLearningRate)

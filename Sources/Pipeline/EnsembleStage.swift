@@ -19,16 +19,22 @@ import Training
 /// How the members' outputs are combined.
 public enum EnsembleMethod: String, Codable, Sendable, CaseIterable {
     case vote, average, weighted, stacking
+    /// The members' DCL maps concatenated into a trained head (SPEC §6.2, Table 4).
+    case modelLevel = "model-level"
 
-    /// The paper's name of the method (Table 3).
+    /// The paper's name of the method (Tables 3 and 4).
     public var title: String {
         switch self {
         case .vote: "majority voting"
         case .average: "simple averaging"
         case .weighted: "weighted averaging"
         case .stacking: "stacking"
+        case .modelLevel: "model-level ensemble"
         }
     }
+
+    /// Whether the method trains a part of its own (and so resumes like a training stage).
+    var trains: Bool { self == .stacking || self == .modelLevel }
 }
 
 /// How the members are chosen.
@@ -64,7 +70,9 @@ struct EnsembleSettings: Codable, Equatable {
     var fittedOn: EnsembleSplit?
     var weights: WeightProcedure?
     var restarts: Int?
-    var stacking: StackingConfig?
+    var stacking: MetaLearnerConfig?
+    var modelLevel: MetaLearnerConfig?
+    var modelLevelCodeCompat: Bool?
     var seed: UInt64
 }
 
@@ -189,7 +197,8 @@ public func runEnsemble(_ context: StageContext, method: EnsembleMethod, data: S
         method: method, members: members.map(\.loss), selection: selection, rankedOn: ranked,
         fittedOn: method == .weighted ? config.fitOn : nil, weights: method == .weighted ? config.weights : nil,
         restarts: method == .weighted && config.weights == .paper ? config.restarts : nil,
-        stacking: method == .stacking ? config.stacking : nil, seed: context.config.seed)
+        stacking: method == .stacking ? config.stacking : nil, modelLevel: method == .modelLevel ? config.modelLevel : nil,
+        modelLevelCodeCompat: method == .modelLevel ? config.modelLevelCodeCompat : nil, seed: context.config.seed)
     let variant: String
     switch choice {
     case let .top(k): variant = "\(method.rawValue)-top\(k)-\(data)"
@@ -204,7 +213,11 @@ public func runEnsemble(_ context: StageContext, method: EnsembleMethod, data: S
                                        force: context.force)
     } catch { throw .artifact(error) }
     if let existing = run.existing { return existing }
-    let resuming = method == .stacking && !context.force && FileManager.default.fileExists(atPath: run.folder + "/training.safetensors")
+    // A training method keeps an interrupted run's folder: its checkpoint and, for the model level,
+    // the DCL maps already cached.
+    let resuming = method.trains && !context.force && FileManager.default.fileExists(atPath: run.folder + "/training.safetensors")
+    let keepFolder = resuming || (method == .modelLevel && !context.force
+        && ((try? FileManager.default.contentsOfDirectory(atPath: run.folder)) ?? []).contains { $0.hasSuffix(".f16") })
 
     guard let val = try memberPredictions(members, split: "val") else {
         throw .emptySplit(dataset: members[0].folder, split: "validation predictions")
@@ -218,7 +231,7 @@ public func runEnsemble(_ context: StageContext, method: EnsembleMethod, data: S
     do {
         writer = try run.begin(inputs: members.map { ManifestInput(name: "member", path: $0.folder, key: $0.key) }
                                    + [ManifestInput(name: "dataset", path: dataset.folder, key: datasetKey)],
-                               seed: context.config.seed, resume: resuming)
+                               seed: context.config.seed, resume: keepFolder)
     } catch { throw .artifact(error) }
     switch method {
     case .vote:
@@ -239,6 +252,12 @@ public func runEnsemble(_ context: StageContext, method: EnsembleMethod, data: S
             + "\(String(format: "%.1e", fit?.kktResidual ?? .nan)))"))
     case .stacking:
         let trained = try trainStacking(context, members: members, data: (data, dataset, datasetKey), resuming: resuming, writer: &writer)
+        outputs = (trained.val, trained.test)
+    case .modelLevel:
+        let cache = try DCLCache.build(context, members: members, dataset: dataset, folder: run.folder)
+        let trained = try trainModelLevel(context, cache: cache, splits: dataset.rows.map(\.split), resuming: resuming, writer: &writer)
+        cache.remove()
+        if config.modelLevelCodeCompat { notes.append("the released code's freezing bug: only the final Dense trained, NewConv left at its random initialisation") }
         outputs = (trained.val, trained.test)
     }
     let label = "Top-\(members.count) \(method.title)" + (ranked.map { " [ranked on \($0.rawValue)" } ?? " [named members")
@@ -295,28 +314,128 @@ public func runEnsemblePredict(_ context: StageContext, model: (folder: String, 
                                        force: context.force)
     } catch { throw .artifact(error) }
     if let existing = run.existing { return existing }
-    let all = try memberPredictionsOnAllImages(context, members: file.members, data: (data, dataset, datasetKey))
+    var writer: ArtifactWriter
+    do {
+        writer = try run.begin(inputs: [ManifestInput(name: "ensemble", path: model.folder, key: model.manifest.key),
+                                        ManifestInput(name: "dataset", path: dataset.folder, key: datasetKey)],
+                               seed: context.config.seed)
+    } catch { throw .artifact(error) }
     let combined: Predictions
-    switch file.method {
-    case .vote: combined = majorityVote(all)
-    case .average: combined = averaged(all)
-    case .weighted:
-        guard let weights = file.weights?.weights, weights.count == all.count else {
-            throw .artifact(.invalidManifest(path: model.folder + "/ensemble.json", message: "no weights for its \(all.count) members"))
-        }
-        combined = weightedSum(all, weights: weights)
-    case .stacking:
-        let parameters = StackingHead.parameters(seed: context.config.seed, inputs: 3 * all.count)
+    if file.method == .modelLevel {
+        let cache = try DCLCache.build(context, members: file.members, dataset: dataset, folder: run.folder)
+        let parameters = ModelLevelHead.parameters(seed: context.config.seed, channels: cache.channels)
         try loadWeights(parameters, from: model.folder + "/model.safetensors")
-        combined = stackingPredict(parameters, StackingFeatures(all, rows: Array(0..<all[0].count))).predictions
+        combined = try modelLevelPredict(parameters, cache, rows: Array(0..<cache.ids.count),
+                                         batchSize: context.config.ensemble.modelLevel.batchSize).predictions
+        cache.remove()
+    } else {
+        let all = try memberPredictionsOnAllImages(context, members: file.members, data: (data, dataset, datasetKey))
+        switch file.method {
+        case .vote: combined = majorityVote(all)
+        case .average: combined = averaged(all)
+        case .weighted:
+            guard let weights = file.weights?.weights, weights.count == all.count else {
+                throw .artifact(.invalidManifest(path: model.folder + "/ensemble.json", message: "no weights for its \(all.count) members"))
+            }
+            combined = weightedSum(all, weights: weights)
+        case .stacking, .modelLevel:
+            let parameters = StackingHead.parameters(seed: context.config.seed, inputs: 3 * all.count)
+            try loadWeights(parameters, from: model.folder + "/model.safetensors")
+            combined = stackingPredict(parameters, StackingFeatures(all, rows: Array(0..<all[0].count))).predictions
+        }
     }
     do {
-        var writer = try run.begin(inputs: [ManifestInput(name: "ensemble", path: model.folder, key: model.manifest.key),
-                                            ManifestInput(name: "dataset", path: dataset.folder, key: datasetKey)],
-                                   seed: context.config.seed)
         try writer.write(Array(predictionCSV(combined).utf8), to: "predictions.csv")
         return writer.result(try writer.finish(summary: .object([
             "images": .number(Double(combined.count)), "method": .string(file.method.rawValue), "label": .string(file.label),
+        ])))
+    } catch {
+        throw .wrapping(error, folder: run.folder)
+    }
+}
+
+/// One ensemble artifact combined into the proposed model.
+public struct CombinedEnsemble: Codable, Sendable, Equatable {
+    public var name: String
+    public var folder: String
+    public var key: String
+}
+
+/// proposed.json: the paper's "proposed" model (SPEC §6.2), the weighted average of the
+/// model-level top-3 and top-5 ensembles.
+public struct ProposedFile: Codable, Sendable {
+    public var formatVersion: Int
+    public var label: String
+    public var ensembles: [CombinedEnsemble]
+    public var fittedOn: EnsembleSplit
+    public var weightProcedure: WeightProcedure
+    public var weights: SimplexFit
+    public var restarts: [SimplexRestart]
+    public var protocolNotes: [String]
+}
+
+/// What decides the proposed model besides its two ensembles' keys.
+struct ProposedSettings: Codable, Equatable {
+    var ensembles: [String]
+    var fittedOn: EnsembleSplit
+    var weights: WeightProcedure
+    var restarts: Int?
+    var seed: UInt64
+}
+
+/// The paper's proposed model on dataset `data`: the weighted average (same weight procedure as
+/// weighted averaging, fitted on `ensemble.fitOn`) of the current `model-level-top3-<data>` and
+/// `model-level-top5-<data>` ensembles. Writes `artifacts/ensemble/proposed-<data>/<key>/`.
+///
+/// - Throws: `StageError` naming the model-level ensemble that is missing.
+public func runProposed(_ context: StageContext, data: String, sizes: [Int] = [3, 5]) throws(StageError) -> StageResult {
+    let config = context.config.ensemble
+    var parts: [CombinedEnsemble] = []
+    for k in sizes {
+        let variant = "model-level-top\(k)-\(data)"
+        guard let found = try? context.store.current(stage: "ensemble", variant: variant) else {
+            throw .artifact(.missingInput(message: "no complete ensemble '\(variant)': run `ensemble --method model-level --top \(k) --data \(data)` first"))
+        }
+        parts.append(CombinedEnsemble(name: variant, folder: found.folder, key: found.manifest.key))
+    }
+    let settings = ProposedSettings(ensembles: parts.map(\.name), fittedOn: config.fitOn, weights: config.weights,
+                                    restarts: config.weights == .paper ? config.restarts : nil, seed: context.config.seed)
+    let run: ArtifactRun
+    do {
+        run = try context.store.locate(stage: "ensemble", variant: "proposed-\(data)", settings: settings, inputKeys: parts.map(\.key),
+                                       formatVersion: ensembleFormatVersion, force: context.force)
+    } catch { throw .artifact(error) }
+    if let existing = run.existing { return existing }
+    func read(_ split: String) throws(StageError) -> [Predictions]? {
+        let paths = parts.map { $0.folder + "/predictions-\(split).csv" }
+        guard paths.allSatisfy({ FileManager.default.fileExists(atPath: $0) }) else { return nil }
+        var out: [Predictions] = []
+        for path in paths {
+            do { out.append(try readPredictions(path: path).predictions) } catch { throw .artifact(.missingInput(message: error.description)) }
+        }
+        do { return try aligned(out, names: parts.map(\.name)) } catch { throw .data(.invalidSource(path: parts[0].folder, message: error.description)) }
+    }
+    guard let val = try read("val") else { throw .emptySplit(dataset: parts[0].folder, split: "validation predictions") }
+    let test = try read("test")
+    guard let fitting = config.fitOn == .val ? val : test else { throw .emptySplit(dataset: parts[0].folder, split: "test (ensemble.fitOn is test)") }
+    var generator = SplitMix64(seed: context.config.seed, stream: 0x9809)
+    let (fit, restarts) = chooseWeights(fitting, procedure: config.weights, restarts: config.restarts, generator: &generator)
+    var notes: [String] = []
+    if config.fitOn == .test { notes.append("weights fitted on the test split (the paper's protocol): test-set numbers are optimistic") }
+    let label = "Proposed: weighted average of the model-level " + sizes.map { "top-\($0)" }.joined(separator: " and ")
+        + " [fitted on \(config.fitOn.rawValue)]"
+    let file = ProposedFile(formatVersion: ensembleFormatVersion, label: label, ensembles: parts, fittedOn: config.fitOn,
+                            weightProcedure: config.weights, weights: fit, restarts: restarts, protocolNotes: notes)
+    do {
+        var writer = try run.begin(inputs: parts.map { ManifestInput(name: $0.name, path: $0.folder, key: $0.key) }, seed: context.config.seed)
+        try writer.write(Array(predictionCSV(weightedSum(val, weights: fit.weights)).utf8), to: "predictions-val.csv")
+        if let test { try writer.write(Array(predictionCSV(weightedSum(test, weights: fit.weights)).utf8), to: "predictions-test.csv") }
+        try writer.write(try canonicalJSON(file), to: "proposed.json")
+        context.sink(.note("weights " + fit.weights.map { String(format: "%.4f", $0) }.joined(separator: ", ")
+            + " on \(config.fitOn.rawValue) (KKT residual \(String(format: "%.1e", fit.kktResidual)))"))
+        return writer.result(try writer.finish(summary: .object([
+            "method": .string("proposed"), "label": .string(label), "fittedOn": .string(config.fitOn.rawValue),
+            "weights": .array(fit.weights.map { .number($0) }),
         ])))
     } catch {
         throw .wrapping(error, folder: run.folder)

@@ -18,20 +18,22 @@ struct EnsembleCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ensemble",
         abstract: "Combine trained classifiers (default subcommand: fit), or predict with a fitted ensemble.",
-        subcommands: [Fit.self, Rank.self, Predict.self],
+        subcommands: [Fit.self, Proposed.self, Rank.self, Predict.self],
         defaultSubcommand: Fit.self)
 }
 
 struct Fit: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Build one prediction-level ensemble of classify-train artifacts of one dataset.",
+        abstract: "Build one ensemble (prediction or model level) of classify-train artifacts of one dataset.",
         discussion: """
             Methods (SPEC §6.1): vote (majority of the members' labels, ties to the largest class index, one-hot \
             output), average (mean probabilities), weighted (weights on the simplex minimising the log loss on \
             ensemble.fitOn, by an exact convex solver whose KKT residual is reported; --weights paper repeats the \
             released code's 50 random restarts and keeps the best accuracy), stacking (Dense(3K, relu) → \
             Dense(3, softmax) on the members' concatenated probabilities, trained on the training split with \
-            callbacks on validation accuracy). Members: --members LOSS … (the classify-train artifacts LOSS-DATA), \
+            callbacks on validation accuracy), model-level (SPEC §6.2: the members' DCL maps concatenated → \
+            Conv2D(512, 1×1, relu) → GAP → Dense(3, softmax), members frozen, trained like stacking with \
+            ensemble.modelLevel; --code-compat trains only the Dense, as the released code did). Members: --members LOSS … (the classify-train artifacts LOSS-DATA), \
             or --top K by MCC on ensemble.rankOn (val by default; test is the paper's protocol and is labelled so). \
             Writes artifacts/ensemble/METHOD-topK-DATA/KEY/ with predictions-val.csv, predictions-test.csv (the \
             evaluate format), ensemble.json (members and keys, the ranking and its split, weights with their \
@@ -40,7 +42,7 @@ struct Fit: ParsableCommand {
 
     @OptionGroup var common: CommonOptions
 
-    @Option(help: "vote, average, weighted or stacking.")
+    @Option(help: "vote, average, weighted, stacking or model-level.")
     var method: EnsembleMethod
 
     @Option(help: "The dataset the members were trained on (their classify-train --data).")
@@ -61,6 +63,9 @@ struct Fit: ParsableCommand {
     @Option(help: "optimum (one exact solve) or paper (the released code's restarts; default: ensemble.weights).")
     var weights: WeightProcedure?
 
+    @Flag(help: "Model level: the released code's freezing bug (only the final Dense trains; NewConv stays random).")
+    var codeCompat = false
+
     func validate() throws {
         guard (top == nil) != members.isEmpty else { throw ValidationError("give --top K or --members LOSS …, not both") }
         if let top, top < 2 { throw ValidationError("--top must be at least 2") }
@@ -74,10 +79,42 @@ struct Fit: ParsableCommand {
                 if let rankOn { config.ensemble.rankOn = rankOn }
                 if let fitOn { config.ensemble.fitOn = fitOn }
                 if let weights { config.ensemble.weights = weights }
+                if codeCompat { config.ensemble.modelLevelCodeCompat = true }
             }
             let choice: MemberChoice = top.map { .top($0) } ?? .named(members)
             let result = try runEnsemble(context, method: method, data: data, choice: choice)
             if result.reused { context.sink(.note("reusing the complete artifact (same members and settings; --force to redo)")) }
+            if let label = result.manifest.summary.stringValue(of: "label") { context.sink(.note(label)) }
+            return result.folder
+        }
+    }
+}
+
+struct Proposed: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "The paper's proposed model: the weighted average of the model-level top-3 and top-5 ensembles.",
+        discussion: "Reads the current model-level-top3-DATA and model-level-top5-DATA ensembles, fits their weights like "
+            + "weighted averaging (on ensemble.fitOn; --fit-on test and --weights paper for the paper's protocol) and "
+            + "writes artifacts/ensemble/proposed-DATA/KEY/ with predictions-val.csv, predictions-test.csv and proposed.json.")
+
+    @OptionGroup var common: CommonOptions
+
+    @Option(help: "The dataset the ensembles were built on.")
+    var data: String
+
+    @Option(help: "Fit the weights on val or test (default: ensemble.fitOn).")
+    var fitOn: EnsembleSplit?
+
+    @Option(help: "optimum or paper (default: ensemble.weights).")
+    var weights: WeightProcedure?
+
+    func run() throws {
+        try runStage("ensemble proposed") {
+            let context = try common.context(stage: "ensemble proposed") { config in
+                if let fitOn { config.ensemble.fitOn = fitOn }
+                if let weights { config.ensemble.weights = weights }
+            }
+            let result = try runProposed(context, data: data)
             if let label = result.manifest.summary.stringValue(of: "label") { context.sink(.note(label)) }
             return result.folder
         }

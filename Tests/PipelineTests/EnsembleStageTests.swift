@@ -5,9 +5,11 @@
 
 import Artifacts
 import Datasets
+import Engine
 import Ensembles
 import Foundation
 import Metrics
+import Models
 import SeededRandom
 import Synthetic
 import TestSupport
@@ -174,5 +176,88 @@ final class EnsembleStageTests: ScratchTestCase {
             XCTAssertTrue("\(error)".contains("focal") && "\(error)".contains("29 images"), "\(error)")
         }
         XCTAssertThrowsError(try context.store.current(stage: "ensemble", variant: "average-2members-d"))
+    }
+
+    // MARK: model level
+
+    /// Two members' maps (2×2 pixels, 8 channels each) for `n` images: the first carries the label
+    /// (channel c is 1 where c % 3 is the label, plus noise), the second is noise; written as the
+    /// float16 cache the stage reads, and returned in Float32.
+    func modelLevelCache(_ folder: String, n: Int, seed: UInt64) throws -> (cache: DCLCache, maps: [[Float]]) {
+        var g = SplitMix64(seed: seed)
+        let labels = (0..<n).map { _ in g.index(below: 3) }
+        var maps: [[Float]] = [[], []]
+        for label in labels {
+            for _ in 0..<4 {
+                maps[0] += (0..<8).map { c in max(0, (c % 3 == label ? 1 : 0) + Float(0.3 * g.normal())) }
+                maps[1] += (0..<8).map { _ in max(0, Float(g.normal())) }
+            }
+        }
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        var files: [DCLCacheFile] = []
+        for (m, values) in maps.enumerated() {
+            let path = folder + "/dcl-\(m + 1).f16"
+            try Data(values.map { Float16($0) }.withUnsafeBytes { Array($0) }).write(to: URL(fileURLWithPath: path))
+            files.append(DCLCacheFile(path: path, rows: n, h: 2, w: 2, channels: 8))
+        }
+        return (DCLCache(files: files, labels: labels, ids: (0..<n).map { "img\($0)" }), maps)
+    }
+
+    func modelLevelConfig(codeCompat: Bool = false) throws -> PipelineConfig {
+        var config = try repositoryConfig()
+        config.ensemble.modelLevel.learningRate = 0.05
+        config.ensemble.modelLevel.epochs = 12
+        config.ensemble.modelLevel.earlyStoppingPatience = 12
+        config.ensemble.modelLevel.plateauPatience = 12
+        config.ensemble.modelLevelCodeCompat = codeCompat
+        return config
+    }
+
+    func trainHead(_ root: String, cache: DCLCache, codeCompat: Bool = false, interruptAfter: Int? = nil) throws -> (folder: String, test: Predictions?) {
+        let context = try context(root, config: try modelLevelConfig(codeCompat: codeCompat))
+        let run = try context.store.locate(stage: "ensemble", variant: "m", settings: ["test": "model-level"], inputKeys: [],
+                                           formatVersion: 1, force: false)
+        let resuming = FileManager.default.fileExists(atPath: run.folder + "/training.safetensors")
+        var writer = try run.begin(inputs: [], seed: 1, resume: resuming)
+        let (_, test) = try trainModelLevel(context, cache: cache, splits: splits(cache.ids.count), resuming: resuming, writer: &writer,
+                                            continueAfter: { epoch in interruptAfter.map { epoch < $0 } ?? true })
+        _ = try writer.finish(summary: .null)
+        return (run.folder, test)
+    }
+
+    func testModelLevelHeadLearnsAndTheFloat16CacheChangesNothingBeyond1e3() throws {
+        let (cache, maps) = try modelLevelCache(scratch + "/cache", n: 240, seed: 11)
+        let trained = try trainHead(scratch + "/a", cache: cache)
+        let test = try XCTUnwrap(trained.test)
+        XCTAssertGreaterThanOrEqual(accuracy(test), 0.9)
+        // The same head on the Float32 maps, concatenated here independently of the cache reader.
+        let parameters = ModelLevelHead.parameters(seed: 0, channels: 16)
+        try parameters.load(try Safetensors.decode(try readFile(trained.folder + "/model.safetensors"), source: "m").tensors, source: "m")
+        let rows = splits(240).indices.filter { splits(240)[$0] == .test }
+        var x: [Float] = []
+        for i in rows { for p in 0..<4 { for m in 0..<2 { x += maps[m][((i * 4 + p) * 8)..<((i * 4 + p + 1) * 8)] } } }
+        let tape = Tape(recording: false, training: false)
+        let exact = tape.value(tape.softmax(ModelLevelHead.forward(Layers(tape: tape, store: parameters),
+                                                                    tape.constant(Tensor(shape: [rows.count, 2, 2, 16], data: x)))))
+        XCTAssertEqual(exact.count, test.probabilities.count)
+        let worst = zip(exact.data, test.probabilities).map { abs(Double($0) - $1) }.max() ?? 1
+        XCTAssertLessThanOrEqual(worst, 1e-3)
+        XCTAssertGreaterThan(worst, 0, "float16 rounding should show somewhere")
+    }
+
+    func testModelLevelResumesByteIdenticalAndCodeCompatFreezesNewConv() throws {
+        let (cache, _) = try modelLevelCache(scratch + "/cache", n: 120, seed: 12)
+        let straight = try trainHead(scratch + "/one", cache: cache)
+        XCTAssertThrowsError(try trainHead(scratch + "/two", cache: cache, interruptAfter: 2))
+        let resumed = try trainHead(scratch + "/two", cache: cache)
+        XCTAssertEqual(FileManager.default.contents(atPath: resumed.folder + "/model.safetensors"),
+                       FileManager.default.contents(atPath: straight.folder + "/model.safetensors"))
+        let frozen = try trainHead(scratch + "/three", cache: cache, codeCompat: true)
+        let initial = ModelLevelHead.parameters(seed: try repositoryConfig().seed, channels: 16).allTensors
+        let weights = try Safetensors.decode(try readFile(frozen.folder + "/model.safetensors"), source: "m").tensors
+        let trained = try Safetensors.decode(try readFile(straight.folder + "/model.safetensors"), source: "m").tensors
+        XCTAssertEqual(weights["new_conv/kernel"], initial["new_conv/kernel"])
+        XCTAssertNotEqual(trained["new_conv/kernel"], initial["new_conv/kernel"])
+        XCTAssertNotEqual(weights["merged_predictions/kernel"], initial["merged_predictions/kernel"])
     }
 }
