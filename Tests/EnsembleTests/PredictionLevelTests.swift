@@ -8,6 +8,13 @@ import XCTest
 @testable import Ensembles
 @testable import Metrics
 
+extension Array {
+    /// Consecutive slices of `size` elements.
+    func chunked(_ size: Int) -> [[Element]] {
+        stride(from: 0, to: count, by: size).map { Array(self[$0..<Swift.min($0 + size, count)]) }
+    }
+}
+
 final class PredictionLevelTests: XCTestCase {
     func predictions(_ rows: [[Double]], labels: [Int], ids: [String]? = nil) -> Predictions {
         Predictions(ids: ids ?? labels.indices.map { "img\($0)" }, labels: labels, probabilities: rows.flatMap { $0 }, classes: 3)
@@ -25,6 +32,26 @@ final class PredictionLevelTests: XCTestCase {
         let vote = majorityVote([a, b, c])
         XCTAssertEqual(vote.probabilities, [0, 0, 1, 0, 1, 0])
         XCTAssertEqual(vote.labels, [0, 1])
+    }
+
+    func testHardVoteScoresGiveThePaperAnchorsThroughEvaluate() {
+        // SPEC §11: a vote that is right on 580 of 624 images (0.9295), scored on its one-hot output,
+        // has micro AUROC 0.9471 and AUPRC 0.9412. Two members predict the votes with different
+        // confidences, a third dissents everywhere, so the vote itself decides every image.
+        let cm = [[230, 5, 7], [4, 220, 10], [3, 15, 130]]
+        var labels: [Int] = [], votes: [Int] = []
+        for t in 0..<3 { for p in 0..<3 { for _ in 0..<cm[t][p] { labels.append(t); votes.append(p) } } }
+        func member(_ predicted: [Int], peak: Double) -> Predictions {
+            let rows = predicted.flatMap { v in (0..<3).map { $0 == v ? peak : (1 - peak) / 2 } }
+            return predictions(rows.chunked(3), labels: labels)
+        }
+        let vote = majorityVote([member(votes, peak: 0.5), member(votes.map { ($0 + 1) % 3 }, peak: 0.9), member(votes, peak: 0.7)])
+        var g = SplitMix64(seed: 1)
+        let report = evaluate(vote, name: "vote", classNames: ["bacterial", "normal", "viral"], resamples: 20, level: 0.95, bins: 15,
+                              validation: nil, generator: &g)
+        XCTAssertEqual(report.accuracy, 580.0 / 624, accuracy: 1e-12)
+        XCTAssertEqual((report.aurocMicro * 1e4).rounded() / 1e4, 0.9471)
+        XCTAssertEqual((report.auprcMicro * 1e4).rounded() / 1e4, 0.9412)
     }
 
     func testAveragingAndLogLossByHand() {
