@@ -130,15 +130,19 @@ public final class Tape {
     /// every node without a backward (constants and parameters: their gradients are what callers
     /// read) and the nodes in `keeping` (Grad-CAM's DCL, say), values and gradients.
     ///
+    /// With `stop`, the pass ends once the gradient of `stop` is complete — every op after it on the
+    /// tape has run, none before it (Grad-CAM needs the gradient at one layer, not the encoder's);
+    /// `stop` is kept readable.
+    ///
     /// - Precondition: the tape is recording and has not run `backward` before.
-    public func backward(from output: Var, seed: Tensor? = nil, keeping keep: [Var] = []) {
+    public func backward(from output: Var, seed: Tensor? = nil, keeping keep: [Var] = [], stoppingAt stop: Var? = nil) {
         precondition(recording, "backward needs a recording tape")
         precondition(!backwardDone, "backward runs once per tape (it releases what it has passed)")
         backwardDone = true
-        let kept = Set(keep.map(\.id) + [output.id])
+        let kept = Set(keep.map(\.id) + [output.id] + (stop.map { [$0.id] } ?? []))
         gradients[output.id] = seed ?? Tensor(shape: values[output.id].shape, repeating: 1)
         heldElements += values[output.id].count
-        for id in stride(from: output.id, through: 0, by: -1) {
+        for id in stride(from: output.id, through: (stop?.id ?? -1) + 1, by: -1) {
             guard backwards[id] != nil else { continue }
             if let gradient = gradients[id] { backwards[id]!(self, gradient) }
             backwards[id] = nil

@@ -33,8 +33,13 @@ public enum ModelLevelHead {
 
     /// Class logits [N, classes] for the concatenated maps `x`.
     public static func forward(_ layers: Layers, _ x: Var, classes: Int = 3) -> Var {
+        forwardWithNewConv(layers, x, classes: classes).logits
+    }
+
+    /// The logits and NewConv's activation (after its ReLU; Grad-CAM's layer for model-level ensembles).
+    public static func forwardWithNewConv(_ layers: Layers, _ x: Var, classes: Int = 3) -> (logits: Var, newConv: Var) {
         let h = layers.tape.relu(layers.conv(x, newConv, filters: filters, kernel: 1, bias: true, initializer: .glorotUniform))
-        return layers.dense(layers.tape.globalAveragePool(h), output, units: classes, initializer: .glorotUniform)
+        return (layers.dense(layers.tape.globalAveragePool(h), output, units: classes, initializer: .glorotUniform), h)
     }
 
     /// The head's parameters for `channels` = 512·K concatenated channels, initialised from `seed`.

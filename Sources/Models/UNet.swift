@@ -48,13 +48,37 @@ public enum Classifier {
 
     /// Class logits [N,3], and the DCL activation (for Grad-CAM and model-level ensembles).
     public static func forward(_ layers: Layers, _ x: Var, classes: Int = 3) -> (logits: Var, dcl: Var) {
+        let (logits, dcl, _) = forward(layers, x, classes: classes, capturing: [])
+        return (logits, dcl)
+    }
+
+    /// Like `forward`, also handing back the encoder activations named in `capturing` (any of
+    /// `layerNames` but the DCL, which is always returned).
+    public static func forward(_ layers: Layers, _ x: Var, classes: Int = 3,
+                               capturing names: Set<String>) -> (logits: Var, dcl: Var, captured: [String: Var]) {
         let tape = layers.tape
-        let features = EfficientNetB0.encode(layers, x, outputs: ["block5c_add"], stopAfter: truncation)
+        let features = EfficientNetB0.encode(layers, x, outputs: names.union(["block5c_add"]), stopAfter: truncation)
         guard let trunk = features["block5c_add"] else { preconditionFailure("encoder returned no block5c_add") }
         let dcl = tape.relu(layers.conv(tape.zeroPad(trunk), dcl, filters: 512, kernel: 3, padding: .valid,
                                         bias: true, initializer: .glorotUniform))
         let logits = layers.dense(tape.globalAveragePool(dcl), "predictions", units: classes, initializer: .glorotUniform)
-        return (logits, dcl)
+        return (logits, dcl, features.filter { names.contains($0.key) })
+    }
+
+    /// The classifier's named activations in order: the encoder's (Keras names, up to `block5c_add`)
+    /// and the DCL `extra_conv_eff0` (after its ReLU).
+    public static var layerNames: [String] {
+        var names = ["stem_activation"]
+        for (s, stage) in EfficientNetB0.stages.enumerated() {
+            for r in 0..<stage.repeats {
+                let block = EfficientNetB0.blockName(stage: s, index: r)
+                if stage.expandRatio != 1 { names.append(block + "_expand_activation") }
+                names.append(block + "_activation")
+                if r > 0 { names.append(block + "_add") }
+                if block == truncation { return names + [dcl] }
+            }
+        }
+        return names + [dcl]
     }
 
     /// Every classifier parameter and batch-norm statistic under its Keras name, initialised from

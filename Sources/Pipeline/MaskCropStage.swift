@@ -15,8 +15,8 @@ struct MaskCropSettings: Codable, Equatable {
     var crop: CropConfig
 }
 
-/// Version of the crop artifact's files.
-public let cropFormatVersion = 1
+/// Version of the crop artifact's files (2: the ground-truth masks cropped too, when the source has them).
+public let cropFormatVersion = 2
 
 /// One image's crop.
 struct CropRecord: Sendable {
@@ -30,6 +30,8 @@ struct CropRecord: Sendable {
     /// Whether the box holds the whole ground-truth lung, when the source row has a mask.
     var truthInside: Bool?
     var png: [UInt8]
+    /// The ground-truth lung mask cropped with the same box (PNG), when the source has one.
+    var maskPNG: [UInt8]?
 }
 
 /// Crops every image of `data` to the AND of the masks in the `segment predict` artifact `masks`,
@@ -69,8 +71,13 @@ public func runMaskCrop(_ context: StageContext, data: (dataset: Dataset, key: S
             var limits: StretchLimits?
             if config.contrastStretch { (out, limits) = out.contrastStretched() }
             var truthInside: Bool?
+            var maskPNG: [UInt8]?
             if let truthPath = dataset.maskPath(row) {
-                truthInside = Mask(thresholding: try GrayImage(contentsOf: truthPath)).tightBox.map { box.contains($0) } ?? true
+                let truth = try Mask(contentsOf: truthPath, sizedLike: image, imagePath: dataset.imagePath(row))
+                truthInside = truth.tightBox.map { box.contains($0) } ?? true
+                // The true lungs inside the crop, area-resampled and thresholded at ½ like training masks.
+                let resampled = truth.image.cropped(to: box).resized(width: config.size, height: config.size, method: .area)
+                maskPNG = try Mask(thresholding: resampled).image.pngData()
             }
             let png = try out.pngData()
             var cropped = row
@@ -78,9 +85,10 @@ public func runMaskCrop(_ context: StageContext, data: (dataset: Dataset, key: S
             cropped.sha256 = SHA256.hex(png)
             cropped.width = config.size
             cropped.height = config.size
-            cropped.mask = nil
+            cropped.mask = maskPNG == nil ? nil : "masks/" + maskFileName(row.path)
             return CropRecord(row: cropped, source: row.path, imageWidth: image.width, imageHeight: image.height, box: box,
-                              emptyMask: box == full && anded?.count == 0, limits: limits, truthInside: truthInside, png: png)
+                              emptyMask: box == full && anded?.count == 0, limits: limits, truthInside: truthInside, png: png,
+                              maskPNG: maskPNG)
         } catch {
             throw .image(error)
         }
@@ -101,7 +109,13 @@ public func runMaskCrop(_ context: StageContext, data: (dataset: Dataset, key: S
                                                         withIntermediateDirectories: true)
                 try writer.write(record.png, to: path)
                 if record.emptyMask { sink(.warning("empty lung mask for \(dataset.imagePath(record.row)); cropped to the whole image")) }
+                if let mask = record.maskPNG, let maskPath = record.row.mask {
+                    try FileManager.default.createDirectory(atPath: folder + "/" + (maskPath as NSString).deletingLastPathComponent,
+                                                            withIntermediateDirectories: true)
+                    try writer.write(mask, to: maskPath)
+                }
                 record.png = []
+                record.maskPNG = nil
                 records.append(record)
             }
             sink(.progress(task: "cropping \(dataset.rows.count) images", done: records.count, total: dataset.rows.count))
@@ -115,8 +129,8 @@ public func runMaskCrop(_ context: StageContext, data: (dataset: Dataset, key: S
         let empty = records.filter(\.emptyMask).map(\.source)
         let judged = records.compactMap(\.truthInside)
         var summary = (try? JSONValue(encoding: DatasetSummary(
-            layout: "mask-crop", imageRoot: URL(fileURLWithPath: folder + "/images").standardizedFileURL.path, maskRoot: "",
-            images: records.count, masks: 0, validationRule: dataset.summary.validationRule, counts: dataset.summary.counts,
+            layout: "mask-crop", imageRoot: URL(fileURLWithPath: folder + "/images").standardizedFileURL.path, maskRoot: URL(fileURLWithPath: folder).standardizedFileURL.path,
+            images: records.count, masks: records.filter { $0.row.mask != nil }.count, validationRule: dataset.summary.validationRule, counts: dataset.summary.counts,
             classWeights: dataset.summary.classWeights, skipped: [])))?.objectValue ?? [:]
         summary["emptyMasks"] = .number(Double(empty.count))
         summary["emptyMaskImages"] = .array(empty.map { .string($0) })

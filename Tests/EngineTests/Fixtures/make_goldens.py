@@ -19,6 +19,9 @@ import tensorflow as tf
 import keras
 from keras import layers
 
+import keras_blocks
+from keras_blocks import keras_weights, mbconv, save
+
 rng = np.random.default_rng(7)
 out = {}
 meta = {"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__}
@@ -65,45 +68,6 @@ record("bn", bn, xb, [("gamma", bn.gamma), ("beta", bn.beta)])
 out["bn/moving_mean_after"] = bn.moving_mean.numpy()
 out["bn/moving_variance_after"] = bn.moving_variance.numpy()
 
-CONV_INIT = keras.initializers.VarianceScaling(2.0, "fan_out", "truncated_normal")
-
-
-def mbconv(x, name, cin, cout, expand, k, stride):
-    """qubvel efficientnet 1.1.1 mb_conv_block (drop-connect off)."""
-    filters = cin * expand
-    h = x
-    if expand != 1:
-        h = layers.Conv2D(filters, 1, padding="same", use_bias=False, kernel_initializer=CONV_INIT, name=name + "_expand_conv")(h)
-        h = layers.BatchNormalization(epsilon=1e-3, momentum=0.99, name=name + "_expand_bn")(h)
-        h = layers.Activation("swish", name=name + "_expand_activation")(h)
-    h = layers.DepthwiseConv2D(k, strides=stride, padding="same", use_bias=False, depthwise_initializer=CONV_INIT, name=name + "_dwconv")(h)
-    h = layers.BatchNormalization(epsilon=1e-3, momentum=0.99, name=name + "_bn")(h)
-    h = layers.Activation("swish", name=name + "_activation")(h)
-    reduced = max(1, int(cin * 0.25))
-    se = layers.GlobalAveragePooling2D(name=name + "_se_squeeze")(h)
-    se = layers.Reshape((1, 1, filters), name=name + "_se_reshape")(se)
-    se = layers.Conv2D(reduced, 1, activation="swish", padding="same", use_bias=True, kernel_initializer=CONV_INIT, name=name + "_se_reduce")(se)
-    se = layers.Conv2D(filters, 1, activation="sigmoid", padding="same", use_bias=True, kernel_initializer=CONV_INIT, name=name + "_se_expand")(se)
-    h = layers.multiply([h, se], name=name + "_se_excite")
-    h = layers.Conv2D(cout, 1, padding="same", use_bias=False, kernel_initializer=CONV_INIT, name=name + "_project_conv")(h)
-    h = layers.BatchNormalization(epsilon=1e-3, momentum=0.99, name=name + "_project_bn")(h)
-    if stride == 1 and cin == cout:
-        h = layers.add([h, x], name=name + "_add")
-    return h
-
-
-def keras_weights(model):
-    """Our names: '<layer>/<weight>' with Keras 2 weight names."""
-    named = {}
-    for layer in model.layers:
-        for w in layer.weights:
-            short = w.path.split("/")[-1]
-            if isinstance(layer, layers.DepthwiseConv2D) and short == "kernel":
-                short = "depthwise_kernel"  # Keras 2's name, which the engine uses
-            named[f"{layer.name}/{short}"] = w
-    return named
-
-
 xm = rand(2, 6, 6, 8)
 inp = keras.Input((6, 6, 8))
 block = keras.Model(inp, mbconv(inp, "blk", 8, 8, 6, 3, 1))
@@ -121,19 +85,7 @@ for n, w in weights:
         out["mbconv/" + n] = w.numpy()
 
 # The classifier: B0 to block5c_add, ZeroPadding2D, extra_conv_eff0, GAP, predictions.
-STAGES = [(3, 1, 32, 16, 1, 1), (3, 2, 16, 24, 6, 2), (5, 2, 24, 40, 6, 2), (3, 3, 40, 80, 6, 2), (5, 3, 80, 112, 6, 1)]
-cin_ = keras.Input((64, 64, 3))
-h = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, kernel_initializer=CONV_INIT, name="stem_conv")(cin_)
-h = layers.BatchNormalization(epsilon=1e-3, momentum=0.99, name="stem_bn")(h)
-h = layers.Activation("swish", name="stem_activation")(h)
-for s, (k, reps, cin, cout, e, stride) in enumerate(STAGES):
-    for r in range(reps):
-        h = mbconv(h, f"block{s + 1}{chr(97 + r)}", cin if r == 0 else cout, cout, e, k, stride if r == 0 else 1)
-h = layers.ZeroPadding2D(name="zero_padding")(h)
-h = layers.Conv2D(512, 3, padding="valid", activation="relu", name="extra_conv_eff0")(h)
-h = layers.GlobalAveragePooling2D(name="gap")(h)
-h = layers.Dense(3, activation="softmax", name="predictions")(h)
-classifier = keras.Model(cin_, h)
+classifier = keras_blocks.classifier(64)
 cls = {"__x": rng.uniform(0, 1, (4, 64, 64, 3)).astype(np.float32),
        "__y": np.eye(3, dtype=np.float32)[[0, 1, 2, 1]]}
 for name, w in keras_weights(classifier).items():
@@ -149,23 +101,6 @@ for step in range(3):
     opt.apply_gradients(zip(grads, classifier.trainable_weights))
     losses.append(float(loss))
 cls["__losses"] = np.array(losses, dtype=np.float32)
-
-
-def save(path, tensors, metadata):
-    names = sorted(tensors)
-    header, offset = {}, 0
-    for n in names:
-        a = np.ascontiguousarray(tensors[n], dtype="<f4")
-        header[n] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
-        offset += a.nbytes
-    header["__metadata__"] = metadata
-    raw = json.dumps(header).encode()
-    raw += b" " * ((8 - (8 + len(raw)) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(len(raw).to_bytes(8, "little"))
-        f.write(raw)
-        for n in names:
-            f.write(np.ascontiguousarray(tensors[n], dtype="<f4").tobytes())
 
 
 save("ops.safetensors", out, meta)
