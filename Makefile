@@ -34,7 +34,7 @@ export CXR_TARGET_CPU := $(TARGET_CPU)
 
 DEB_PACKAGES := pkg-config libpng-dev libjpeg-dev libblis-dev libopenblas-dev
 
-.PHONY: help deps build test demo data segment crop classify ensembles table3 table4 bench clean
+.PHONY: help deps build test demo data segment crop classify ensembles table3 table4 fig6 gradcam bench clean
 
 help:
 	@echo "make demo     install missing C libraries, build, and run every built stage on synthetic data"
@@ -43,6 +43,7 @@ help:
 	@echo "make crop     real data: the top-3 U-Nets' masks for every chest X-ray, ANDed, cropped, contrast-stretched"
 	@echo "make classify real data: the twelve classifiers on the crops and Table 2"
 	@echo "make ensembles real data: Tables 3 and 4, the prediction-level and model-level ensembles (RANK_ON=test FIT_ON=test WEIGHTS=paper: the paper's protocol)"
+	@echo "make gradcam  real data: Fig 6, Grad-CAM of the proposed model and the best single classifier"
 	@echo "make build    release build of every stage (BLAS=blis|openblas)"
 	@echo "make bench    the engine's speed and peak memory per workload, as JSON (BENCH_STEPS=5)"
 	@echo "make deps     apt-get install the C libraries that are missing"
@@ -95,6 +96,7 @@ demo: build
 	$(BIN)/evaluate $(DEMO_FLAGS) $$(sed 's|$$|/predictions-test.csv|' $(ARTIFACTS)/demo-predictions.txt) --name demo-table2 --names $(LOSSES)
 	@$(MAKE) --no-print-directory table3 FLAGS="$(DEMO_FLAGS)" CROPS=synthetic-crops SPLIT=test TABLE=demo-table3
 	@$(MAKE) --no-print-directory table4 FLAGS="$(DEMO_FLAGS)" CROPS=synthetic-crops SPLIT=test TABLE=demo-table4
+	@$(MAKE) --no-print-directory fig6 FLAGS="$(DEMO_FLAGS)" CROPS=synthetic-crops
 	@echo
 	@echo "demo: datasets in $(ARTIFACTS)/prepare/{synthetic,synthetic-lungs}/<key>/ (see their contact-sheet.png)"
 	@echo "demo: five U-Nets in $(ARTIFACTS)/segment-train/<loss>-synthetic-lungs/<key>/"
@@ -105,7 +107,8 @@ demo: build
 	@echo "demo: ensembles of the top-3 and top-5 in $(ARTIFACTS)/ensemble/<method>-top<K>-synthetic-crops/<key>/ (ensemble.json)"
 	@echo "demo: Table 3 on the synthetic test split, against the best single classifier: $(ARTIFACTS)/evaluate/demo-table3/<key>/table.md"
 	@echo "demo: Table 4 (model-level top-3, top-5 and the proposed weighted average): $(ARTIFACTS)/evaluate/demo-table4/<key>/table.md"
-	@echo "demo: gradcam and report are not built yet (README.md)"
+	@echo "demo: Fig 6, Grad-CAM of the proposed model and of the best single classifier: $(ARTIFACTS)/gradcam/{proposed,<loss>}-synthetic-crops-on-synthetic-crops/<key>/sheet.png"
+	@echo "demo: report is not built yet (README.md)"
 
 # The study on real data (hours at PROFILE=paper on a CPU). Every stage skips work whose
 # artifact already exists, so rerunning a target only does what changed.
@@ -167,6 +170,17 @@ table4:
 	  echo "$${folder##*$$'\n'}/predictions-$(SPLIT).csv" >> $(ARTIFACTS)/$(TABLE)-files.txt
 	$(BIN)/evaluate $(FLAGS) $$(cat $(ARTIFACTS)/$(TABLE)-files.txt) --name $(TABLE) \
 	  --names best-single model-level-top3 model-level-top5 proposed
+
+# Fig 6: Grad-CAM of the proposed model (the weighted sum of its model-level ensembles' NewConv maps)
+# and of the best single classifier (its DCL), on the test split of CROPS.
+fig6:
+	@best=$$($(BIN)/ensemble rank $(FLAGS) $(RANK_FLAGS) --data $(CROPS)) || exit 1; \
+	  $(BIN)/gradcam $(FLAGS) --model "$${best##*$$'\n'}" --data $(CROPS) || exit 1
+	@proposed=$$($(BIN)/ensemble proposed $(FLAGS) $(WEIGHT_FLAGS) --data $(CROPS)) || exit 1; \
+	  $(BIN)/gradcam $(FLAGS) --model "$${proposed##*$$'\n'}" --data $(CROPS)
+
+gradcam: ensembles
+	@$(MAKE) --no-print-directory fig6 FLAGS="$(STAGE_FLAGS)" CROPS=cxr-crops
 
 ensembles: classify
 	@$(MAKE) --no-print-directory table3 FLAGS="$(STAGE_FLAGS)" CROPS=cxr-crops SPLIT=$(TABLE2_SPLIT) TABLE=table3-$(TABLE2_SPLIT)

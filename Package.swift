@@ -107,7 +107,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Engine"], path: "Tests/TestSupport", swiftSettings: swiftSettings),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "Artifacts"],
                     resources: [.copy("Fixtures")], swiftSettings: swiftSettings),
-        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Artifacts", "Datasets", "Imaging", "Losses", "Metrics", "Models",
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Artifacts", "Datasets", "GradCAM", "Imaging", "Losses", "Metrics", "Models",
                                                           "Engine", "Report", "SeededRandom", "Synthetic", "Training", "TestSupport"],
                     swiftSettings: swiftSettings),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Models", "Losses", "SeededRandom", "Synthetic", "Training", "GradCAM",

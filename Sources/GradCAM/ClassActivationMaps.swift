@@ -29,9 +29,11 @@ public enum CAMTarget: Codable, Sendable, Equatable {
     case truth
     /// Always this class index.
     case index(Int)
+    /// Image i of the batch explains class `classes[i]`.
+    case perImage([Int])
 
-    /// The class for an image with `probabilities` and true `label`.
-    public func resolve(probabilities: [Float], label: Int) -> Int {
+    /// The class for image `image` of a batch, with `probabilities` and true `label`.
+    public func resolve(probabilities: [Float], label: Int, image: Int = 0) -> Int {
         switch self {
         case .predicted:
             var best = 0
@@ -39,6 +41,7 @@ public enum CAMTarget: Codable, Sendable, Equatable {
             return best
         case .truth: return label
         case let .index(k): return k
+        case let .perImage(classes): return classes[image]
         }
     }
 }
@@ -90,6 +93,14 @@ public struct CAMBatch: Sendable {
     public var probabilities: [[Float]]
     /// The class each map explains.
     public var targets: [Int]
+
+    public init(maps: [[Float]], h: Int, w: Int, probabilities: [[Float]], targets: [Int]) {
+        self.maps = maps
+        self.h = h
+        self.w = w
+        self.probabilities = probabilities
+        self.targets = targets
+    }
 }
 
 /// Runs `logitsOf` forward on a recording inference-mode tape, seeds the target classes' scores
@@ -104,7 +115,7 @@ public func camBatch(method: CAMMethod, target: CAMTarget, labels: [Int], _ logi
     let p = tape.value(probabilities)
     let (n, k) = (p.shape[0], p.shape[1])
     let rows = (0..<n).map { Array(p.data[($0 * k)..<(($0 + 1) * k)]) }
-    let targets = (0..<n).map { target.resolve(probabilities: rows[$0], label: labels[$0]) }
+    let targets = (0..<n).map { target.resolve(probabilities: rows[$0], label: labels[$0], image: $0) }
     var seed = [Float](repeating: 0, count: n * k)
     for (i, t) in targets.enumerated() { seed[i * k + t] = 1 }
     let activations = tape.value(layer)

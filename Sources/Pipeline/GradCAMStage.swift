@@ -61,10 +61,13 @@ struct CAMRecord {
 /// Version of the Grad-CAM artifact's files.
 public let gradcamFormatVersion = 1
 
-/// The model Grad-CAM explains: a classifier, or a model-level ensemble with its frozen members.
-enum CAMModel {
+/// The model Grad-CAM explains: a classifier, a model-level ensemble with its frozen members, or
+/// the proposed weighted average of model-level ensembles (its map: the weighted sum of theirs, for
+/// the class the average picks).
+indirect enum CAMModel {
     case classifier(ParameterStore, size: Int, interpolation: Interpolation)
     case modelLevel(head: ParameterStore, members: [ParameterStore], size: Int, interpolation: Interpolation)
+    case weighted([(model: CAMModel, weight: Double)])
 
     /// Loads the model of `folder`, checking that `layer` exists in it.
     ///
@@ -87,6 +90,19 @@ enum CAMModel {
             }
             let (parameters, settings) = try classifier(folder, manifest)
             return .classifier(parameters, size: settings.config.size, interpolation: settings.config.interpolation)
+        case "ensemble" where FileManager.default.fileExists(atPath: folder + "/proposed.json"):
+            let file: ProposedFile
+            do { file = try JSONDecoder().decode(ProposedFile.self, from: Data(readFile(folder + "/proposed.json"))) } catch {
+                throw .artifact(.invalidManifest(path: folder + "/proposed.json", message: "unreadable: \(error)"))
+            }
+            var parts: [(model: CAMModel, weight: Double)] = []
+            for (part, weight) in zip(file.ensembles, file.weights.weights) {
+                guard let partManifest = context.store.completeManifest(at: part.folder) else {
+                    throw .artifact(.incomplete(path: part.folder, message: "'\(part.name)' is no longer complete"))
+                }
+                parts.append((try load(context, folder: part.folder, manifest: partManifest, layer: layer), weight))
+            }
+            return .weighted(parts)
         case "ensemble":
             let file: EnsembleFile
             do { file = try JSONDecoder().decode(EnsembleFile.self, from: Data(readFile(folder + "/ensemble.json"))) } catch {
@@ -122,18 +138,35 @@ enum CAMModel {
     var size: Int {
         switch self {
         case let .classifier(_, size, _), let .modelLevel(_, _, size, _): size
+        case let .weighted(parts): parts[0].model.size
         }
     }
 
     var interpolation: Interpolation {
         switch self {
         case let .classifier(_, _, interpolation), let .modelLevel(_, _, _, interpolation): interpolation
+        case let .weighted(parts): parts[0].model.interpolation
         }
     }
 
     /// Maps of one batch.
     func maps(_ images: Tensor, labels: [Int], layer: String, method: CAMMethod, target: CAMTarget) -> CAMBatch {
         switch self {
+        case let .weighted(parts):
+            // The class comes from the weighted probabilities; each part's map explains that class.
+            let first = parts.map { $0.model.maps(images, labels: labels, layer: layer, method: method, target: .index(0)) }
+            let n = labels.count
+            var probabilities = [[Float]](repeating: [0, 0, 0], count: n)
+            for (batch, part) in zip(first, parts) {
+                for i in 0..<n { for k in 0..<3 { probabilities[i][k] += Float(part.weight) * batch.probabilities[i][k] } }
+            }
+            let classes = (0..<n).map { target.resolve(probabilities: probabilities[$0], label: labels[$0], image: $0) }
+            let batches = parts.map { $0.model.maps(images, labels: labels, layer: layer, method: method, target: .perImage(classes)) }
+            var maps = [[Float]](repeating: [Float](repeating: 0, count: batches[0].h * batches[0].w), count: n)
+            for (batch, part) in zip(batches, parts) {
+                for i in 0..<n { for p in maps[i].indices { maps[i][p] += Float(part.weight) * batch.maps[i][p] } }
+            }
+            return CAMBatch(maps: maps, h: batches[0].h, w: batches[0].w, probabilities: probabilities, targets: classes)
         case let .classifier(parameters, _, _):
             return classifierCAM(parameters, images: images, labels: labels, layer: layer, method: method, target: target)
         case let .modelLevel(head, members, _, _):
@@ -287,7 +320,8 @@ private func camSheet(_ records: [CAMRecord], maps: [[Float]], h: Int, w: Int, d
         }
     }
     guard !tiles.isEmpty else { return RGBImage(width: 1, height: 1) }
-    return ContactSheet(columns: sources == nil ? 2 : 3, tileSize: 200).render(tiles)
+    // One row per class: each image's tiles side by side.
+    return ContactSheet(columns: (sources == nil ? 2 : 3) * max(1, settings.sheetImagesPerClass), tileSize: 200).render(tiles)
 }
 
 /// For a dataset written by mask-crop, each crop's original image (absolute path), from crops.csv

@@ -5,6 +5,7 @@ import Artifacts
 import Datasets
 import Engine
 import Foundation
+import GradCAM
 import Imaging
 import Losses
 import Metrics
@@ -121,6 +122,52 @@ final class ClassifyStageTests: ScratchTestCase {
         try writeFileAtomically(try Safetensors.encode(partial, metadata: [:]), to: folder + "/model.safetensors")
         XCTAssertThrowsError(try initializeEncoder(classifier, from: EncoderSource(folder: folder, key: "k"))) { error in
             XCTAssertTrue("\(error)".contains("block3b_dwconv/depthwise_kernel"), "\(error)")
+        }
+    }
+
+    func testGradCAMWritesMapsOverlaysAndLungSharesAndRefusesWhatHasNoLayer() throws {
+        let model = try train(scratch + "/one")
+        let context = try context(scratch + "/a", config: try config())  // where the dataset "d" is
+        let settings = GradCAMSettings(method: .gradcamPaper, target: "predicted", layer: Classifier.dcl, split: "test",
+                                       paperOverlay: false, sheetImagesPerClass: 1)
+        let result = try runGradCAM(context, model: (model.folder, model.manifest), data: "d", settings: settings)
+        let (data, _) = try dataset()
+        let testRows = data.rows.filter { $0.split == .test }
+        let (tensors, metadata) = try Safetensors.decode(try readFile(result.folder + "/maps.safetensors"), source: "maps")
+        let maps = try XCTUnwrap(tensors["maps"])
+        XCTAssertEqual(maps.shape, [testRows.count, 2, 2])  // the DCL of a 32² input
+        XCTAssertEqual(try JSONDecoder().decode([String].self, from: Data(try XCTUnwrap(metadata["ids"]).utf8)), testRows.map(\.path))
+        for i in 0..<testRows.count {  // gradcam-paper maps are divided by their maximum
+            let slice = maps.data[(i * 4)..<((i + 1) * 4)]
+            XCTAssertTrue(slice.max()! == 1 || slice.max()! == 0)
+        }
+        let table = try parseCSV(String(contentsOfFile: result.folder + "/gradcam.csv", encoding: .utf8))
+        XCTAssertEqual(table.count, 1 + testRows.count)
+        let shareColumn = try XCTUnwrap(table[0].firstIndex(of: "lung_share"))
+        for row in table.dropFirst() where !row[shareColumn].isEmpty {
+            XCTAssertTrue((0...1).contains(try XCTUnwrap(Double(row[shareColumn]))), row.joined(separator: ","))
+        }
+        for row in testRows {  // overlays at each image's own size
+            let overlay = try GrayImage(contentsOf: result.folder + "/overlays/" + maskFileName(row.path))
+            XCTAssertEqual([overlay.width, overlay.height], [row.width, row.height])
+        }
+        XCTAssertTrue(FileManager.default.fileExists(atPath: result.folder + "/sheet.png"))
+
+        var wrongLayer = settings
+        wrongLayer.layer = "block9z_add"
+        XCTAssertThrowsError(try runGradCAM(context, model: (model.folder, model.manifest), data: "d", settings: wrongLayer)) { error in
+            XCTAssertTrue("\(error)".contains("no layer 'block9z_add'") && "\(error)".contains("block5c_add"), "\(error)")
+        }
+        // A prediction-level ensemble has no layer: refused, naming its members.
+        let run = try context.store.locate(stage: "ensemble", variant: "vote", settings: ["fake": true], inputKeys: [], formatVersion: 1, force: false)
+        var writer = try run.begin(inputs: [], seed: 1)
+        let file = EnsembleFile(formatVersion: 1, method: .vote, label: "vote", dataset: "d",
+                                members: [EnsembleMember(loss: .cce, folder: model.folder, key: model.manifest.key)], selection: "named",
+                                ranking: [], rankedOn: nil, fittedOn: nil, weightProcedure: nil, weights: nil, restarts: [], protocolNotes: [])
+        try writer.write(try canonicalJSON(file), to: "ensemble.json")
+        let vote = writer.result(try writer.finish(summary: .null))
+        XCTAssertThrowsError(try runGradCAM(context, model: (vote.folder, vote.manifest), data: "d", settings: settings)) { error in
+            XCTAssertTrue("\(error)".contains("prediction level") && "\(error)".contains(model.folder), "\(error)")
         }
     }
 }
