@@ -110,7 +110,7 @@ let package = Package(
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Artifacts", "Datasets", "GradCAM", "Imaging", "Losses", "Metrics", "Models",
                                                           "Engine", "Report", "SeededRandom", "Synthetic", "Training", "TestSupport"],
                     swiftSettings: swiftSettings),
-        .testTarget(name: "EngineTests", dependencies: ["Engine", "Models", "Losses", "SeededRandom", "Synthetic", "Training", "GradCAM",
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "Models", "Losses", "SeededRandom", "Synthetic", "Training", "GradCAM", "Artifacts",
                                                         "Imaging",
                                                         "Artifacts", "TestSupport"],
                     resources: [.copy("Fixtures")], swiftSettings: swiftSettings),

@@ -209,7 +209,7 @@ public struct ArtifactRun: Sendable {
             if manager.fileExists(atPath: folder) && !resume { try manager.removeItem(atPath: folder) }
             try manager.createDirectory(atPath: folder, withIntermediateDirectories: true)
         } catch {
-            throw .io(path: folder, message: "cannot prepare the artifact folder: \(error.localizedDescription)")
+            throw .io(path: folder, message: "cannot prepare the artifact folder: " + folderProblem(folder, error))
         }
         return ArtifactWriter(run: self, inputs: inputs, seed: seed)
     }
@@ -284,3 +284,18 @@ public struct ArtifactWriter {
         StageResult(folder: folder, manifest: manifest, reused: false)
     }
 }
+
+/// Why `folder` could not be created, in words: the first part of its path that exists and is a
+/// file (`--artifacts` naming a file, say), else the system's reason.
+func folderProblem(_ folder: String, _ error: any Error) -> String {
+    var url = URL(fileURLWithPath: "/")
+    for component in URL(fileURLWithPath: folder).standardizedFileURL.pathComponents.dropFirst() {
+        url.appendPathComponent(component)
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: url.path, isDirectory: &isFolder), !isFolder.boolValue {
+            return "\(url.path) is a file, not a folder"
+        }
+    }
+    return (error as NSError).localizedFailureReason ?? error.localizedDescription
+}
+

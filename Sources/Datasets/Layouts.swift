@@ -64,12 +64,14 @@ func discover(layout: Layout, root: String) throws(IngestError) -> (String, [Can
     }
 }
 
+/// The Kermany layout: `train/` and `test/`, either alone (a folder holding only the official
+/// `test/` is an evaluation set, prepared with `--all-test`).
 private func kermany(base: String, maskRoot: String?, prefix: String = "") throws(IngestError) -> [Candidate] {
-    guard isDirectory(base + "/train") else {
-        throw .missingFolder(path: base + "/train", expected: "train/{NORMAL,PNEUMONIA} (Kermany layout)")
+    guard isDirectory(base + "/train") || isDirectory(base + "/test") else {
+        throw .missingFolder(path: base + "/train", expected: "train/{NORMAL,PNEUMONIA} and/or test/{NORMAL,PNEUMONIA} (Kermany layout)")
     }
     var out: [Candidate] = []
-    for split in ["train", "test"] where split == "train" || isDirectory(base + "/" + split) {
+    for split in ["train", "test"] where isDirectory(base + "/" + split) {
         let folder = base + "/" + split
         let classFolders: [(String, CXRClass?)]
         if isDirectory(folder + "/bacterial") || isDirectory(folder + "/viral") {

@@ -43,7 +43,9 @@ public func readPredictions(path: String, renormalize: Bool = false) throws(Pred
     let bytes: [UInt8]
     do { bytes = try readFile(path) } catch { throw .unreadable(path: path, message: error.description) }
     let table: [[String]]
-    do { table = try parseCSV(String(decoding: bytes, as: UTF8.self)) } catch {
+    // A UTF-8 byte-order mark (spreadsheet exports write one) is not part of the first column's name.
+    let text = bytes.starts(with: [0xEF, 0xBB, 0xBF]) ? Array(bytes.dropFirst(3)) : bytes
+    do { table = try parseCSV(String(decoding: text, as: UTF8.self)) } catch {
         throw .badValue(path: path, row: error.line, column: "-", message: error.message)
     }
     guard let header = table.first else { throw .empty(path: path) }

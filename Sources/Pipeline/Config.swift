@@ -58,8 +58,10 @@ extension PipelineConfig {
     ///
     /// - Throws: `ConfigError` naming the file and key.
     public static func load(path: String, profile: String) throws(ConfigError) -> PipelineConfig {
+        var isFolder: ObjCBool = false
+        let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isFolder)
+        if exists && isFolder.boolValue { throw .unreadable(path: path, message: "a folder, not a configuration file") }
         guard let data = FileManager.default.contents(atPath: path) else {
-            let exists = FileManager.default.fileExists(atPath: path)
             throw .unreadable(path: path, message: exists ? "permission denied" : "no such file")
         }
         return try parse(data, path: path, profile: profile)
@@ -70,6 +72,9 @@ extension PipelineConfig {
         let tree: JSONValue
         do {
             tree = try JSONDecoder().decode(JSONValue.self, from: data)
+        } catch let DecodingError.typeMismatch(_, context) where !context.codingPath.isEmpty {
+            // A value no JSON type takes: in practice a number out of range (1e999).
+            throw .badValue(path: path, key: dotted(context.codingPath), message: "not a value this build can read (a number out of range?)")
         } catch {
             throw .invalidJSON(path: path, message: describe(error))
         }
@@ -78,6 +83,7 @@ extension PipelineConfig {
         }
         var merged = JSONValue.object(members)
         let profiles = members.removeValue(forKey: "profiles")
+        let base = JSONValue.object(members)
         if let profiles {
             guard case let .object(named) = profiles else {
                 throw .wrongType(path: path, key: "profiles", expected: "an object of profiles")
@@ -91,14 +97,11 @@ extension PipelineConfig {
         } else {
             merged = .object(members)
         }
-        let config: PipelineConfig
-        do {
-            let bytes = try JSONEncoder().encode(merged)
-            config = try JSONDecoder().decode(PipelineConfig.self, from: bytes)
-        } catch let error as DecodingError {
-            throw translate(error, path: path)
-        } catch {
-            throw .invalidJSON(path: path, message: describe(error))
+        let config = try decodeConfig(merged, path: path)
+        // The base must be valid on its own: a profile that overrides a broken key hides it only
+        // until another profile is chosen.
+        do { _ = try decodeConfig(base, path: path) } catch {
+            throw error.inBase
         }
         // Every key the typed config did not read is unknown.
         let known = ((try? JSONValue(encoding: config)) ?? .null).keyPaths()
@@ -107,6 +110,34 @@ extension PipelineConfig {
         }
         try config.validate(path: path)
         return config
+    }
+
+    /// The typed configuration of a merged tree, or the error naming the key.
+    private static func decodeConfig(_ tree: JSONValue, path: String) throws(ConfigError) -> PipelineConfig {
+        do {
+            return try JSONDecoder().decode(PipelineConfig.self, from: JSONEncoder().encode(tree))
+        } catch let error as DecodingError {
+            // Foundation reports a fraction where an integer belongs without the key: find it by
+            // rounding each fractional number in turn until the error changes.
+            if case let .dataCorrupted(context) = error, context.codingPath.isEmpty,
+               let key = tree.fractionalKeyPaths().first(where: { key in
+                   (try? JSONDecoder().decode(PipelineConfig.self, from: JSONEncoder().encode(tree.rounding(at: key)))) != nil
+                       || !isEmptyPathCorruption(tree.rounding(at: key))
+               }) {
+                throw .wrongType(path: path, key: key, expected: "an integer")
+            }
+            throw translate(error, path: path)
+        } catch {
+            throw .invalidJSON(path: path, message: describe(error))
+        }
+    }
+
+    /// Whether decoding `tree` still fails with a data-corruption error that names no key.
+    private static func isEmptyPathCorruption(_ tree: JSONValue) -> Bool {
+        do { _ = try JSONDecoder().decode(PipelineConfig.self, from: JSONEncoder().encode(tree)) } catch let DecodingError.dataCorrupted(context) {
+            return context.codingPath.isEmpty
+        } catch { return false }
+        return false
     }
 
     private func validate(path: String) throws(ConfigError) {
@@ -141,6 +172,28 @@ extension PipelineConfig {
         if classify.batchSize < 1 || classify.epochs < 1 {
             throw .badValue(path: path, key: "classify", message: "batchSize and epochs must be positive")
         }
+        let trainers: [(String, Double, Double?, Double?, Double, Int, Int)] = [
+            ("segment", segment.learningRate, nil, nil, segment.plateauFactor, segment.plateauPatience, segment.earlyStoppingPatience),
+            ("classify", classify.learningRate, classify.momentum, classify.decay, classify.plateauFactor, classify.plateauPatience,
+             classify.earlyStoppingPatience),
+            ("ensemble.stacking", ensemble.stacking.learningRate, ensemble.stacking.momentum, ensemble.stacking.decay,
+             ensemble.stacking.plateauFactor, ensemble.stacking.plateauPatience, ensemble.stacking.earlyStoppingPatience),
+            ("ensemble.modelLevel", ensemble.modelLevel.learningRate, ensemble.modelLevel.momentum, ensemble.modelLevel.decay,
+             ensemble.modelLevel.plateauFactor, ensemble.modelLevel.plateauPatience, ensemble.modelLevel.earlyStoppingPatience),
+        ]
+        for (section, rate, momentum, decay, factor, plateau, patience) in trainers {
+            if !(rate > 0 && rate.isFinite) { throw .badValue(path: path, key: section + ".learningRate", message: "must be positive") }
+            if let momentum, !(0..<1).contains(momentum) { throw .badValue(path: path, key: section + ".momentum", message: "must be in [0, 1)") }
+            if let decay, !(decay >= 0) { throw .badValue(path: path, key: section + ".decay", message: "must not be negative") }
+            if !(factor > 0 && factor < 1) { throw .badValue(path: path, key: section + ".plateauFactor", message: "must be in (0, 1)") }
+            if plateau < 0 || patience < 0 {
+                throw .badValue(path: path, key: section, message: "plateauPatience and earlyStoppingPatience must not be negative")
+            }
+        }
+        for (key, value) in [("segment.batchNormMomentum", segment.batchNormMomentum), ("classify.batchNormMomentum", classify.batchNormMomentum),
+                             ("classify.dropConnect", classify.dropConnect)] where !(0..<1).contains(value) {
+            throw .badValue(path: path, key: key, message: "must be in [0, 1)")
+        }
         if ensemble.restarts < 1 { throw .badValue(path: path, key: "ensemble.restarts", message: "must be at least 1") }
         for (key, section) in [("ensemble.stacking", ensemble.stacking), ("ensemble.modelLevel", ensemble.modelLevel)]
         where section.epochs < 1 || section.batchSize < 1 {
@@ -154,10 +207,6 @@ extension PipelineConfig {
     }
 
     private static func translate(_ error: DecodingError, path: String) -> ConfigError {
-        func dotted(_ codingPath: [any CodingKey]) -> String {
-            codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }
-                .joined(separator: ".").replacingOccurrences(of: ".[", with: "[")
-        }
         switch error {
         case let .typeMismatch(type, context):
             return .wrongType(path: path, key: dotted(context.codingPath), expected: typeName(type))
@@ -180,6 +229,55 @@ extension PipelineConfig {
         case is Bool.Type: "true or false"
         default: "\(type)"
         }
+    }
+}
+
+/// A coding path as the configuration's dotted key ("classify.epochs", "profiles.ci.seed").
+private func dotted(_ codingPath: [any CodingKey]) -> String {
+    codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".").replacingOccurrences(of: ".[", with: "[")
+}
+
+extension ConfigError {
+    /// The same error, said of the base configuration (before the profile is laid over it).
+    var inBase: ConfigError {
+        switch self {
+        case let .wrongType(path, key, expected): .wrongType(path: path, key: key + " (in the base configuration)", expected: expected)
+        case let .missingKey(path, key): .missingKey(path: path, key: key + " (in the base configuration)")
+        case let .badValue(path, key, message): .badValue(path: path, key: key + " (in the base configuration)", message: message)
+        default: self
+        }
+    }
+}
+
+extension JSONValue {
+    /// Dotted paths of every number with a fractional part.
+    func fractionalKeyPaths(prefix: String = "") -> [String] {
+        switch self {
+        case let .object(members):
+            return members.keys.sorted().flatMap { key in members[key]!.fractionalKeyPaths(prefix: prefix.isEmpty ? key : prefix + "." + key) }
+        case let .number(value) where value != value.rounded() && value.isFinite:
+            return [prefix]
+        default:
+            return []
+        }
+    }
+
+    /// This tree with the number at dotted `path` rounded.
+    func rounding(at path: String) -> JSONValue {
+        let parts = path.split(separator: ".", maxSplits: 1).map(String.init)
+        switch self {
+        case var .object(members):
+            guard let first = parts.first, let child = members[first] else { return self }
+            members[first] = parts.count == 1 ? child.roundedNumber : child.rounding(at: parts[1])
+            return .object(members)
+        default:
+            return self
+        }
+    }
+
+    private var roundedNumber: JSONValue {
+        if case let .number(value) = self { return .number(value.rounded()) }
+        return self
     }
 }
 

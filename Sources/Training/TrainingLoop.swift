@@ -47,7 +47,6 @@ public struct EpochRecord: Codable, Sendable {
     public var valDice: Double?
     public var valIoU: Double?
     public var learningRate: Double
-    public var seconds: Double
     public var best: Bool
 }
 
@@ -115,10 +114,17 @@ public struct TrainingLoop<O: Optimizer> {
     var optimizer: O
     private(set) var state: TrainingState
     private(set) var log: [EpochRecord] = []
+    /// Wall time of each epoch in `log` (timing.json while training, the manifest's summary after:
+    /// kept out of log.jsonl so that file is byte-identical between runs).
+    private(set) var epochSeconds: [Double] = []
     private(set) var stopped = false
+    /// Test hook: called after each write of an epoch ("model", "log", "timing", "checkpoint") with
+    /// the epoch's number; throwing stops the run there, as a kill would.
+    var afterWrite: ((_ file: String, _ epoch: Int) throws -> Void)?
     let monitor: Monitor
 
     var checkpointPath: String { folder + "/training.safetensors" }
+    var timingPath: String { folder + "/timing.json" }
 
     /// A fresh run, or the run restored from `folder`'s checkpoint when `resuming`.
     public init(folder: String, parameters: ParameterStore, optimizer: O, epochs: Int, callbacks: CallbackSettings,
@@ -143,10 +149,16 @@ public struct TrainingLoop<O: Optimizer> {
             self.optimizer.state = restored.optimizer
             state = restored.state
             stopped = restored.metadata["stopped"] == "true"
+            // The checkpoint is the point of truth: a run killed after writing an epoch's log line
+            // but before its checkpoint reruns that epoch, so the line is dropped here.
             if let data = FileManager.default.contents(atPath: folder + "/log.jsonl") {
-                log = String(decoding: data, as: UTF8.self).split(separator: "\n").compactMap {
+                log = Array(String(decoding: data, as: UTF8.self).split(separator: "\n").compactMap {
                     try? JSONDecoder().decode(EpochRecord.self, from: Data($0.utf8))
-                }
+                }.prefix(state.epoch))
+            }
+            if let data = FileManager.default.contents(atPath: timingPath),
+               let seconds = try? JSONDecoder().decode([Double].self, from: data) {
+                epochSeconds = Array(seconds.prefix(state.epoch))
             }
             sink(.note("resuming from \(checkpointPath) after epoch \(state.epoch)"))
         } catch {
@@ -172,18 +184,23 @@ public struct TrainingLoop<O: Optimizer> {
             let watched = monitor.value(validation)
             let isBest = state.best.isBest(current: watched, epoch: state.epoch)
             do {
+                let epoch = state.epoch + 1
                 if isBest {
                     var metadata = weightsMetadata
-                    metadata["epoch"] = String(state.epoch + 1)
+                    metadata["epoch"] = String(epoch)
                     try writer.write(try Safetensors.encode(parameters.allTensors, metadata: metadata), to: "model.safetensors")
+                    try afterWrite?("model", epoch)
                 }
-                let record = EpochRecord(epoch: state.epoch + 1, loss: trainLoss, valLoss: Double(validation.loss),
+                let record = EpochRecord(epoch: epoch, loss: trainLoss, valLoss: Double(validation.loss),
                                          valAccuracy: validation.accuracy, valDice: validation.dice, valIoU: validation.iou,
-                                         learningRate: Double(optimizer.learningRate),
-                                         seconds: (Date().timeIntervalSince(started) * 1000).rounded() / 1000, best: isBest)
+                                         learningRate: Double(optimizer.learningRate), best: isBest)
                 log.append(record)
-                sink(.note(describe(record)))
+                epochSeconds.append((Date().timeIntervalSince(started) * 1000).rounded() / 1000)
+                sink(.note(describe(record, seconds: epochSeconds.last ?? 0)))
                 try writer.write(Array((log.map(jsonLine).joined(separator: "\n") + "\n").utf8), to: "log.jsonl")
+                try afterWrite?("log", epoch)
+                try writeFileAtomically(try canonicalJSON(epochSeconds), to: timingPath)
+                try afterWrite?("timing", epoch)
                 state.learningRate = state.plateau.update(current: watched, learningRate: optimizer.learningRate)
                 optimizer.learningRate = state.learningRate
                 stopped = state.earlyStopping.shouldStop(current: watched)
@@ -191,6 +208,7 @@ public struct TrainingLoop<O: Optimizer> {
                 let checkpoint = try TrainingCheckpoint.encode(store: parameters, optimizer: optimizer.state, state: state,
                                                                metadata: ["stopped": stopped ? "true" : "false"])
                 try writeFileAtomically(checkpoint, to: checkpointPath)
+                try afterWrite?("checkpoint", epoch)
             } catch {
                 throw .wrapping(error, folder: folder)
             }
@@ -210,6 +228,7 @@ public struct TrainingLoop<O: Optimizer> {
             let bytes = try readFile(path)
             try parameters.load(try Safetensors.decode(bytes, source: path).tensors, source: path)
             try? FileManager.default.removeItem(atPath: checkpointPath)
+            try? FileManager.default.removeItem(atPath: timingPath)
             try writer.write(bytes, to: "model.safetensors")
             try writer.write(try readFile(folder + "/log.jsonl"), to: "log.jsonl")
         } catch {
@@ -223,15 +242,16 @@ public struct TrainingLoop<O: Optimizer> {
         ["epochsRun": .number(Double(log.count)), "stoppedEarly": .bool(log.count < epochs),
          "bestEpoch": .number(Double((state.best.bestEpoch ?? 0) + 1)),
          "bestValLoss": .number(best?.valLoss ?? .nan), "bestValAccuracy": .number(best?.valAccuracy ?? .nan),
-         "trainingSeconds": .number(log.reduce(0) { $0 + $1.seconds })]
+         "trainingSeconds": .number(epochSeconds.reduce(0, +)),
+         "epochSeconds": .array(epochSeconds.map { .number($0) })]
     }
 
-    private func describe(_ record: EpochRecord) -> String {
+    private func describe(_ record: EpochRecord, seconds: Double) -> String {
         var text = "epoch \(record.epoch) [\(label)]: loss \(formatFixed(record.loss, decimals: 4)), "
             + "val loss \(formatFixed(record.valLoss, decimals: 4)), val accuracy \(formatFixed(record.valAccuracy, decimals: 4))"
         if let dice = record.valDice { text += ", val Dice \(formatFixed(dice, decimals: 4))" }
         if let iou = record.valIoU { text += ", val IoU \(formatFixed(iou, decimals: 4))" }
-        text += ", \(formatFixed(record.seconds, decimals: 0)) s"
+        text += ", \(formatFixed(seconds, decimals: 0)) s"
         return text + (record.best ? " (best)" : "")
     }
 }

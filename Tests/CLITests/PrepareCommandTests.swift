@@ -60,6 +60,13 @@ final class PrepareCommandTests: ScratchTestCase {
                                                "--source", "bad", "--name", "k"], in: scratch)
         XCTAssertEqual(profile.status, 78)
         XCTAssertTrue(profile.stderr.contains("no profile 'huge'"), profile.stderr)
+
+        // --artifacts naming a file: an I/O error that says so, not a Foundation error number.
+        try writeFileAtomically(Array("x".utf8), to: scratch + "/afile")
+        let file = try runStage("prepare", ["--config", Self.config, "--profile", "ci", "--artifacts", "afile", "--layout", "synthetic",
+                                            "--source", "syn", "--name", "s", "--progress", "none"], in: scratch)
+        XCTAssertEqual(file.status, 74)
+        XCTAssertTrue(file.stderr.contains("afile is a file, not a folder") && !file.stderr.contains("NSCocoaErrorDomain"), file.stderr)
     }
 
     func testEvaluateRejectsAMalformedFileNamingRowAndColumn() throws {

@@ -76,6 +76,39 @@ final class ConfigTests: XCTestCase {
         }
     }
 
+    func testHolesAHostileUserFound() throws {
+        // A fraction where an integer belongs names its key (Foundation's own error names none).
+        assertError(.wrongType(path: "p.json", key: "classify.batchSize", expected: "an integer")) { tree in
+            var classify = tree["classify"] as! [String: Any]
+            classify["batchSize"] = 2.5
+            tree["classify"] = classify
+        }
+        // The base must be valid even where the chosen profile overrides the key.
+        assertError(.wrongType(path: "p.json", key: "classify.epochs (in the base configuration)", expected: "an integer"), profile: "quick") { tree in
+            var classify = tree["classify"] as! [String: Any]
+            classify["epochs"] = "many"
+            tree["classify"] = classify
+        }
+        // A negative learning rate would train by gradient ascent.
+        for section in ["segment", "classify"] {
+            assertError(.badValue(path: "p.json", key: section + ".learningRate", message: "must be positive")) { tree in
+                var part = tree[section] as! [String: Any]
+                part["learningRate"] = -0.1
+                tree[section] = part
+            }
+        }
+        // A number out of range, and a folder given as the file.
+        let text = try String(contentsOfFile: Self.repositoryConfig, encoding: .utf8).replacingOccurrences(of: "\"seed\": 42", with: "\"seed\": 1e999")
+        XCTAssertThrowsError(try PipelineConfig.parse(Data(text.utf8), path: "p.json", profile: "paper")) { error in
+            guard case let .badValue(_, key, message)? = error as? ConfigError else { return XCTFail("\(error)") }
+            XCTAssertEqual(key, "seed")
+            XCTAssertTrue(message.contains("out of range"), message)
+        }
+        XCTAssertThrowsError(try PipelineConfig.load(path: NSTemporaryDirectory(), profile: "paper")) { error in
+            XCTAssertEqual(error as? ConfigError, .unreadable(path: NSTemporaryDirectory(), message: "a folder, not a configuration file"))
+        }
+    }
+
     func testUnknownProfileAndInvalidJSON() throws {
         assertError(.unknownProfile(path: "p.json", name: "fastest", known: ["ci", "demo", "fast", "paper", "quick"]), profile: "fastest") { _ in }
         XCTAssertThrowsError(try PipelineConfig.parse(Data("{\"seed\": ".utf8), path: "p.json", profile: "paper")) { error in

@@ -51,6 +51,13 @@ final class EvaluateTests: ScratchTestCase {
         XCTAssertEqual(again, predictions)
     }
 
+    func testAByteOrderMarkBeforeTheHeaderIsAccepted() throws {
+        let plain = try file(header + "a,normal,0.2,0.3,0.5\n", "plain.csv")
+        let marked = scratch + "/bom.csv"
+        try writeFileAtomically([0xEF, 0xBB, 0xBF] + Array((header + "a,normal,0.2,0.3,0.5\n").utf8), to: marked)
+        XCTAssertEqual(try readPredictions(path: marked).predictions, try readPredictions(path: plain).predictions)
+    }
+
     func testEvaluateIsByteIdenticalForASeedAndWritesEveryFigure() throws {
         var g = SplitMix64(seed: 3)
         var text = header

@@ -227,6 +227,19 @@ final class IngestionTests: ScratchTestCase {
         assertFails(scratch + "/p", .pairs, mentioning: scratch + "/p/masks/a.png: size 6×5, expected 6×4")
     }
 
+    func testAKermanyFolderWithOnlyItsTestPartIsAnEvaluationSet() throws {
+        let jpeg = try GrayImage(width: 8, height: 8, filledWith: 100).jpegData()
+        try write(jpeg, "official/test/NORMAL/IM-0001-0001.jpeg")
+        try write(jpeg, "official/test/PNEUMONIA/person1_virus_1.jpeg")
+        try write(jpeg, "official/test/PNEUMONIA/person2_bacteria_2.jpeg")
+        var settings = settings(.kermany)
+        settings.allTest = true
+        let result = try runPrepare(try context(scratch + "/artifacts"), source: scratch + "/official", name: "official", settings: settings)
+        let dataset = try Dataset(folder: result.folder, manifest: result.manifest)
+        XCTAssertEqual(dataset.rows.map(\.split), [.test, .test, .test])
+        XCTAssertEqual(Set(dataset.rows.compactMap(\.label)), [.normal, .viral, .bacterial])
+    }
+
     func testEmptyClassFolderMissingFoldersAndUnlabelledFilesAreNamed() throws {
         let jpeg = try GrayImage(width: 8, height: 8, filledWith: 100).jpegData()
         try write(jpeg, "k/train/NORMAL/IM-0001-0001.jpeg")
