@@ -158,6 +158,11 @@ private func pairs(root: String) throws(IngestError) -> [Candidate] {
 private func imageFiles(in folder: String, expected: String) throws(IngestError) -> [String] {
     guard isDirectory(folder) else { throw .missingFolder(path: folder, expected: expected) }
     let entries = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+    // An entry that is neither a file nor a folder once links are followed — a dangling or looping
+    // symbolic link — is an unreadable image: it stops the run rather than vanishing from the data.
+    for entry in entries.sorted(by: utf8Less) where !entry.hasPrefix(".") && !isFile(folder + "/" + entry) && !isDirectory(folder + "/" + entry) {
+        throw .file(FileError(path: folder + "/" + entry, message: "cannot be read (a broken or looping symbolic link?)"))
+    }
     let files = entries.filter { !$0.hasPrefix(".") && isFile(folder + "/" + $0) }.sorted(by: utf8Less)
     if files.isEmpty { throw .emptyFolder(path: folder) }
     return files

@@ -143,6 +143,7 @@ public func runClassifyTrain(_ context: StageContext, loss: ClassificationLoss, 
             guard result.loss.isFinite else { throw .notFinite(epoch: epoch, step: step, lastCheckpoint: folder + "/training.safetensors") }
             lossSum += Double(result.loss)
             sink(.progress(task: "epoch \(epoch + 1)/\(config.epochs) [\(settings.loss.rawValue)]", done: step + 1, total: stepsPerEpoch))
+            try stopIfInterrupted(epoch: epoch, folder: folder)
         }
         generators["dropConnect"] = dropConnect
         return lossSum / Double(stepsPerEpoch)

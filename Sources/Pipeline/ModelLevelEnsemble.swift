@@ -221,6 +221,7 @@ func trainModelLevel(_ context: StageContext, cache: DCLCache, splits: [Split], 
                 sgd.step(parameters, gradients: gradients)
                 lossSum += Double(value)
                 context.sink(.progress(task: "epoch \(epoch + 1)/\(config.epochs) [model-level]", done: step + 1, total: stepsPerEpoch))
+                try stopIfInterrupted(epoch: epoch, folder: folder)
             }
             return lossSum / Double(stepsPerEpoch)
         }, validate: {

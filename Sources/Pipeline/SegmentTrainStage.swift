@@ -88,6 +88,7 @@ public func runSegmentTrain(_ context: StageContext, loss: SegmentationLoss, dat
             guard result.loss.isFinite else { throw .notFinite(epoch: epoch, step: step, lastCheckpoint: folder + "/training.safetensors") }
             lossSum += Double(result.loss)
             sink(.progress(task: "epoch \(epoch + 1)/\(config.epochs) [\(loss.rawValue)]", done: step + 1, total: stepsPerEpoch))
+            try stopIfInterrupted(epoch: epoch, folder: folder)
         }
         generators["augment"] = augment
         generators["dropConnect"] = dropConnect

@@ -137,6 +137,7 @@ func fitStacking(_ context: StageContext, members all: [Predictions], splits: [S
                 tape.backward(from: loss)
                 sgd.step(parameters, gradients: tape.parameterGradients())
                 lossSum += Double(value)
+                try stopIfInterrupted(epoch: epoch, folder: folder)
             }
             return lossSum / Double(stepsPerEpoch)
         }, validate: {

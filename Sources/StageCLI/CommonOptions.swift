@@ -31,6 +31,10 @@ public struct CommonOptions: ParsableArguments, Sendable {
 
     public init() {}
 
+    public func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+    }
+
     /// The configuration with the profile applied and `--threads` laid over it.
     public func loadConfig() throws(ConfigError) -> PipelineConfig {
         var config = try PipelineConfig.load(path: self.config, profile: profile)
@@ -48,6 +52,7 @@ public struct CommonOptions: ParsableArguments, Sendable {
         var config = try loadConfig()
         adjust(&config)
         Parallel.configure(threads: config.threads)
+        installInterruptionHandlers(stage: stage)
         let printer = EventPrinter(stage: stage, style: progress)
         return StageContext(config: config, artifacts: artifacts, force: force, sink: { printer.handle($0) })
     }
@@ -132,13 +137,24 @@ final class EventPrinter: @unchecked Sendable {
     }
 }
 
+/// SIGINT and SIGTERM: training stops at its next step (the stage then exits 70, "rerun to
+/// resume"); any other stage, or a second signal, exits 70 at once with that message.
+func installInterruptionHandlers(stage: String) {
+    Interruption.install(immediate: { number in
+        FileHandle.standardError.write(Data("\n\(stage): interrupted (signal \(number)); nothing incomplete is marked complete — rerun to resume\n".utf8))
+        exit(StageExit.software)
+    }, deferred: { number in
+        FileHandle.standardError.write(Data("\n\(stage): interrupted (signal \(number)); stopping after this step\n".utf8))
+    })
+}
+
 /// Exit codes shared by every stage (sysexits.h values).
 public enum StageExit {
     /// Bad input data: a corrupt image, a missing mask, a malformed file.
     public static let dataError: Int32 = 65
     /// A named input (folder, artifact) does not exist.
     public static let noInput: Int32 = 66
-    /// Training diverged (NaN loss).
+    /// Training diverged (NaN loss), or the stage was interrupted (rerun to resume).
     public static let software: Int32 = 70
     /// Reading or writing failed.
     public static let ioError: Int32 = 74

@@ -177,6 +177,14 @@ public struct TrainingLoop<O: Optimizer> {
     public mutating func run(writer: inout ArtifactWriter, sink: EventSink, continueAfter: (Int) -> Bool,
                       trainEpoch: (Int, inout O, inout [String: SplitMix64]) throws(TrainingError) -> Double,
                       validate: () -> Validation) throws(TrainingError) {
+        try Interruption.training { () throws(TrainingError) in
+            try runEpochs(writer: &writer, sink: sink, continueAfter: continueAfter, trainEpoch: trainEpoch, validate: validate)
+        }
+    }
+
+    private mutating func runEpochs(writer: inout ArtifactWriter, sink: EventSink, continueAfter: (Int) -> Bool,
+                                    trainEpoch: (Int, inout O, inout [String: SplitMix64]) throws(TrainingError) -> Double,
+                                    validate: () -> Validation) throws(TrainingError) {
         while state.epoch < epochs && !stopped {
             let started = Date()
             let trainLoss = try trainEpoch(state.epoch, &optimizer, &state.generators)
@@ -254,6 +262,14 @@ public struct TrainingLoop<O: Optimizer> {
         text += ", \(formatFixed(seconds, decimals: 0)) s"
         return text + (record.best ? " (best)" : "")
     }
+}
+
+/// Throws an interruption (rerun to resume from the last epoch's checkpoint) when SIGINT or SIGTERM
+/// arrived: the epoch loops call it after every step.
+///
+/// - Parameter epoch: the 0-based epoch in progress (= the epochs the checkpoint holds).
+public func stopIfInterrupted(epoch: Int, folder: String) throws(TrainingError) {
+    if Interruption.requested { throw .interrupted(afterEpoch: epoch, checkpoint: folder + "/training.safetensors") }
 }
 
 /// The train and val rows of a dataset a training stage needs.

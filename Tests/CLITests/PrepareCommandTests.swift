@@ -119,4 +119,63 @@ final class PrepareCommandTests: ScratchTestCase {
         let notAnEnsemble = try runStage("ensemble", ["predict"] + common + ["--model", "art/nothing", "--data", "x"], in: scratch)
         XCTAssertEqual(notAnEnsemble.status, 66)
     }
+
+    func testCtrlCStopsTrainingAtAStepWithExit70AndTheRerunResumes() throws {
+        // A configuration whose ci profile trains long enough to be interrupted.
+        let text = try String(contentsOfFile: Self.config, encoding: .utf8)
+        var tree = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+        var profiles = try XCTUnwrap(tree["profiles"] as? [String: Any])
+        var ci = try XCTUnwrap(profiles["ci"] as? [String: Any])
+        var segment = try XCTUnwrap(ci["segment"] as? [String: Any])
+        segment["epochs"] = 200
+        ci["segment"] = segment
+        profiles["ci"] = ci
+        tree["profiles"] = profiles
+        try writeFileAtomically(Array(try JSONSerialization.data(withJSONObject: tree)), to: scratch + "/long.json")
+        let common = ["--config", "long.json", "--profile", "ci", "--artifacts", "art", "--progress", "text"]
+        XCTAssertEqual(try runStage("prepare", common + ["--layout", "synthetic", "--source", "syn", "--name", "s"], in: scratch).status, 0)
+        XCTAssertEqual(try runStage("prepare", common + ["--layout", "montgomery", "--source", "syn/montgomery", "--name", "lungs",
+                                                         "--test-fraction", "0.25"], in: scratch).status, 0)
+
+        // Interrupt during epoch 2 (epoch 1's checkpoint written): exit 70, and the rerun resumes.
+        let first = try interrupt(["train"] + common + ["--loss", "bce", "--data", "lungs"], after: "epoch 2/")
+        XCTAssertEqual(first.status, 70, first.text)
+        XCTAssertTrue(first.text.contains("interrupted (signal 2)") && first.text.contains("rerun to resume"), first.text)
+        XCTAssertTrue(first.text.contains("stopped after epoch"), first.text)
+        let second = try interrupt(["train"] + common + ["--loss", "bce", "--data", "lungs"], after: "resuming from")
+        XCTAssertEqual(second.status, 70, second.text)
+        XCTAssertTrue(second.text.contains("resuming from") && second.text.contains("training.safetensors after epoch"), second.text)
+    }
+
+    /// Runs `segment` with `arguments`, sends SIGINT once `marker` appears on standard error, and
+    /// returns the exit status and everything it wrote there.
+    func interrupt(_ arguments: [String], after marker: String) throws -> (status: Int32, text: String) {
+        let bundle = Bundle(for: PrepareCommandTests.self).bundleURL
+        let process = Process()
+        process.executableURL = (bundle.pathExtension == "xctest" ? bundle.deletingLastPathComponent() : bundle).appendingPathComponent("segment")
+        process.arguments = arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: scratch)
+        let err = Pipe()
+        process.standardError = err
+        process.standardOutput = Pipe()
+        let collected = TextBox()
+        err.fileHandleForReading.readabilityHandler = { handle in collected.append(handle.availableData) }
+        try process.run()
+        let deadline = Date().addingTimeInterval(120)
+        while !collected.text.contains(marker) && Date() < deadline && process.isRunning { usleep(20_000) }
+        process.interrupt()
+        process.waitUntilExit()
+        err.fileHandleForReading.readabilityHandler = nil
+        collected.append(err.fileHandleForReading.readDataToEndOfFile())
+        return (process.terminationStatus, collected.text)
+    }
+}
+
+/// Text gathered from a pipe's readability handler (another thread).
+final class TextBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var data = Data()
+
+    func append(_ more: Data) { lock.withLock { data.append(more) } }
+    var text: String { lock.withLock { String(decoding: data, as: UTF8.self) } }
 }

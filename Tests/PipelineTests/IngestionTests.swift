@@ -227,6 +227,19 @@ final class IngestionTests: ScratchTestCase {
         assertFails(scratch + "/p", .pairs, mentioning: scratch + "/p/masks/a.png: size 6×5, expected 6×4")
     }
 
+    func testDanglingAndLoopingLinksStopTheRunNamingThem() throws {
+        let jpeg = try GrayImage(width: 8, height: 8, filledWith: 100).jpegData()
+        try write(jpeg, "links/train/NORMAL/IM-0001-0001.jpeg")
+        try write(jpeg, "links/train/PNEUMONIA/person1_virus_1.jpeg")
+        let dangling = scratch + "/links/train/NORMAL/IM-0002-0001.jpeg"
+        try FileManager.default.createSymbolicLink(atPath: dangling, withDestinationPath: scratch + "/nothing-here.jpeg")
+        assertFails(scratch + "/links", .kermany, mentioning: dangling + ": cannot be read")
+        try FileManager.default.removeItem(atPath: dangling)
+        let loop = scratch + "/links/train/PNEUMONIA/person2_virus_2.jpeg"
+        try FileManager.default.createSymbolicLink(atPath: loop, withDestinationPath: loop)
+        assertFails(scratch + "/links", .kermany, mentioning: loop + ": cannot be read")
+    }
+
     func testAKermanyFolderWithOnlyItsTestPartIsAnEvaluationSet() throws {
         let jpeg = try GrayImage(width: 8, height: 8, filledWith: 100).jpegData()
         try write(jpeg, "official/test/NORMAL/IM-0001-0001.jpeg")
