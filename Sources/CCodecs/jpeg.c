@@ -43,7 +43,7 @@ static void install(error_manager *errors, char *message) {
     errors->warnings = 0;
 }
 
-int cxr_jpeg_decode(const uint8_t *data, size_t size, cxr_raster *out, char *message) {
+int cxr_jpeg_decode(const uint8_t *data, size_t size, size_t max_bytes, cxr_raster *out, char *message) {
     memset(out, 0, sizeof(*out));
     message[0] = 0;
     if (size < 3 || data[0] != 0xFF || data[1] != 0xD8) {
@@ -77,6 +77,13 @@ int cxr_jpeg_decode(const uint8_t *data, size_t size, cxr_raster *out, char *mes
         return CXR_UNSUPPORTED;
     }
     info.out_color_space = info.num_components == 1 ? JCS_GRAYSCALE : JCS_RGB;
+    double decoded = (double)info.image_width * (double)info.image_height * (info.num_components == 1 ? 1.0 : 3.0);
+    if (max_bytes > 0 && decoded > (double)max_bytes) {
+        snprintf(message, CXR_MESSAGE_SIZE, "%u x %u pixels, %d channel(s) of 8 bits: %.0f bytes decoded, above the limit of %zu",
+                 info.image_width, info.image_height, info.num_components == 1 ? 1 : 3, decoded, max_bytes);
+        jpeg_destroy_decompress(&info);
+        return CXR_TOO_LARGE;
+    }
     jpeg_start_decompress(&info);
     int width = (int)info.output_width;
     int height = (int)info.output_height;

@@ -40,7 +40,7 @@ static void read_bytes(png_structp png, png_bytep destination, png_size_t count)
     reader->offset += count;
 }
 
-int cxr_png_decode(const uint8_t *data, size_t size, cxr_raster *out, char *message) {
+int cxr_png_decode(const uint8_t *data, size_t size, size_t max_bytes, cxr_raster *out, char *message) {
     memset(out, 0, sizeof(*out));
     message[0] = 0;
     if (size < 8 || png_sig_cmp(data, 0, 8) != 0) {
@@ -81,6 +81,12 @@ int cxr_png_decode(const uint8_t *data, size_t size, cxr_raster *out, char *mess
     int channels = png_get_channels(png, info);
     int bit_depth = png_get_bit_depth(png, info);
     size_t row_bytes = png_get_rowbytes(png, info);
+    if (max_bytes > 0 && (double)row_bytes * (double)height > (double)max_bytes) {
+        snprintf(message, CXR_MESSAGE_SIZE, "%d x %d pixels, %d channel(s) of %d bits: %.0f bytes decoded, above the limit of %zu",
+                 width, height, channels, bit_depth, (double)row_bytes * (double)height, max_bytes);
+        png_destroy_read_struct(&png, &info, NULL);
+        return CXR_TOO_LARGE;
+    }
     pixels = malloc(row_bytes * (size_t)height);
     rows = malloc(sizeof(png_bytep) * (size_t)height);
     if (!pixels || !rows) png_error(png, "out of memory");

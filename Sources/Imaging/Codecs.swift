@@ -32,6 +32,12 @@ public struct DecodedInfo: Sendable, Equatable {
 }
 
 extension GrayImage {
+    /// The largest decoded raster (width × height × channels × bytes per sample) any image may have:
+    /// 256 MiB, an 8192 × 8192 RGB image or a 16-bit gray one with alpha — above the largest chest
+    /// X-ray; `CXR_MAX_IMAGE_BYTES` sets another. A 400 KB PNG can declare 20000 × 20000 pixels, so
+    /// the check comes from the header, before decoding.
+    public static let decodeLimit: Int = ProcessInfo.processInfo.environment["CXR_MAX_IMAGE_BYTES"].flatMap { Int($0) } ?? (256 << 20)
+
     /// Decodes a PNG or JPEG held in memory.
     ///
     /// Colour becomes gray by ITU-R BT.601 luma, 0.299 R + 0.587 G + 0.114 B (the weights of
@@ -40,7 +46,9 @@ extension GrayImage {
     ///
     /// - Parameter source: the name used in error messages (usually the file path).
     /// - Throws: `ImagingError.corrupt` / `.unsupported` naming `source`.
-    public static func decode(_ bytes: [UInt8], source: String = "<memory>") throws(ImagingError)
+    /// - Parameter maxBytes: the largest decoded raster accepted, checked from the file's header
+    ///   before any pixel is allocated (`decodeLimit` by default).
+    public static func decode(_ bytes: [UInt8], source: String = "<memory>", maxBytes: Int = decodeLimit) throws(ImagingError)
         -> (image: GrayImage, info: DecodedInfo)
     {
         if bytes.isEmpty { throw .corrupt(source: source, message: "the file is empty (0 bytes)") }
@@ -52,8 +60,8 @@ extension GrayImage {
         let status = bytes.withUnsafeBufferPointer { buffer in
             message.withUnsafeMutableBufferPointer { text in
                 switch format {
-                case .png: cxr_png_decode(buffer.baseAddress, buffer.count, &raster, text.baseAddress)
-                case .jpeg: cxr_jpeg_decode(buffer.baseAddress, buffer.count, &raster, text.baseAddress)
+                case .png: cxr_png_decode(buffer.baseAddress, buffer.count, maxBytes, &raster, text.baseAddress)
+                case .jpeg: cxr_jpeg_decode(buffer.baseAddress, buffer.count, maxBytes, &raster, text.baseAddress)
                 }
             }
         }
@@ -63,6 +71,8 @@ extension GrayImage {
         case Int(CXR_OK): break
         case Int(CXR_UNSUPPORTED): throw .unsupported(source: source, message: text)
         case Int(CXR_NO_MEMORY): throw .corrupt(source: source, message: "out of memory while decoding")
+        case Int(CXR_TOO_LARGE):
+            throw .unsupported(source: source, message: "too large to decode: \(text) (CXR_MAX_IMAGE_BYTES raises the limit)")
         default: throw .corrupt(source: source, message: "\(format.rawValue.uppercased()): \(text)")
         }
         let width = Int(raster.width), height = Int(raster.height)

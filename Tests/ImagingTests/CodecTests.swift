@@ -123,6 +123,23 @@ final class CodecTests: XCTestCase {
         XCTAssertLessThan(zip(jpeg.pixels, smooth.pixels).map { abs($0 - $1) }.max()!, 3)
     }
 
+    func testRastersAboveTheLimitAreRefusedFromTheirHeader() throws {
+        // A blank 3000 × 3000 PNG compresses to a few KB but decodes to 9 MB.
+        let png = try GrayImage(width: 3000, height: 3000, filledWith: 0).pngData()
+        XCTAssertLessThan(png.count, 100_000)
+        XCTAssertThrowsError(try GrayImage.decode(png, source: "big.png", maxBytes: 1_000_000)) { error in
+            guard case let .unsupported(source, message)? = error as? ImagingError else { return XCTFail("\(error)") }
+            XCTAssertEqual(source, "big.png")
+            XCTAssertTrue(message.contains("3000 x 3000") && message.contains("9000000 bytes") && message.contains("1000000"), message)
+        }
+        XCTAssertEqual(try GrayImage.decode(png, source: "big.png", maxBytes: 9_000_000).image.width, 3000)
+        let jpeg = try GrayImage(width: 2000, height: 1000, filledWith: 0).jpegData()
+        XCTAssertThrowsError(try GrayImage.decode(jpeg, source: "big.jpeg", maxBytes: 1_999_999)) { error in
+            XCTAssertTrue("\(error)".contains("2000 x 1000"), "\(error)")
+        }
+        XCTAssertEqual(GrayImage.decodeLimit, 256 << 20)
+    }
+
     func testAtomicWriteLeavesNoTemporaryFile() throws {
         let folder = NSTemporaryDirectory() + "atomic-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: folder) }

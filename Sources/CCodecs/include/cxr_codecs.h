@@ -14,6 +14,7 @@ enum {
     CXR_CORRUPT = 1,      ///< not a valid file of the format, truncated, or damaged data
     CXR_UNSUPPORTED = 2,  ///< a valid file of a kind the project does not read (CMYK, 12-bit JPEG)
     CXR_NO_MEMORY = 3,
+    CXR_TOO_LARGE = 4,    ///< the decoded raster would exceed the caller's byte limit
 };
 
 /// Decoded pixels: interleaved rows; 16-bit samples in native byte order.
@@ -29,11 +30,13 @@ typedef struct {
 #define CXR_MESSAGE_SIZE 256
 
 /// Decodes a PNG of any colour type; palettes are expanded to RGB, gray below 8 bits to 8 bits.
-int cxr_png_decode(const uint8_t *data, size_t size, cxr_raster *out, char *message);
+/// A raster of more than `max_bytes` decoded bytes (0: no limit) is refused from its header, before
+/// any pixel is allocated.
+int cxr_png_decode(const uint8_t *data, size_t size, size_t max_bytes, cxr_raster *out, char *message);
 
 /// Decodes an 8-bit baseline or progressive JPEG to gray or RGB. Any libjpeg warning
 /// (premature end of data, corrupt entropy data) is treated as an error.
-int cxr_jpeg_decode(const uint8_t *data, size_t size, cxr_raster *out, char *message);
+int cxr_jpeg_decode(const uint8_t *data, size_t size, size_t max_bytes, cxr_raster *out, char *message);
 
 /// Encodes gray (channels 1) or RGB (channels 3) PNG at bit depth 8, or gray at 16.
 int cxr_png_encode(const void *pixels, int width, int height, int channels, int bit_depth,
