@@ -120,11 +120,7 @@ public func runClassifyTrain(_ context: StageContext, loss: ClassificationLoss, 
         label: loss.rawValue, weightsMetadata: ["format": "multiloss-cxr/classifier", "loss": loss.rawValue],
         resuming: resuming, sink: sink)
 
-    // Keras' balanced class weights, or none.
-    let counts = (0..<3).map { c in train.labels.filter { $0 == c }.count }
-    let present = counts.filter { $0 > 0 }.count
-    let classWeights: [Float]? = config.classWeights
-        ? counts.map { $0 == 0 ? 0 : Float(Double(train.count) / (Double(present) * Double($0))) } : nil
+    let classWeights = config.classWeights ? balancedClassWeights(train.labels) : nil
     let lossSettings = config.codeCompat ? ClassificationLossSettings.codeCompat : ClassificationLossSettings()
     let stepsPerEpoch = max(1, train.count / config.batchSize)  // Keras: n // batch
 

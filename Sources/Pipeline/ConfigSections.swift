@@ -123,19 +123,26 @@ func decodeNamed<T>(_ decoder: any Decoder, _ names: [String], _ make: (String) 
     }
     return value
 }
-extension SegmentConfig {
+/// A configuration section with Keras-style callbacks.
+protocol CallbackSection {
+    var plateauFactor: Double { get }
+    var plateauPatience: Int { get }
+    var earlyStoppingPatience: Int { get }
+    var minDelta: Double { get }
+    var minLearningRate: Double { get }
+}
+
+extension CallbackSection {
+    /// The callbacks' settings (watching the validation loss unless the caller says otherwise).
     var callbacks: CallbackSettings {
         CallbackSettings(plateauFactor: plateauFactor, plateauPatience: plateauPatience, earlyStoppingPatience: earlyStoppingPatience,
                          minDelta: minDelta, minLearningRate: minLearningRate)
     }
 }
 
-extension ClassifyConfig {
-    var callbacks: CallbackSettings {
-        CallbackSettings(plateauFactor: plateauFactor, plateauPatience: plateauPatience, earlyStoppingPatience: earlyStoppingPatience,
-                         minDelta: minDelta, minLearningRate: minLearningRate)
-    }
-}
+extension SegmentConfig: CallbackSection {}
+extension ClassifyConfig: CallbackSection {}
+extension MetaLearnerConfig: CallbackSection {}
 
 /// The `evaluate` stage's intervals and calibration bins.
 public struct EvaluateConfig: Codable, Sendable, Equatable {
@@ -206,10 +213,4 @@ public struct MetaLearnerConfig: Codable, Sendable, Equatable {
     public var classWeights: Bool
 }
 
-extension MetaLearnerConfig {
-    var callbacks: CallbackSettings {
-        CallbackSettings(plateauFactor: plateauFactor, plateauPatience: plateauPatience, earlyStoppingPatience: earlyStoppingPatience,
-                         minDelta: minDelta, minLearningRate: minLearningRate)
-    }
-}
 

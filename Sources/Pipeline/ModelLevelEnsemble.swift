@@ -183,11 +183,7 @@ func trainModelLevel(_ context: StageContext, cache: DCLCache, splits: [Split], 
                   decay: Float(config.decay))
     var callbacks = config.callbacks
     callbacks.monitor = .valAccuracy
-    let trainLabels = train.map { cache.labels[$0] }
-    let counts = (0..<3).map { c in trainLabels.filter { $0 == c }.count }
-    let present = counts.filter { $0 > 0 }.count
-    let classWeights: [Float]? = config.classWeights
-        ? counts.map { $0 == 0 ? 0 : Float(Double(train.count) / (Double(present) * Double($0))) } : nil
+    let classWeights = config.classWeights ? balancedClassWeights(train.map { cache.labels[$0] }) : nil
     let batchSize = min(config.batchSize, train.count)
     let stepsPerEpoch = train.count / batchSize
     let folder = writer.folder

@@ -108,10 +108,7 @@ func fitStacking(_ context: StageContext, members all: [Predictions], splits: [S
                   decay: Float(config.decay))
     var callbacks = config.callbacks
     callbacks.monitor = .valAccuracy
-    let counts = (0..<3).map { c in train.labels.filter { $0 == c }.count }
-    let present = counts.filter { $0 > 0 }.count
-    let classWeights: [Float]? = config.classWeights
-        ? counts.map { $0 == 0 ? 0 : Float(Double(train.count) / (Double(present) * Double($0))) } : nil
+    let classWeights = config.classWeights ? balancedClassWeights(train.labels) : nil
     let batchSize = min(config.batchSize, train.count)
     let stepsPerEpoch = train.count / batchSize
     let folder = writer.folder

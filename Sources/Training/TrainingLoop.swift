@@ -272,6 +272,14 @@ public func stopIfInterrupted(epoch: Int, folder: String) throws(TrainingError) 
     if Interruption.requested { throw .interrupted(afterEpoch: epoch, checkpoint: folder + "/training.safetensors") }
 }
 
+/// Keras' balanced class weights from the training labels: n / (K·n_c) over the K classes present
+/// (scikit-learn `compute_class_weight('balanced')`), 0 for a class absent from the training split.
+public func balancedClassWeights(_ labels: [Int], classes: Int = 3) -> [Float] {
+    let counts = (0..<classes).map { c in labels.filter { $0 == c }.count }
+    let present = counts.filter { $0 > 0 }.count
+    return counts.map { $0 == 0 ? 0 : Float(Double(labels.count) / (Double(present) * Double($0))) }
+}
+
 /// The train and val rows of a dataset a training stage needs.
 ///
 /// - Throws: `TrainingError.emptySplit` naming the dataset and the missing split.
