@@ -16,6 +16,7 @@ import Datasets
 import Engine
 import Ensembles
 import Foundation
+import Imaging
 import Losses
 import Metrics
 import Models
@@ -50,6 +51,7 @@ struct DCLCache {
         var files: [DCLCacheFile] = []
         var sizes: [Int: ClassificationLoss] = [:]
         var ids: [String] = [], labels: [Int] = []
+        var loaded: (interpolation: Interpolation, images: ClassificationImages)?
         for (index, member) in members.enumerated() {
             guard let manifest = context.store.completeManifest(at: member.folder),
                   let settings = try? JSONDecoder().decode(ClassifySettings.self, from: JSONEncoder().encode(manifest.config)) else {
@@ -62,11 +64,15 @@ struct DCLCache {
                     + "at another size; a model-level ensemble concatenates maps of one size"))
             }
             let path = folder + "/dcl-\(index + 1)-\(member.loss.rawValue).f16"
-            let images: ClassificationImages
-            do {
-                images = try ClassificationImages.load(dataset, rows: dataset.rows, size: size, interpolation: settings.config.interpolation,
-                                                       threads: context.threads, sink: context.sink)
-            } catch { throw .data(error) }
+            // The images are decoded once for every member that reads them alike.
+            if loaded?.interpolation != settings.config.interpolation {
+                do {
+                    loaded = (settings.config.interpolation,
+                              try ClassificationImages.load(dataset, rows: dataset.rows, size: size, interpolation: settings.config.interpolation,
+                                                            threads: context.threads, sink: context.sink))
+                } catch { throw .data(error) }
+            }
+            guard let images = loaded?.images else { continue }
             ids = images.ids
             labels = images.labels
             // The DCL of a 32·s input is s/16 + … : read it from one forward pass.
@@ -179,57 +185,19 @@ func trainModelLevel(_ context: StageContext, cache: DCLCache, splits: [Split], 
     guard !train.isEmpty else { throw .emptySplit(dataset: writer.folder, split: "training") }
     guard !val.isEmpty else { throw .emptySplit(dataset: writer.folder, split: "validation") }
     let parameters = ModelLevelHead.parameters(seed: seed, channels: cache.channels)
-    let sgd = SGD(learningRate: Float(config.learningRate), momentum: Float(config.momentum), nesterov: config.nesterov,
-                  decay: Float(config.decay))
-    var callbacks = config.callbacks
-    callbacks.monitor = .valAccuracy
-    let classWeights = config.classWeights ? balancedClassWeights(train.map { cache.labels[$0] }) : nil
     let batchSize = min(config.batchSize, train.count)
-    let stepsPerEpoch = train.count / batchSize
-    let folder = writer.folder
-    do {
-        var loop = try TrainingLoop(
-            folder: folder, parameters: parameters, optimizer: sgd, epochs: config.epochs, callbacks: callbacks,
-            generators: ["shuffle": SplitMix64(seed: seed, stream: 0x30DE)], label: "model-level",
-            weightsMetadata: ["format": "multiloss-cxr/model-level", "members": String(cache.files.count)],
-            resuming: resuming, sink: context.sink)
-        try loop.run(writer: &writer, sink: context.sink, continueAfter: continueAfter, trainEpoch: { epoch, sgd, generators throws(TrainingError) in
-            var order = Array(0..<train.count)
-            var shuffle = generators["shuffle"] ?? SplitMix64(seed: seed, stream: 0x30DE)
-            seededShuffle(&order, &shuffle)
-            generators["shuffle"] = shuffle
-            var lossSum = 0.0
-            for step in 0..<stepsPerEpoch {
-                let rows = order[(step * batchSize)..<((step + 1) * batchSize)].map { train[$0] }
-                let x: Tensor
-                do throws(StageError) { x = try cache.batch(rows) } catch { throw .artifact(.io(path: folder, message: error.description)) }
-                var y = [Float](repeating: 0, count: rows.count * 3)
-                for (b, i) in rows.enumerated() { y[b * 3 + cache.labels[i]] = 1 }
-                let tape = Tape(recording: true, training: true)
-                let p = tape.softmax(ModelLevelHead.forward(Layers(tape: tape, store: parameters), tape.constant(x)))
-                let loss = classificationLoss(.cce, tape: tape, probabilities: p, labels: Tensor(shape: [rows.count, 3], data: y),
-                                              classWeights: classWeights)
-                let value = tape.value(loss).data[0]
-                guard value.isFinite else { throw .notFinite(epoch: epoch, step: step, lastCheckpoint: folder + "/training.safetensors") }
-                tape.backward(from: loss)
-                var gradients = tape.parameterGradients()
-                if codeCompat { gradients = gradients.filter { $0.key.hasPrefix(ModelLevelHead.output) } }
-                sgd.step(parameters, gradients: gradients)
-                lossSum += Double(value)
-                context.sink(.progress(task: "epoch \(epoch + 1)/\(config.epochs) [model-level]", done: step + 1, total: stepsPerEpoch))
-                try stopIfInterrupted(epoch: epoch, folder: folder)
-            }
-            return lossSum / Double(stepsPerEpoch)
-        }, validate: {
-            guard let (predictions, loss) = try? modelLevelPredict(parameters, cache, rows: val, batchSize: batchSize) else {
-                return Validation(loss: .nan, accuracy: 0)
-            }
-            return Validation(loss: loss, accuracy: Ensembles.accuracy(predictions))
-        })
-        _ = try loop.finish(writer: &writer)
-    } catch {
-        throw .wrapping(error, folder: folder)
-    }
+    var head = HeadTraining(label: "model-level", format: "multiloss-cxr/model-level", shuffleStream: 0x30DE,
+                            inputs: { indices throws(StageError) in try cache.batch(indices.map { train[$0] }) },
+                            logits: { layers, x in ModelLevelHead.forward(layers, x) },
+                            validate: {
+                                guard let (predictions, loss) = try? modelLevelPredict(parameters, cache, rows: val, batchSize: batchSize) else {
+                                    return Validation(loss: .nan, accuracy: 0)
+                                }
+                                return Validation(loss: loss, accuracy: Ensembles.accuracy(predictions))
+                            })
+    if codeCompat { head.trains = { $0.hasPrefix(ModelLevelHead.output) } }
+    try trainHead(context, head, config: config, parameters: parameters, labels: train.map { cache.labels[$0] }, resuming: resuming,
+                  writer: &writer, continueAfter: continueAfter)
     return (try modelLevelPredict(parameters, cache, rows: val, batchSize: batchSize).predictions,
             test.isEmpty ? nil : try modelLevelPredict(parameters, cache, rows: test, batchSize: batchSize).predictions)
 }

@@ -104,46 +104,14 @@ func fitStacking(_ context: StageContext, members all: [Predictions], splits: [S
     guard val.count > 0 else { throw .emptySplit(dataset: writer.folder, split: "validation") }
 
     let parameters = StackingHead.parameters(seed: seed, inputs: train.width)
-    let sgd = SGD(learningRate: Float(config.learningRate), momentum: Float(config.momentum), nesterov: config.nesterov,
-                  decay: Float(config.decay))
-    var callbacks = config.callbacks
-    callbacks.monitor = .valAccuracy
-    let classWeights = config.classWeights ? balancedClassWeights(train.labels) : nil
-    let batchSize = min(config.batchSize, train.count)
-    let stepsPerEpoch = train.count / batchSize
-    let folder = writer.folder
-    do {
-        var loop = try TrainingLoop(
-            folder: folder, parameters: parameters, optimizer: sgd, epochs: config.epochs, callbacks: callbacks,
-            generators: ["shuffle": SplitMix64(seed: seed, stream: 0x57AC)], label: "stacking",
-            weightsMetadata: ["format": "multiloss-cxr/stacking", "members": String(all.count)],
-            resuming: resuming, sink: context.sink)
-        try loop.run(writer: &writer, sink: context.sink, continueAfter: continueAfter, trainEpoch: { epoch, sgd, generators throws(TrainingError) in
-            var order = Array(0..<train.count)
-            var shuffle = generators["shuffle"] ?? SplitMix64(seed: seed, stream: 0x57AC)
-            seededShuffle(&order, &shuffle)
-            generators["shuffle"] = shuffle
-            var lossSum = 0.0
-            for step in 0..<stepsPerEpoch {
-                let (x, y) = train.batch(Array(order[(step * batchSize)..<((step + 1) * batchSize)]))
-                let tape = Tape(recording: true, training: true)
-                let p = tape.softmax(StackingHead.forward(Layers(tape: tape, store: parameters), tape.constant(x)))
-                let loss = classificationLoss(.cce, tape: tape, probabilities: p, labels: y, classWeights: classWeights)
-                let value = tape.value(loss).data[0]
-                guard value.isFinite else { throw .notFinite(epoch: epoch, step: step, lastCheckpoint: folder + "/training.safetensors") }
-                tape.backward(from: loss)
-                sgd.step(parameters, gradients: tape.parameterGradients())
-                lossSum += Double(value)
-                try stopIfInterrupted(epoch: epoch, folder: folder)
-            }
-            return lossSum / Double(stepsPerEpoch)
-        }, validate: {
-            let (predictions, loss) = stackingPredict(parameters, val)
-            return Validation(loss: loss, accuracy: Ensembles.accuracy(predictions))
-        })
-        _ = try loop.finish(writer: &writer)
-    } catch {
-        throw .wrapping(error, folder: folder)
-    }
+    let head = HeadTraining(label: "stacking", format: "multiloss-cxr/stacking", shuffleStream: 0x57AC,
+                            inputs: { indices throws(StageError) in train.batch(indices).x },
+                            logits: { layers, x in StackingHead.forward(layers, x) },
+                            validate: {
+                                let (predictions, loss) = stackingPredict(parameters, val)
+                                return Validation(loss: loss, accuracy: Ensembles.accuracy(predictions))
+                            })
+    try trainHead(context, head, config: config, parameters: parameters, labels: train.labels, resuming: resuming, writer: &writer,
+                  continueAfter: continueAfter)
     return (stackingPredict(parameters, val).predictions, test.count > 0 ? stackingPredict(parameters, test).predictions : nil)
 }
