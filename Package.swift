@@ -67,7 +67,7 @@ let package = Package(
         .target(name: "Engine", dependencies: ["CBLAS", "CBLASRuntime", "SeededRandom", "Artifacts"], swiftSettings: swiftSettings),
         .target(name: "Losses", dependencies: ["Engine"], swiftSettings: swiftSettings),
         .target(name: "Models", dependencies: ["Engine", "SeededRandom"], swiftSettings: swiftSettings),
-        .target(name: "Metrics", swiftSettings: swiftSettings),
+        .target(name: "Metrics", dependencies: ["Artifacts", "SeededRandom"], swiftSettings: swiftSettings),
         .target(name: "Report", dependencies: ["Metrics"], swiftSettings: swiftSettings),
         .target(name: "Ensembles", dependencies: ["Metrics", "SeededRandom"], swiftSettings: swiftSettings),
         .target(name: "GradCAM", dependencies: ["Engine", "Models", "Imaging"], swiftSettings: swiftSettings),
@@ -99,7 +99,7 @@ let package = Package(
                           swiftSettings: swiftSettings),
         .executableTarget(name: "gradcam", dependencies: ["StageCLI", "Pipeline", "GradCAM", "Models", "Artifacts"],
                           swiftSettings: swiftSettings),
-        .executableTarget(name: "bench", dependencies: ["Engine", "Models", "SeededRandom", "Training",
+        .executableTarget(name: "bench", dependencies: ["Engine", "Models", "Pipeline", "SeededRandom", "Training",
                                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: swiftSettings),
 

@@ -67,13 +67,13 @@ public func readPredictions(path: String, renormalize: Bool = false) throws(Pred
         guard !id.isEmpty else { throw .badValue(path: path, row: row, column: "image", message: "empty image name") }
         guard seen.insert(id).inserted else { throw .badValue(path: path, row: row, column: "image", message: "'\(id)' appears twice") }
         let labelText = fields[position[1]]
-        guard let label = CXRClass(name: labelText.trimmingCharacters(in: .whitespaces)) else {
+        guard let label = CXRClass(name: String(blankStripped(labelText))) else {
             throw .badValue(path: path, row: row, column: "label",
                             message: "'\(labelText)' is not a class (bacterial, normal, viral or 0, 1, 2)")
         }
         var values: [Double] = []
         for (column, at) in zip(predictionColumns.suffix(3), position.suffix(3)) {
-            let text = fields[at].trimmingCharacters(in: .whitespaces)
+            let text = blankStripped(fields[at])
             guard let value = Double(text) else {
                 throw .badValue(path: path, row: row, column: column, message: "'\(text)' is not a number")
             }
@@ -106,4 +106,12 @@ public func predictionCSV(_ predictions: Predictions) -> String {
             + (0..<3).map { "\(predictions.p(i, $0))" }
     }
     return csvText(header: predictionColumns, rows: rows)
+}
+
+/// `text` without leading and trailing spaces and tabs (Foundation's trimming costs more than the
+/// rest of reading a million-row file).
+func blankStripped(_ text: String) -> Substring {
+    let blank: (Character) -> Bool = { $0 == " " || $0 == "\t" }
+    guard let start = text.firstIndex(where: { !blank($0) }), let end = text.lastIndex(where: { !blank($0) }) else { return "" }
+    return text[start...end]
 }

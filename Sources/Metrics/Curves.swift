@@ -12,7 +12,7 @@ struct BinaryCounts {
 
     init(truth: [Bool], scores: [Double]) {
         precondition(truth.count == scores.count, "truth and scores differ in length")
-        let order = scores.indices.sorted { scores[$0] > scores[$1] || (scores[$0] == scores[$1] && $0 > $1) }
+        let order = descendingOrder(scores)
         var tp = 0.0, fp = 0.0
         for (position, index) in order.enumerated() {
             if truth[index] { tp += 1 } else { fp += 1 }
@@ -26,6 +26,14 @@ struct BinaryCounts {
     }
 }
 
+/// Indices of `scores` from the highest score down, equal scores by descending index (sorting
+/// (score, index) pairs: several times faster than sorting indices through the array).
+func descendingOrder(_ scores: [Double]) -> [Int] {
+    var pairs = scores.enumerated().map { (score: $0.element, index: $0.offset) }
+    pairs.sort { $0.score > $1.score || ($0.score == $1.score && $0.index > $1.index) }
+    return pairs.map(\.index)
+}
+
 /// A curve as (x, y) points in drawing order.
 public struct Curve: Sendable, Equatable, Codable {
     public var x: [Double]
@@ -34,6 +42,24 @@ public struct Curve: Sendable, Equatable, Codable {
     public init(x: [Double], y: [Double]) {
         self.x = x
         self.y = y
+    }
+
+    /// At most about `maxPoints` points, for storage and drawing: the first and last points, and each
+    /// point at least 1/`maxPoints` of the curve's length (in |Δx| + |Δy|) from the last one kept.
+    /// A curve with no more points is returned as it is.
+    public func thinned(maxPoints: Int) -> Curve {
+        guard x.count > maxPoints, maxPoints >= 2 else { return self }
+        var length = 0.0
+        for i in 1..<x.count { length += abs(x[i] - x[i - 1]) + abs(y[i] - y[i - 1]) }
+        let step = length / Double(maxPoints - 1)
+        var keptX = [x[0]], keptY = [y[0]]
+        for i in 1..<(x.count - 1) where abs(x[i] - keptX[keptX.count - 1]) + abs(y[i] - keptY[keptY.count - 1]) >= step {
+            keptX.append(x[i])
+            keptY.append(y[i])
+        }
+        keptX.append(x[x.count - 1])
+        keptY.append(y[y.count - 1])
+        return Curve(x: keptX, y: keptY)
     }
 
     /// Trapezoidal area (`sklearn.metrics.auc`): positive whichever way x runs.
@@ -48,7 +74,11 @@ public struct Curve: Sendable, Equatable, Codable {
 
 /// `roc_curve(truth, scores)` with `drop_intermediate=True`: (FPR, TPR) from (0, 0) upward.
 public func rocCurve(truth: [Bool], scores: [Double]) -> Curve {
-    let counts = BinaryCounts(truth: truth, scores: scores)
+    rocCurve(BinaryCounts(truth: truth, scores: scores))
+}
+
+/// The ROC curve of counts already accumulated.
+func rocCurve(_ counts: BinaryCounts) -> Curve {
     var fps = counts.falsePositives, tps = counts.truePositives
     if fps.count > 2 {
         var keep = [true]
@@ -69,7 +99,11 @@ public func rocCurve(truth: [Bool], scores: [Double]) -> Curve {
 /// The precision–recall curve as (recall, precision), from full recall down to the appended
 /// (0, 1): points per distinct threshold, stopping at the first that reaches full recall.
 public func precisionRecallCurve(truth: [Bool], scores: [Double]) -> Curve {
-    let counts = BinaryCounts(truth: truth, scores: scores)
+    precisionRecallCurve(BinaryCounts(truth: truth, scores: scores))
+}
+
+/// The precision–recall curve of counts already accumulated.
+func precisionRecallCurve(_ counts: BinaryCounts) -> Curve {
     let tps = counts.truePositives, fps = counts.falsePositives
     let positives = tps.last ?? 0
     let full = tps.firstIndex(of: positives) ?? (tps.count - 1)
@@ -86,7 +120,11 @@ public func precisionRecallCurve(truth: [Bool], scores: [Double]) -> Curve {
 
 /// Average precision Σ (R_n − R_{n−1}) P_n (`average_precision_score`).
 public func averagePrecision(truth: [Bool], scores: [Double]) -> Double {
-    let curve = precisionRecallCurve(truth: truth, scores: scores)
+    averagePrecision(precisionRecallCurve(truth: truth, scores: scores))
+}
+
+/// Average precision of a precision–recall curve.
+func averagePrecision(_ curve: Curve) -> Double {
     var sum = 0.0
     for i in 0..<(curve.x.count - 1) { sum += (curve.x[i] - curve.x[i + 1]) * curve.y[i] }
     return sum
@@ -122,13 +160,7 @@ extension Predictions {
     /// scikit-learn's ROC-tutorial "macro": the per-class curves interpolated (NumPy `interp`)
     /// onto the sorted union of their FPRs, TPRs averaged, then the trapezoid.
     public var aurocMacroInterpolated: Double {
-        let curves = (0..<classes).map { k -> Curve in let s = oneVsRest(k); return rocCurve(truth: s.truth, scores: s.scores) }
-        let grid = Array(Set(curves.flatMap(\.x))).sorted()
-        var mean = [Double](repeating: 0, count: grid.count)
-        for curve in curves {
-            for (g, x) in grid.enumerated() { mean[g] += interpolate(x, curve.x, curve.y) }
-        }
-        return Curve(x: grid, y: mean.map { $0 / Double(classes) }).area
+        interpolatedMacroArea((0..<classes).map { k -> Curve in let s = oneVsRest(k); return rocCurve(truth: s.truth, scores: s.scores) })
     }
 
     /// The paper's AUPRC: trapezoid under the micro-averaged PR curve (not average precision).
@@ -136,6 +168,17 @@ extension Predictions {
 
     /// Average precision of the pooled scores.
     public var averagePrecisionMicro: Double { let s = pooled; return averagePrecision(truth: s.truth, scores: s.scores) }
+}
+
+/// The ROC tutorial's "macro" of per-class ROC curves: each interpolated (NumPy `interp`) onto the
+/// sorted union of their FPRs, TPRs averaged, then the trapezoid.
+func interpolatedMacroArea(_ curves: [Curve]) -> Double {
+    let grid = Array(Set(curves.flatMap(\.x))).sorted()
+    var mean = [Double](repeating: 0, count: grid.count)
+    for curve in curves {
+        for (g, x) in grid.enumerated() { mean[g] += interpolate(x, curve.x, curve.y) }
+    }
+    return Curve(x: grid, y: mean.map { $0 / Double(curves.count) }).area
 }
 
 /// NumPy `interp`: linear between the bracketing points; at a repeated x the last point's y.

@@ -47,50 +47,15 @@ public struct BootstrapResult: Sendable, Equatable, Codable {
 }
 
 /// Indices of a stratified resample: within each true class, as many draws with replacement as
-/// the class has images, so every resample keeps the class counts.
+/// the class has images, so every resample keeps the class counts (`Resampling.swift` draws the
+/// same way without copying).
 public func stratifiedResample<G: RandomNumberGenerator>(labels: [Int], classes: Int, generator: inout G) -> [Int] {
     var byClass = [[Int]](repeating: [], count: classes)
     for (i, label) in labels.enumerated() { byClass[label].append(i) }
     var out: [Int] = []
     out.reserveCapacity(labels.count)
-    for members in byClass where !members.isEmpty {
-        for _ in 0..<members.count { out.append(members[Int(generator.next() % UInt64(members.count))]) }
-    }
+    stratifiedDraws(byClass.map(\.count), generator: &generator) { out.append(byClass[$0][$1]) }
     return out
-}
-
-/// Percentile and BCa intervals (Efron 1987) of `metric` over `resamples` stratified resamples.
-/// BCa's acceleration comes from the jackknife (leave-one-out) values.
-public func bootstrap<G: RandomNumberGenerator>(_ predictions: Predictions, resamples: Int, level: Double = 0.95,
-                                                generator: inout G, metric: (Predictions) -> Double) -> BootstrapResult {
-    let estimate = metric(predictions)
-    var values: [Double] = []
-    values.reserveCapacity(resamples)
-    for _ in 0..<resamples {
-        values.append(metric(predictions.subset(stratifiedResample(labels: predictions.labels,
-                                                                   classes: predictions.classes, generator: &generator))))
-    }
-    let finite = values.filter(\.isFinite).sorted()
-    let alpha = (1 - level) / 2
-    let percentile = Interval(lower: quantile(finite, alpha), upper: quantile(finite, 1 - alpha), method: "bootstrap percentile")
-    // Bias correction: the share of resamples strictly below the estimate (as R's boot.ci and
-    // SciPy's bootstrap compute it).
-    let below = Double(finite.filter { $0 < estimate }.count)
-    let share = min(max(below / Double(finite.count), 1e-12), 1 - 1e-12)
-    let z0 = normalQuantile(share)
-    let n = predictions.count
-    let jackknife = (0..<n).map { leave in metric(predictions.subset((0..<n).filter { $0 != leave })) }
-    let mean = jackknife.reduce(0, +) / Double(n)
-    let num = jackknife.reduce(0) { $0 + pow(mean - $1, 3) }
-    let den = 6 * pow(jackknife.reduce(0) { $0 + pow(mean - $1, 2) }, 1.5)
-    let a = den == 0 ? 0 : num / den
-    func adjusted(_ q: Double) -> Double {
-        let z = normalQuantile(q)
-        return normalCDF(z0 + (z0 + z) / (1 - a * (z0 + z)))
-    }
-    let bca = Interval(lower: quantile(finite, adjusted(alpha)), upper: quantile(finite, adjusted(1 - alpha)),
-                       method: "bootstrap BCa")
-    return BootstrapResult(estimate: estimate, percentile: percentile, bca: bca, resamples: resamples)
 }
 
 /// NumPy's default (linear, "type 7") quantile of sorted values.

@@ -1,6 +1,8 @@
 // Everything `evaluate` reports for one model, and for a pair of models on the same images, as
 // Codable values (the schema of metrics.json, documented in the README).
 
+import Artifacts
+
 /// Per-class numbers.
 public struct ClassMetrics: Sendable, Codable, Equatable {
     public var name: String
@@ -24,7 +26,8 @@ public struct CalibrationReport: Sendable, Codable, Equatable {
     public var scaledNegativeLogLikelihood: Double?
 }
 
-/// The curves behind the plots.
+/// The curves behind the plots, each thinned to about `maxCurvePoints` points when longer (every
+/// area in the report is computed on the full curve).
 public struct CurveSet: Sendable, Codable, Equatable {
     public var rocMicro: Curve
     public var rocPerClass: [Curve]
@@ -64,17 +67,8 @@ public struct ModelReport: Sendable, Codable, Equatable {
     public var curves: CurveSet
 }
 
-/// Metrics bootstrapped for every model: name and function.
-public let bootstrappedMetrics: [(String, @Sendable (Predictions) -> Double)] = [
-    ("accuracy", { confusion($0).accuracy }),
-    ("aurocMicro", { $0.aurocMicro }),
-    ("auprcMicro", { $0.auprcMicro }),
-    ("precisionWeighted", { let c = confusion($0); return c.weighted(c.precision) }),
-    ("recallWeighted", { let c = confusion($0); return c.weighted(c.recall) }),
-    ("f1Weighted", { let c = confusion($0); return c.weighted(c.f1) }),
-    ("mcc", { confusion($0).mcc }),
-    ("kappa", { confusion($0).kappa }),
-]
+/// Points kept per stored curve (a 624-image file's curves have fewer, and are kept whole).
+public let maxCurvePoints = 4000
 
 private func confusion(_ p: Predictions) -> ConfusionMatrix {
     ConfusionMatrix(labels: p.labels, predicted: p.predicted, classes: p.classes)
@@ -84,20 +78,29 @@ private func confusion(_ p: Predictions) -> ConfusionMatrix {
 ///
 /// - Parameters:
 ///   - validation: predictions of the same model on validation images, for temperature scaling.
-///   - generator: drives the bootstrap; the same seed gives byte-identical intervals.
+///   - generator: drives the bootstrap; the same seed gives byte-identical intervals for any `threads`.
+///   - sink: progress of the bootstrap.
 public func evaluate<G: RandomNumberGenerator>(_ predictions: Predictions, name: String, classNames: [String],
                                                resamples: Int, level: Double, bins: Int,
-                                               validation: Predictions?, generator: inout G) -> ModelReport {
+                                               validation: Predictions?, generator: inout G, threads: Int = 1,
+                                               sink: EventSink = { _ in }) -> ModelReport {
     let cm = confusion(predictions)
-    let perClass = (0..<predictions.classes).map { k -> ClassMetrics in
+    // Each curve once: sorting the scores is most of the cost on large files.
+    let pooled = predictions.pooled
+    let micro = BinaryCounts(truth: pooled.truth, scores: pooled.scores)
+    let rocMicro = rocCurve(micro), prMicro = precisionRecallCurve(micro)
+    let perClassCounts = (0..<predictions.classes).map { k in
         let s = predictions.oneVsRest(k)
-        return ClassMetrics(name: classNames[k], support: cm.support[k], precision: cm.precision[k],
-                            recall: cm.recall[k], f1: cm.f1[k], auroc: auroc(truth: s.truth, scores: s.scores))
+        return BinaryCounts(truth: s.truth, scores: s.scores)
     }
-    var intervals: [String: BootstrapResult] = [:]
-    for (metric, function) in bootstrappedMetrics {
-        intervals[metric] = bootstrap(predictions, resamples: resamples, level: level, generator: &generator, metric: function)
+    let rocPerClass = perClassCounts.map(rocCurve), prPerClass = perClassCounts.map(precisionRecallCurve)
+    let perClass = (0..<predictions.classes).map { k -> ClassMetrics in
+        ClassMetrics(name: classNames[k], support: cm.support[k], precision: cm.precision[k],
+                     recall: cm.recall[k], f1: cm.f1[k], auroc: rocPerClass[k].area)
     }
+    let intervals = Dictionary(uniqueKeysWithValues: bootstrapIntervals(
+        predictions, resamples: resamples, level: level, generator: &generator, threads: threads, sink: sink,
+        task: "\(name): \(resamples) bootstrap resamples").map { ($0.key.rawValue, $0.value) })
     var calibration = CalibrationReport(
         brier: predictions.brier, negativeLogLikelihood: predictions.negativeLogLikelihood,
         equalWidth: predictions.calibrationEqualWidth(bins: bins), equalMass: predictions.calibrationEqualMass(bins: bins))
@@ -109,16 +112,15 @@ public func evaluate<G: RandomNumberGenerator>(_ predictions: Predictions, name:
         calibration.scaledBrier = scaled.brier
         calibration.scaledNegativeLogLikelihood = scaled.negativeLogLikelihood
     }
-    let pooled = predictions.pooled
-    let curves = CurveSet(
-        rocMicro: rocCurve(truth: pooled.truth, scores: pooled.scores),
-        rocPerClass: (0..<predictions.classes).map { let s = predictions.oneVsRest($0); return rocCurve(truth: s.truth, scores: s.scores) },
-        prMicro: precisionRecallCurve(truth: pooled.truth, scores: pooled.scores),
-        prPerClass: (0..<predictions.classes).map { let s = predictions.oneVsRest($0); return precisionRecallCurve(truth: s.truth, scores: s.scores) })
+    let curves = CurveSet(rocMicro: rocMicro.thinned(maxPoints: maxCurvePoints),
+                          rocPerClass: rocPerClass.map { $0.thinned(maxPoints: maxCurvePoints) },
+                          prMicro: prMicro.thinned(maxPoints: maxCurvePoints),
+                          prPerClass: prPerClass.map { $0.thinned(maxPoints: maxCurvePoints) })
     return ModelReport(
-        name: name, images: predictions.count, accuracy: cm.accuracy, aurocMicro: predictions.aurocMicro,
-        aurocMacro: predictions.aurocMacro, aurocMacroInterpolated: predictions.aurocMacroInterpolated,
-        auprcMicro: predictions.auprcMicro, averagePrecisionMicro: predictions.averagePrecisionMicro,
+        name: name, images: predictions.count, accuracy: cm.accuracy, aurocMicro: rocMicro.area,
+        aurocMacro: rocPerClass.map(\.area).reduce(0, +) / Double(predictions.classes),
+        aurocMacroInterpolated: interpolatedMacroArea(rocPerClass),
+        auprcMicro: prMicro.area, averagePrecisionMicro: averagePrecision(prMicro),
         precisionWeighted: cm.weighted(cm.precision), recallWeighted: cm.weighted(cm.recall), f1Weighted: cm.weighted(cm.f1),
         precisionMacro: cm.macro(cm.precision), recallMacro: cm.macro(cm.recall), f1Macro: cm.macro(cm.f1),
         mcc: cm.mcc, kappa: cm.kappa, perClass: perClass, confusion: cm,
@@ -157,13 +159,13 @@ public enum ComparisonError: Error, CustomStringConvertible, Equatable {
 ///
 /// - Throws: `ComparisonError.differentImages` when the files do not pair up.
 public func compare<G: RandomNumberGenerator>(reference: Predictions, referenceName: String, other: Predictions,
-                                              otherName: String, resamples: Int,
-                                              generator: inout G) throws(ComparisonError) -> Comparison {
+                                              otherName: String, resamples: Int, generator: inout G,
+                                              threads: Int = 1) throws(ComparisonError) -> Comparison {
     guard reference.ids == other.ids, reference.labels == other.labels else {
         throw .differentImages(reference: referenceName, other: otherName)
     }
     let n = reference.count
-    let paired = pairedBootstrapMCC(reference, other, resamples: resamples, generator: &generator)
+    let paired = pairedBootstrapMCC(reference, other, resamples: resamples, generator: &generator, threads: threads)
     let perClass = (0..<reference.classes).compactMap { k -> TestResult? in
         let a = reference.oneVsRest(k), b = other.oneVsRest(k)
         return delong(truth: a.truth, scoresA: a.scores, scoresB: b.scores)?.test

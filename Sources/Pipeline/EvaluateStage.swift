@@ -38,7 +38,7 @@ public struct EvaluationFile: Codable, Sendable {
 }
 
 /// Version of the evaluation artifact's files (part of its key).
-public let evaluationFormatVersion = 1
+public let evaluationFormatVersion = 2
 
 /// Why an evaluation failed, naming the file.
 public enum EvaluateError: Error, CustomStringConvertible {
@@ -101,19 +101,19 @@ public func runEvaluate(_ context: StageContext, paths: [String], validationPath
     let classNames = CXRClass.allCases.map(\.name)
     var reports: [ModelReport] = []
     for (index, (name, predictions)) in models.enumerated() {
-        sink(.progress(task: "evaluating (\(settings.resamples) bootstrap resamples per metric)", done: index, total: models.count))
         var generator = SplitMix64(seed: settings.seed, stream: UInt64(index))
         reports.append(evaluate(predictions, name: name, classNames: classNames, resamples: settings.resamples,
                                 level: settings.level, bins: settings.bins,
-                                validation: validation.isEmpty ? nil : validation[index], generator: &generator))
+                                validation: validation.isEmpty ? nil : validation[index], generator: &generator,
+                                threads: context.threads, sink: sink))
     }
-    sink(.progress(task: "evaluating (\(settings.resamples) bootstrap resamples per metric)", done: models.count, total: models.count))
     var comparisons: [Comparison] = []
     for index in models.indices.dropFirst() {
         var generator = SplitMix64(seed: settings.seed, stream: 0xC0DE + UInt64(index))
         do {
             comparisons.append(try compare(reference: models[0].1, referenceName: models[0].0, other: models[index].1,
-                                           otherName: models[index].0, resamples: settings.resamples, generator: &generator))
+                                           otherName: models[index].0, resamples: settings.resamples, generator: &generator,
+                                           threads: context.threads))
         } catch { throw .comparison(error) }
     }
     do {

@@ -1,11 +1,14 @@
 // `bench`: the engine's speed and memory on this machine as one JSON object (DESIGN §5), with the
 // shapes of ../shared/peers: classifier train and inference at 256² batch 16, U-Net train at 256²
-// batch 8 and 512² batch 4. Each workload runs in its own process so its peak RSS is its own.
+// batch 8 and 512² batch 4; and `evaluate` end to end on a million-row prediction file with the
+// paper profile's 2000 bootstrap resamples. Each workload runs in its own process so its peak RSS
+// is its own.
 
 import ArgumentParser
 import Engine
 import Foundation
 import Models
+import Pipeline
 import SeededRandom
 import Training
 
@@ -60,6 +63,8 @@ struct Bench: ParsableCommand {
     struct Workload: Sendable {
         let name: String
         let images: Int
+        /// Timed steps when fixed by the workload (nil: `--steps`), with no warm-up.
+        var fixedSteps: Int? = nil
         /// Runs one step; returns forward FLOPs and whether it trains (3× forward FLOPs).
         let prepare: @Sendable () -> () -> (flops: Double, training: Bool)
     }
@@ -89,7 +94,47 @@ struct Bench: ParsableCommand {
             var g = SplitMix64(seed: 1)
             return { (unetTrainStep(store: store, optimizer: &adam, images: images, masks: masks, generator: &g).forwardFlops, true) }
         },
+        // "Images" are prediction rows; one step reads the file, computes every metric, interval and
+        // figure, and writes the artifact.
+        Workload(name: "evaluate_1m_rows", images: 1_000_000, fixedSteps: 1) {
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("cxr-bench-\(getpid())").path
+            let path = folder + "/predictions.csv"
+            try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            FileManager.default.createFile(atPath: path, contents: Data(predictionRows(1_000_000).utf8))
+            return {
+                do {
+                    var config = try PipelineConfig.load(path: "pipeline.json", profile: "paper")
+                    config.threads = Parallel.threads
+                    let context = StageContext(config: config, artifacts: folder + "/artifacts", force: true)
+                    _ = try runEvaluate(context, paths: [path], validationPaths: [], variant: "bench", settings: EvaluateSettings(
+                        names: ["bench"], resamples: config.evaluate.bootstrapResamples, level: config.evaluate.confidenceLevel,
+                        bins: config.evaluate.calibrationBins, renormalize: false, seed: 1))
+                    try? FileManager.default.removeItem(atPath: folder)
+                } catch {
+                    try? FileManager.default.removeItem(atPath: folder)
+                    fatalError("bench: evaluate_1m_rows (run from the repository root, beside pipeline.json): \(error)")
+                }
+                return (0, false)
+            }
+        },
     ]
+
+    /// A prediction file of `n` rows: a random class per row and softmax probabilities of Gaussian
+    /// logits with the true class's raised by 1.5 (MCC ≈ 0.65).
+    static func predictionRows(_ n: Int) -> String {
+        var g = SplitMix64(seed: 3)
+        let names = ["bacterial", "normal", "viral"]
+        var text = "image,label,p_bacterial,p_normal,p_viral\n"
+        for i in 0..<n {
+            let label = Int(g.next() % 3)
+            let logits = (0..<3).map { k in g.normal() + (k == label ? 1.5 : 0) }
+            let top = logits.max()!
+            let e = logits.map { exp($0 - top) }
+            let sum = e.reduce(0, +)
+            text += "img\(i).png,\(names[label]),\(e[0] / sum),\(e[1] / sum),\(e[2] / sum)\n"
+        }
+        return text
+    }
 
     static func setup(size: Int, batch: Int, unet: Bool) -> (ParameterStore, Tensor, Tensor, Tensor) {
         var g = SplitMix64(seed: 7)
@@ -102,10 +147,10 @@ struct Bench: ParsableCommand {
 
     func measure(_ workload: Workload) -> String {
         let step = workload.prepare()
-        for _ in 0..<warmup { _ = step() }
+        for _ in 0..<(workload.fixedSteps == nil ? warmup : 0) { _ = step() }
         var times: [Double] = []
         var flops = 0.0, training = false
-        for _ in 0..<max(1, steps) {
+        for _ in 0..<max(1, workload.fixedSteps ?? steps) {
             let start = DispatchTime.now().uptimeNanoseconds
             (flops, training) = step()
             times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)

@@ -95,10 +95,9 @@ final class PaperAnchorTests: XCTestCase {
     func testBootstrapIsByteIdenticalForASeedAndBracketsTheEstimate() {
         let set = MetricFixtures.shared.sets[2].predictions
         var g1 = SplitMix64(seed: 11), g2 = SplitMix64(seed: 11), g3 = SplitMix64(seed: 12)
-        let mcc: (Predictions) -> Double = { ConfusionMatrix(labels: $0.labels, predicted: $0.predicted, classes: 3).mcc }
-        let a = bootstrap(set, resamples: 300, generator: &g1, metric: mcc)
-        let b = bootstrap(set, resamples: 300, generator: &g2, metric: mcc)
-        let c = bootstrap(set, resamples: 300, generator: &g3, metric: mcc)
+        let a = bootstrapIntervals(set, metrics: [.mcc], resamples: 300, generator: &g1)[.mcc]!
+        let b = bootstrapIntervals(set, metrics: [.mcc], resamples: 300, generator: &g2)[.mcc]!
+        let c = bootstrapIntervals(set, metrics: [.mcc], resamples: 300, generator: &g3)[.mcc]!
         XCTAssertEqual(a, b)
         XCTAssertNotEqual(a.percentile, c.percentile)
         for interval in [a.percentile, a.bca] {
