@@ -43,6 +43,7 @@ let package = Package(
         .executable(name: "mask-crop", targets: ["mask-crop"]),
         .executable(name: "ensemble", targets: ["ensemble"]),
         .executable(name: "gradcam", targets: ["gradcam"]),
+        .executable(name: "report", targets: ["report"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -99,6 +100,7 @@ let package = Package(
                           swiftSettings: swiftSettings),
         .executableTarget(name: "gradcam", dependencies: ["StageCLI", "Pipeline", "GradCAM", "Models", "Artifacts"],
                           swiftSettings: swiftSettings),
+        .executableTarget(name: "report", dependencies: ["StageCLI", "Pipeline"], swiftSettings: swiftSettings),
         .executableTarget(name: "bench", dependencies: ["Engine", "Models", "Pipeline", "SeededRandom", "Training",
                                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: swiftSettings),

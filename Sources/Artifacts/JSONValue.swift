@@ -97,6 +97,13 @@ public func canonicalJSON(_ value: some Encodable) throws -> [UInt8] {
     return [UInt8](try encoder.encode(value)) + [0x0A]
 }
 
+/// Decodes JSON the tool wrote (`canonicalJSON`, `jsonLine`): non-finite numbers as those strings.
+public func decodeJSON<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws -> T {
+    let decoder = JSONDecoder()
+    decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+    return try decoder.decode(type, from: Data(bytes))
+}
+
 /// One JSON line (log.jsonl): sorted keys, non-finite numbers spelt as in `canonicalJSON`.
 public func jsonLine(_ value: some Encodable) -> String {
     let encoder = JSONEncoder()
