@@ -2,6 +2,8 @@
 # release mode and run; the stages themselves are separate executables (see README.md).
 
 SHELL := /bin/bash
+# A stage that fails inside a pipe (`stage | tail -n 1 > file`) fails its recipe.
+.SHELLFLAGS := -o pipefail -c
 .DEFAULT_GOAL := help
 
 # BLAS provider: blis (default, fastest here on EfficientNet's GEMM shapes) or openblas.
@@ -34,10 +36,12 @@ export CXR_TARGET_CPU := $(TARGET_CPU)
 
 DEB_PACKAGES := pkg-config libpng-dev libjpeg-dev libblis-dev libopenblas-dev
 
-.PHONY: help deps build test demo data segment crop classify ensembles table3 table4 fig6 gradcam bench clean
+.PHONY: help deps build test demo reproduce data segment crop classify ensembles table3 table4 fig6 gradcam bench clean
 
 help:
-	@echo "make demo     install missing C libraries, build, and run every built stage on synthetic data"
+	@echo "make demo     install missing C libraries, build, and run the whole study on synthetic data, ending with its report"
+	@echo "make reproduce PROFILE=paper|fast|quick   the whole study on the real data: every table and figure, and report.html"
+	@echo "make reproduce-classify-LOSS PROFILE=...  (or any reproduce-STEP) rerun one stage of the reproduction; make -n reproduce prints the plan"
 	@echo "make test     install missing C libraries, build, and run the test suite"
 	@echo "make segment  real data: prepare the lung set, train the five U-Nets, Table 1 and the top-3 (PROFILE=paper|fast)"
 	@echo "make crop     real data: the top-3 U-Nets' masks for every chest X-ray, ANDed, cropped, contrast-stretched"
@@ -76,39 +80,84 @@ SEG_LOSSES := bce weighted-bce-dice focal tversky focal-tversky
 LOSSES := cce cce-entropy kl focal hinge smoothed-cce smoothed-focal calibrated-cce calibrated-kl \
           calibrated-focal calibrated-hinge calibrated-negative-entropy
 
-# The whole study on synthetic data, every stage in order: lungs → five U-Nets → Table 1 and the
-# top-3 → masks for the chest X-rays → crops → twelve classifiers → Table 2.
-demo: build
-	@mkdir -p data
-	$(BIN)/prepare $(DEMO_FLAGS) --layout synthetic --source data/synthetic-$(DEMO_PROFILE) --name synthetic
-	$(BIN)/prepare $(DEMO_FLAGS) --layout montgomery --source data/synthetic-$(DEMO_PROFILE)/montgomery --name synthetic-lungs --test-fraction 0.25
-	@for loss in $(SEG_LOSSES); do \
-	  $(BIN)/segment train $(DEMO_FLAGS) --loss $$loss --data synthetic-lungs || exit 1; \
-	done
-	$(BIN)/segment evaluate $(DEMO_FLAGS) --trained-on synthetic-lungs --data synthetic-lungs
-	$(BIN)/segment predict $(DEMO_FLAGS) --ensemble-of synthetic-lungs --data synthetic
-	$(BIN)/mask-crop $(DEMO_FLAGS) --data synthetic
-	@rm -f $(ARTIFACTS)/demo-predictions.txt
-	@for loss in $(LOSSES); do \
-	  $(BIN)/classify-train $(DEMO_FLAGS) --loss $$loss --data synthetic-crops --encoder-from synthetic-lungs \
-	    | tail -n 1 >> $(ARTIFACTS)/demo-predictions.txt || exit 1; \
-	done
-	$(BIN)/evaluate $(DEMO_FLAGS) $$(sed 's|$$|/predictions-test.csv|' $(ARTIFACTS)/demo-predictions.txt) --name demo-table2 --names $(LOSSES)
-	@$(MAKE) --no-print-directory table3 FLAGS="$(DEMO_FLAGS)" CROPS=synthetic-crops SPLIT=test TABLE=demo-table3
-	@$(MAKE) --no-print-directory table4 FLAGS="$(DEMO_FLAGS)" CROPS=synthetic-crops SPLIT=test TABLE=demo-table4
-	@$(MAKE) --no-print-directory fig6 FLAGS="$(DEMO_FLAGS)" CROPS=synthetic-crops
+# The whole study on synthetic data at DEMO_PROFILE (demo: minutes; ci: smaller), every stage in
+# order, ending with the report: `make reproduce` on the built-in phantoms.
+demo:
+	@$(MAKE) --no-print-directory reproduce PROFILE=$(DEMO_PROFILE)
 	@echo
 	@echo "demo: datasets in $(ARTIFACTS)/prepare/{synthetic,synthetic-lungs}/<key>/ (see their contact-sheet.png)"
-	@echo "demo: five U-Nets in $(ARTIFACTS)/segment-train/<loss>-synthetic-lungs/<key>/"
-	@echo "demo: Table 1 and the top-3: $(ARTIFACTS)/segment-evaluate/synthetic-lungs/<key>/table1.md"
+	@echo "demo: five U-Nets in $(ARTIFACTS)/segment-train/<loss>-synthetic-lungs/<key>/, Table 1 in $(ARTIFACTS)/segment-evaluate/synthetic-lungs/<key>/table1.md"
 	@echo "demo: lung crops in $(ARTIFACTS)/mask-crop/synthetic-crops/<key>/ (see contact-sheet.png, crops.csv)"
-	@echo "demo: twelve classifiers in $(ARTIFACTS)/classify-train/<loss>-synthetic-crops/<key>/"
-	@echo "demo: Table 2 on the synthetic test split: $(ARTIFACTS)/evaluate/demo-table2/<key>/table.md (figures in plots/)"
-	@echo "demo: ensembles of the top-3 and top-5 in $(ARTIFACTS)/ensemble/<method>-top<K>-synthetic-crops/<key>/ (ensemble.json)"
-	@echo "demo: Table 3 on the synthetic test split, against the best single classifier: $(ARTIFACTS)/evaluate/demo-table3/<key>/table.md"
-	@echo "demo: Table 4 (model-level top-3, top-5 and the proposed weighted average): $(ARTIFACTS)/evaluate/demo-table4/<key>/table.md"
-	@echo "demo: Fig 6, Grad-CAM of the proposed model and of the best single classifier: $(ARTIFACTS)/gradcam/{proposed,<loss>}-synthetic-crops-on-synthetic-crops/<key>/sheet.png"
-	@echo "demo: report is not built yet (README.md)"
+	@echo "demo: twelve classifiers in $(ARTIFACTS)/classify-train/<loss>-synthetic-crops/<key>/; Tables 2-4 in $(ARTIFACTS)/evaluate/$(DEMO_PROFILE)-table{2,3,4}/<key>/"
+	@echo "demo: ensembles in $(ARTIFACTS)/ensemble/<method>-top<K>-synthetic-crops/<key>/; Fig 6 in $(ARTIFACTS)/gradcam/*/<key>/sheet.png"
+	@echo "demo: the report, every table beside the paper's: $$(cat $(ARTIFACTS)/runs/$(DEMO_PROFILE)/report.path)/report.html"
+
+# `make reproduce PROFILE=…`: the whole study, one Make target per stage run, each recipe one stage
+# command that reuses a complete artifact and resumes interrupted training, so an interrupted
+# reproduction continues where it stopped and `make -j N` runs the independent U-Nets and
+# classifiers side by side. PROFILE ci or demo runs on built-in synthetic phantoms; paper, fast or
+# quick on the real data (LUNGS_SRC, CXR_SRC), with a patient-disjoint test split held out of the
+# chest X-rays (CXR_TEST_FRACTION) so every table is scored on images no run selected on. Each step
+# writes the folder its stage printed to $(RUN)/<step>.path: the report finds every artifact by
+# its key, and `make reproduce-classify-focal` (or any step) reruns one stage.
+RUN = $(ARTIFACTS)/runs/$(PROFILE)
+R_FLAGS = --config $(CONFIG) --profile $(PROFILE) --artifacts $(ARTIFACTS)
+CXR_TEST_FRACTION ?= 0.2
+ifneq ($(filter $(PROFILE),ci demo),)
+R_LUNGS := synthetic-lungs
+R_CXR := synthetic
+R_PREPARE = mkdir -p data && \
+  $(BIN)/prepare $(R_FLAGS) --layout synthetic --source data/synthetic-$(PROFILE) --name synthetic && \
+  $(BIN)/prepare $(R_FLAGS) --layout montgomery --source data/synthetic-$(PROFILE)/montgomery --name synthetic-lungs --test-fraction 0.25
+else
+R_LUNGS := lungs
+R_CXR := cxr-holdout
+R_PREPARE = $(BIN)/prepare $(R_FLAGS) --layout $(LUNGS_LAYOUT) --source $(LUNGS_SRC) --name lungs --test-fraction $(LUNGS_TEST_FRACTION) && \
+  $(BIN)/prepare $(R_FLAGS) --layout $(CXR_LAYOUT) --source $(CXR_SRC) --name cxr-holdout --test-fraction $(CXR_TEST_FRACTION)
+endif
+R_CROPS = $(R_CXR)-crops
+R_UNETS := $(addprefix reproduce-unet-,$(SEG_LOSSES))
+R_CLASSIFIERS := $(addprefix reproduce-classify-,$(LOSSES))
+.PHONY: reproduce reproduce-data reproduce-table1 reproduce-crop reproduce-table2 reproduce-table3 reproduce-table4 \
+        reproduce-fig6 $(R_UNETS) $(R_CLASSIFIERS)
+
+reproduce: reproduce-fig6
+	$(BIN)/report $(R_FLAGS) --name $(PROFILE) --segmentation $$(cat $(RUN)/table1.path) \
+	  --table2 $$(cat $(RUN)/table2.path) --table3 $$(cat $(RUN)/table3.path) --table4 $$(cat $(RUN)/table4.path) \
+	  --gradcam $$(cat $(RUN)/fig6-best.path) $$(cat $(RUN)/fig6-proposed.path) | tail -n 1 > $(RUN)/report.path
+	@echo "reproduce: $$(cat $(RUN)/report.path)/report.html"
+
+reproduce-data: build
+	@mkdir -p $(RUN)
+	$(R_PREPARE)
+
+$(R_UNETS): reproduce-unet-%: reproduce-data
+	$(BIN)/segment train $(R_FLAGS) --loss $* --data $(R_LUNGS) | tail -n 1 > $(RUN)/unet-$*.path
+
+reproduce-table1: $(R_UNETS)
+	$(BIN)/segment evaluate $(R_FLAGS) --trained-on $(R_LUNGS) --data $(R_LUNGS) | tail -n 1 > $(RUN)/table1.path
+
+reproduce-crop: reproduce-table1
+	$(BIN)/segment predict $(R_FLAGS) --ensemble-of $(R_LUNGS) --data $(R_CXR)
+	$(BIN)/mask-crop $(R_FLAGS) --data $(R_CXR) | tail -n 1 > $(RUN)/crop.path
+
+$(R_CLASSIFIERS): reproduce-classify-%: reproduce-crop
+	$(BIN)/classify-train $(R_FLAGS) --loss $* --data $(R_CROPS) --encoder-from $(R_LUNGS) | tail -n 1 > $(RUN)/classify-$*.path
+
+reproduce-table2: $(R_CLASSIFIERS)
+	$(BIN)/evaluate $(R_FLAGS) $(foreach l,$(LOSSES),$$(cat $(RUN)/classify-$(l).path)/predictions-test.csv) \
+	  --name $(PROFILE)-table2 --names $(LOSSES) | tail -n 1 > $(RUN)/table2.path
+
+reproduce-table3: reproduce-table2
+	@$(MAKE) --no-print-directory table3 FLAGS="$(R_FLAGS)" CROPS=$(R_CROPS) SPLIT=test TABLE=$(PROFILE)-table3
+	@cp $(ARTIFACTS)/$(PROFILE)-table3.path $(RUN)/table3.path
+
+reproduce-table4: reproduce-table3
+	@$(MAKE) --no-print-directory table4 FLAGS="$(R_FLAGS)" CROPS=$(R_CROPS) SPLIT=test TABLE=$(PROFILE)-table4
+	@cp $(ARTIFACTS)/$(PROFILE)-table4.path $(RUN)/table4.path
+
+reproduce-fig6: reproduce-table4
+	@$(MAKE) --no-print-directory fig6 FLAGS="$(R_FLAGS)" CROPS=$(R_CROPS) FIG6_PATHS=$(RUN)/fig6
 
 # The study on real data (hours at PROFILE=paper on a CPU). Every stage skips work whose
 # artifact already exists, so rerunning a target only does what changed.
@@ -153,8 +202,9 @@ table3:
 	  folder=$$($(BIN)/ensemble $(FLAGS) $(RANK_FLAGS) $(WEIGHT_FLAGS) --method $$m --top $$k --data $(CROPS)) || exit 1; \
 	  echo "$${folder##*$$'\n'}/predictions-$(SPLIT).csv" >> $(ARTIFACTS)/$(TABLE)-files.txt; \
 	done; done
-	$(BIN)/evaluate $(FLAGS) $$(cat $(ARTIFACTS)/$(TABLE)-files.txt) --name $(TABLE) \
-	  --names best-single $(foreach k,3 5,$(foreach m,$(ENSEMBLE_METHODS),top$(k)-$(m)))
+	@folder=$$($(BIN)/evaluate $(FLAGS) $$(cat $(ARTIFACTS)/$(TABLE)-files.txt) --name $(TABLE) \
+	  --names best-single $(foreach k,3 5,$(foreach m,$(ENSEMBLE_METHODS),top$(k)-$(m)))) || exit 1; \
+	  echo "$$folder" | tee $(ARTIFACTS)/$(TABLE).path
 
 # Table 4: the best single classifier, the model-level ensembles of the top-3 and top-5, and the
 # proposed weighted average of the two.
@@ -168,16 +218,19 @@ table4:
 	done; \
 	folder=$$($(BIN)/ensemble proposed $(FLAGS) $(WEIGHT_FLAGS) --data $(CROPS)) || exit 1; \
 	  echo "$${folder##*$$'\n'}/predictions-$(SPLIT).csv" >> $(ARTIFACTS)/$(TABLE)-files.txt
-	$(BIN)/evaluate $(FLAGS) $$(cat $(ARTIFACTS)/$(TABLE)-files.txt) --name $(TABLE) \
-	  --names best-single model-level-top3 model-level-top5 proposed
+	@folder=$$($(BIN)/evaluate $(FLAGS) $$(cat $(ARTIFACTS)/$(TABLE)-files.txt) --name $(TABLE) \
+	  --names best-single model-level-top3 model-level-top5 proposed) || exit 1; \
+	  echo "$$folder" | tee $(ARTIFACTS)/$(TABLE).path
 
 # Fig 6: Grad-CAM of the proposed model (the weighted sum of its model-level ensembles' NewConv maps)
 # and of the best single classifier (its DCL), on the test split of CROPS.
 fig6:
 	@best=$$($(BIN)/ensemble rank $(FLAGS) $(RANK_FLAGS) --data $(CROPS)) || exit 1; \
-	  $(BIN)/gradcam $(FLAGS) --model "$${best##*$$'\n'}" --data $(CROPS) || exit 1
+	  folder=$$($(BIN)/gradcam $(FLAGS) --model "$${best##*$$'\n'}" --data $(CROPS)) || exit 1; \
+	  echo "$$folder"; $(if $(FIG6_PATHS),echo "$${folder##*$$'\n'}" > $(FIG6_PATHS)-best.path,true)
 	@proposed=$$($(BIN)/ensemble proposed $(FLAGS) $(WEIGHT_FLAGS) --data $(CROPS)) || exit 1; \
-	  $(BIN)/gradcam $(FLAGS) --model "$${proposed##*$$'\n'}" --data $(CROPS)
+	  folder=$$($(BIN)/gradcam $(FLAGS) --model "$${proposed##*$$'\n'}" --data $(CROPS)) || exit 1; \
+	  echo "$$folder"; $(if $(FIG6_PATHS),echo "$${folder##*$$'\n'}" > $(FIG6_PATHS)-proposed.path,true)
 
 gradcam: ensembles
 	@$(MAKE) --no-print-directory fig6 FLAGS="$(STAGE_FLAGS)" CROPS=cxr-crops
