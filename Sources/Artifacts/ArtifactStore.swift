@@ -214,6 +214,12 @@ public struct ArtifactRun: Sendable {
         return ArtifactWriter(run: self, inputs: inputs, seed: seed)
     }
 
+    /// The artifact of this key when another process has completed it since `locate` (two runs of
+    /// one key: the one that finishes second uses the first's instead of failing on its files).
+    public func completedElsewhere() -> StageResult? {
+        store.completeManifest(at: folder).map { StageResult(folder: folder, manifest: $0, reused: true) }
+    }
+
     /// Points `<stage>/<variant>/current` at this run's key (for a reused artifact; `finish` does it
     /// for a new one).
     public func markCurrent() throws(ArtifactError) {

@@ -79,7 +79,6 @@ public func runClassifyTrain(_ context: StageContext, loss: ClassificationLoss, 
                              continueAfter: (Int) -> Bool = { _ in true }) throws(TrainingError) -> StageResult {
     let settings = ClassifySettings(loss: loss, config: context.config.classify, seed: context.config.seed,
                                     initialization: encoder?.initialization ?? "random")
-    let (dataset, sink, threads) = (data.dataset, context.sink, context.threads)
     let run: ArtifactRun
     do {
         run = try context.store.locate(stage: "classify-train", variant: variant, settings: settings,
@@ -87,6 +86,15 @@ public func runClassifyTrain(_ context: StageContext, loss: ClassificationLoss, 
                                        formatVersion: classifierFormatVersion, force: context.force)
     } catch { throw .artifact(error) }
     if let existing = run.existing { return existing }
+    return try yieldingToAnotherRun(run, sink: context.sink) { () throws(TrainingError) in
+        try trainClassifier(context, run: run, settings: settings, data: data, encoder: encoder, continueAfter: continueAfter)
+    }
+}
+
+/// The training behind `runClassifyTrain`, into `run`'s folder.
+private func trainClassifier(_ context: StageContext, run: ArtifactRun, settings: ClassifySettings, data: (dataset: Dataset, key: String),
+                             encoder: EncoderSource?, continueAfter: (Int) -> Bool) throws(TrainingError) -> StageResult {
+    let (dataset, sink, threads) = (data.dataset, context.sink, context.threads)
     let folder = run.folder
     let resuming = !context.force && FileManager.default.fileExists(atPath: folder + "/training.safetensors")
     let config = settings.config
@@ -117,7 +125,7 @@ public func runClassifyTrain(_ context: StageContext, loss: ClassificationLoss, 
     var loop = try TrainingLoop(
         folder: folder, parameters: parameters, optimizer: sgd, epochs: config.epochs, callbacks: config.callbacks,
         generators: ["shuffle": SplitMix64(seed: settings.seed, stream: 1), "dropConnect": SplitMix64(seed: settings.seed, stream: 2)],
-        label: loss.rawValue, weightsMetadata: ["format": "multiloss-cxr/classifier", "loss": loss.rawValue],
+        label: settings.loss.rawValue, weightsMetadata: ["format": "multiloss-cxr/classifier", "loss": settings.loss.rawValue],
         resuming: resuming, sink: sink)
 
     let classWeights = config.classWeights ? balancedClassWeights(train.labels) : nil
@@ -134,7 +142,7 @@ public func runClassifyTrain(_ context: StageContext, loss: ClassificationLoss, 
         for step in 0..<stepsPerEpoch {
             let (images, labels) = train.batch(Array(order[(step * config.batchSize)..<((step + 1) * config.batchSize)]))
             let result = classifierTrainStep(store: parameters, optimizer: &sgd, images: images, labels: labels,
-                                             generator: &dropConnect, loss: loss, classWeights: classWeights,
+                                             generator: &dropConnect, loss: settings.loss, classWeights: classWeights,
                                              settings: lossSettings, options: options)
             guard result.loss.isFinite else { throw .notFinite(epoch: epoch, step: step, lastCheckpoint: folder + "/training.safetensors") }
             lossSum += Double(result.loss)

@@ -35,13 +35,21 @@ public let segmenterFormatVersion = 1
 public func runSegmentTrain(_ context: StageContext, loss: SegmentationLoss, data: (dataset: Dataset, key: String),
                             variant: String, continueAfter: (Int) -> Bool = { _ in true }) throws(TrainingError) -> StageResult {
     let settings = SegmentSettings(loss: loss, config: context.config.segment, seed: context.config.seed)
-    let (dataset, sink, threads) = (data.dataset, context.sink, context.threads)
     let run: ArtifactRun
     do {
         run = try context.store.locate(stage: "segment-train", variant: variant, settings: settings, inputKeys: [data.key],
                                        formatVersion: segmenterFormatVersion, force: context.force)
     } catch { throw .artifact(error) }
     if let existing = run.existing { return existing }
+    return try yieldingToAnotherRun(run, sink: context.sink) { () throws(TrainingError) in
+        try trainSegmenter(context, run: run, settings: settings, data: data, continueAfter: continueAfter)
+    }
+}
+
+/// The training behind `runSegmentTrain`, into `run`'s folder.
+private func trainSegmenter(_ context: StageContext, run: ArtifactRun, settings: SegmentSettings, data: (dataset: Dataset, key: String),
+                            continueAfter: (Int) -> Bool) throws(TrainingError) -> StageResult {
+    let (dataset, sink, threads) = (data.dataset, context.sink, context.threads)
     let folder = run.folder
     let resuming = !context.force && FileManager.default.fileExists(atPath: folder + "/training.safetensors")
     let config = settings.config
@@ -65,7 +73,7 @@ public func runSegmentTrain(_ context: StageContext, loss: SegmentationLoss, dat
         callbacks: config.callbacks,
         generators: ["shuffle": SplitMix64(seed: settings.seed, stream: 1), "augment": SplitMix64(seed: settings.seed, stream: 2),
                      "dropConnect": SplitMix64(seed: settings.seed, stream: 3)],
-        label: loss.rawValue, weightsMetadata: ["format": "multiloss-cxr/unet", "loss": loss.rawValue],
+        label: settings.loss.rawValue, weightsMetadata: ["format": "multiloss-cxr/unet", "loss": settings.loss.rawValue],
         resuming: resuming, sink: sink)
     let augmentation = config.augment
         ? Augmentation(shiftPixels: config.shiftPixels, rotationDegrees: config.rotationDegrees, horizontalFlip: true) : nil
@@ -84,22 +92,22 @@ public func runSegmentTrain(_ context: StageContext, loss: SegmentationLoss, dat
             let (images, masks) = train.batch(Array(order[(step * batchSize)..<((step + 1) * batchSize)]),
                                               augment: augmentation, generator: &augment)
             let result = unetTrainStep(store: parameters, optimizer: &adam, images: images, masks: masks, generator: &dropConnect,
-                                       loss: loss, options: options)
+                                       loss: settings.loss, options: options)
             guard result.loss.isFinite else { throw .notFinite(epoch: epoch, step: step, lastCheckpoint: folder + "/training.safetensors") }
             lossSum += Double(result.loss)
-            sink(.progress(task: "epoch \(epoch + 1)/\(config.epochs) [\(loss.rawValue)]", done: step + 1, total: stepsPerEpoch))
+            sink(.progress(task: "epoch \(epoch + 1)/\(config.epochs) [\(settings.loss.rawValue)]", done: step + 1, total: stepsPerEpoch))
             try stopIfInterrupted(epoch: epoch, folder: folder)
         }
         generators["augment"] = augment
         generators["dropConnect"] = dropConnect
         return lossSum / Double(stepsPerEpoch)
     }, validate: {
-        validateSegmenter(parameters, images: val, loss: loss, batchSize: batchSize)
+        validateSegmenter(parameters, images: val, loss: settings.loss, batchSize: batchSize)
     })
 
     let best = try loop.finish(writer: &writer)
     var summary = loop.summary(best: best)
-    summary["loss"] = .string(loss.rawValue)
+    summary["loss"] = .string(settings.loss.rawValue)
     summary["size"] = .number(Double(config.size))
     summary["bestValDice"] = .number(best?.valDice ?? .nan)
     summary["bestValIoU"] = .number(best?.valIoU ?? .nan)

@@ -6,6 +6,7 @@
 import Artifacts
 import Datasets
 import Engine
+import Training
 
 /// The settings of one stage invocation.
 public struct StageContext: Sendable {
@@ -39,5 +40,21 @@ public struct StageContext: Sendable {
     public func dataset(named name: String) throws(ArtifactError) -> (dataset: Dataset, key: String) {
         let (folder, manifest) = try store.dataset(named: name)
         return (try Dataset(folder: folder, manifest: manifest), manifest.key)
+    }
+}
+
+/// Runs a training stage's `body` for `run`. When it fails for any reason but an interruption and
+/// the artifact is complete by then, another run of the same key finished it meanwhile (and, say,
+/// removed the checkpoint this one was resuming from): that artifact is returned instead of the
+/// error. Both runs compute the same bytes, so which one wrote them does not matter.
+func yieldingToAnotherRun(_ run: ArtifactRun, sink: EventSink,
+                          _ body: () throws(TrainingError) -> StageResult) throws(TrainingError) -> StageResult {
+    do {
+        return try body()
+    } catch {
+        if case .interrupted = error { throw error }
+        guard let finished = run.completedElsewhere() else { throw error }
+        sink(.warning("another run of this key finished \(run.folder) meanwhile; using its artifact (this run stopped at: \(error))"))
+        return finished
     }
 }

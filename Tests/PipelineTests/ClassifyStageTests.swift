@@ -73,6 +73,36 @@ final class ClassifyStageTests: ScratchTestCase {
         }
     }
 
+    /// Two runs of one key: this one is resuming from the checkpoint when the other finishes the
+    /// artifact and removes that checkpoint. It must use the finished artifact, not fail on the file.
+    func testARunWhoseCheckpointVanishesBecauseAnotherRunFinishedUsesThatArtifact() throws {
+        let finished = try train(scratch + "/finished")
+        XCTAssertThrowsError(try train(scratch + "/shared", interruptAfter: 1))
+        let folder = finished.folder.replacingOccurrences(of: scratch + "/finished", with: scratch + "/shared")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: folder + "/training.safetensors"))
+        // The other run finishes while this one loads its images: its files and manifest appear, the
+        // checkpoint goes.
+        let once = NSLock()
+        nonisolated(unsafe) var done = false
+        let sink: EventSink = { _ in
+            once.lock()
+            defer { once.unlock() }
+            guard !done else { return }
+            done = true
+            for file in finished.manifest.outputs.map(\.path) + ["manifest.json"] {
+                try? FileManager.default.removeItem(atPath: folder + "/" + file)
+                try? FileManager.default.copyItem(atPath: finished.folder + "/" + file, toPath: folder + "/" + file)
+            }
+            try? FileManager.default.removeItem(atPath: folder + "/training.safetensors")
+        }
+        let result = try runClassifyTrain(try context(scratch + "/shared", config: try config(), sink: sink), loss: .calibratedCCE,
+                                          data: try dataset(), variant: "v")
+        XCTAssertTrue(done)
+        XCTAssertTrue(result.reused)
+        XCTAssertEqual(result.folder, folder)
+        XCTAssertEqual(result.manifest.outputs, finished.manifest.outputs)
+    }
+
     func testFeaturesAreTheDCLMapsOfEveryImage() throws {
         let model = try train(scratch + "/one")
         let (data, key) = try dataset()
