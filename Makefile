@@ -36,7 +36,7 @@ export CXR_TARGET_CPU := $(TARGET_CPU)
 
 DEB_PACKAGES := pkg-config libpng-dev libjpeg-dev libblis-dev libopenblas-dev
 
-.PHONY: help deps build test demo reproduce data segment crop classify ensembles table3 table4 fig6 gradcam bench clean
+.PHONY: help deps build test demo reproduce fuzz data segment crop classify ensembles table3 table4 fig6 gradcam bench clean
 
 help:
 	@echo "make demo     install missing C libraries, build, and run the whole study on synthetic data, ending with its report"
@@ -50,6 +50,7 @@ help:
 	@echo "make gradcam  real data: Fig 6, Grad-CAM of the proposed model and the best single classifier"
 	@echo "make build    release build of every stage (BLAS=blis|openblas)"
 	@echo "make bench    the engine's speed and peak memory per workload, as JSON (BENCH_STEPS=5)"
+	@echo "make fuzz     mutation-fuzz the PNG/JPEG decoders for FUZZ_SECONDS (60) over the test images and FUZZ_CORPUS"
 	@echo "make deps     apt-get install the C libraries that are missing"
 	@echo "make clean    remove build folders and artifacts/"
 
@@ -238,6 +239,11 @@ gradcam: ensembles
 ensembles: classify
 	@$(MAKE) --no-print-directory table3 FLAGS="$(STAGE_FLAGS)" CROPS=cxr-crops SPLIT=$(TABLE2_SPLIT) TABLE=table3-$(TABLE2_SPLIT)
 	@$(MAKE) --no-print-directory table4 FLAGS="$(STAGE_FLAGS)" CROPS=cxr-crops SPLIT=$(TABLE2_SPLIT) TABLE=table4-$(TABLE2_SPLIT)
+
+# A bounded mutation-fuzzing run of the PNG/JPEG decoders (see Sources/fuzz-decoders).
+FUZZ_SECONDS ?= 60
+fuzz: build
+	$(BIN)/fuzz-decoders --seconds $(FUZZ_SECONDS) --out $(ARTIFACTS)/fuzz $(if $(FUZZ_CORPUS),--corpus $(FUZZ_CORPUS))
 
 BENCH_STEPS ?= 5
 bench: build

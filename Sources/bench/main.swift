@@ -100,7 +100,7 @@ struct Bench: ParsableCommand {
             let folder = FileManager.default.temporaryDirectory.appendingPathComponent("cxr-bench-\(getpid())").path
             let path = folder + "/predictions.csv"
             try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-            FileManager.default.createFile(atPath: path, contents: Data(predictionRows(1_000_000).utf8))
+            _ = FileManager.default.createFile(atPath: path, contents: Data(predictionRows(1_000_000).utf8))
             return {
                 do {
                     var config = try PipelineConfig.load(path: "pipeline.json", profile: "paper")
