@@ -110,14 +110,14 @@ public struct ResamplingPlan: Sendable {
     /// trapezoid sum is Σ Δfp·(tp + tp′), exact in integers. PR: trapezoids from (recall 0,
     /// precision 1) over the points, as `auc(recall, precision)`; after full recall Δtp is 0.
     /// The loop has no data-dependent branch (true class and weight 0 are both unpredictable).
-    func areas<W: FixedWidthInteger>(_ weights: UnsafeBufferPointer<W>, total: Int) -> CurveAreas {
+    func areas<T: WeightTable>(_ weights: T, total: Int) -> CurveAreas {
         guard total > 0 else { return CurveAreas(auroc: .nan, auprc: .nan) }
         let positives = total, negatives = (classes - 1) * total
         var tp = 0, fp = 0, lastTP = 0, lastFP = 0
         var rocTwice = 0, prTwice = 0.0, lastPrecision = 1.0
         entries.withUnsafeBufferPointer { entries in
             for entry in entries {
-                let w = Int(weights[Int(entry & Self.positionMask)])
+                let w = weights.weight(Int(entry & Self.positionMask))
                 let positive = Int(entry >> 31)
                 tp &+= w & -positive
                 fp &+= w & (positive &- 1)
@@ -182,6 +182,23 @@ public struct ResamplingPlan: Sendable {
     }
 }
 
+/// Image multiplicities by position, as the curve pass reads them.
+protocol WeightTable {
+    func weight(_ position: Int) -> Int
+}
+
+extension UnsafeBufferPointer: WeightTable where Element: FixedWidthInteger {
+    @inline(__always) func weight(_ position: Int) -> Int { Int(self[position]) }
+}
+
+/// Four bits per image, two images per byte (position p in byte p/2, low nibble first): half a
+/// megabyte for a million images, so a resample's weights stay in a core's L2 cache while the
+/// sorted scores stream past.
+struct NibbleWeights: WeightTable {
+    let bytes: UnsafeBufferPointer<UInt8>
+    @inline(__always) func weight(_ position: Int) -> Int { Int(bytes[position >> 1] >> UInt8((position & 1) << 2)) & 0xF }
+}
+
 /// BCa's acceleration from jackknife values with multiplicities: Σw(θ̄−θ)³ / (6 (Σw(θ̄−θ)²)^{3/2}).
 func acceleration(_ values: [(value: Double, weight: Double)]) -> Double {
     let total = values.reduce(0) { $0 + $1.weight }
@@ -194,6 +211,7 @@ func acceleration(_ values: [(value: Double, weight: Double)]) -> Double {
 /// One stratified resample: within each true class of m images, m draws with replacement, draw
 /// j picking member ⌊u·m / 2⁶⁴⌋ for the generator's next u (Lemire's multiply-shift).
 /// `visit(class, member)` is called once per draw.
+@inline(__always)
 func stratifiedDraws<G: RandomNumberGenerator>(_ classSizes: [Int], generator: inout G, visit: (Int, Int) -> Void) {
     for (k, size) in classSizes.enumerated() where size > 0 {
         let m = UInt64(size)
@@ -223,18 +241,29 @@ public func bootstrapIntervals<G: RandomNumberGenerator>(_ predictions: Predicti
     let chunk = max(1, min(64, resamples / max(1, 4 * threads)))
     let starts = Array(stride(from: 0, to: resamples, by: chunk))
     let values = parallelMap(starts, threads: threads, sink: sink, task: task) { start -> [[Double]] in
-        // One byte per image keeps the weights in a core's L2 cache for the curve pass; a resample
-        // that draws one image more than `weightLimit` times (in practice never) is redone wide.
-        var weights = [UInt8](repeating: 0, count: needsCurves ? plan.count : 0)
-        let limit = UInt8(min(weightLimit, Int(UInt8.max)))
+        // Four bits per image keep the weights in a core's L2 cache for the curve pass; a resample
+        // that draws one image more than `weightLimit` (at most 15) times, in practice never, is
+        // redone with wide weights.
+        var weights = [UInt8](repeating: 0, count: needsCurves ? (plan.count + 1) / 2 : 0)
+        let limit = UInt8(min(weightLimit, 15))
         return (start..<min(start + chunk, resamples)).map { r in
             var generator = SplitMix64(seed: seeds[r])
             var counts = [Int](repeating: 0, count: plan.classes * plan.classes)
             var overflowed = false
-            stratifiedDraws(plan.classSize, generator: &generator) { k, u in
-                let p = plan.classStart[k] + u
-                counts[Int(plan.cells[p])] += 1
-                if needsCurves { if weights[p] == limit { overflowed = true } else { weights[p] += 1 } }
+            // Raw buffers: a draw costs a few nanoseconds, and array writes through a closure's
+            // capture would check uniqueness on every one.
+            weights.withUnsafeMutableBufferPointer { w in
+                counts.withUnsafeMutableBufferPointer { c in
+                    plan.cells.withUnsafeBufferPointer { cells in
+                        stratifiedDraws(plan.classSize, generator: &generator) { k, u in
+                            let p = plan.classStart[k] + u
+                            c[Int(cells[p])] += 1
+                            guard needsCurves else { return }
+                            let shift = UInt8((p & 1) << 2)
+                            if (w[p >> 1] >> shift) & 0xF == limit { overflowed = true } else { w[p >> 1] += 1 << shift }
+                        }
+                    }
+                }
             }
             var areas = CurveAreas(auroc: .nan, auprc: .nan)
             if overflowed {
@@ -243,7 +272,7 @@ public func bootstrapIntervals<G: RandomNumberGenerator>(_ predictions: Predicti
                 stratifiedDraws(plan.classSize, generator: &generator) { k, u in wide[plan.classStart[k] + u] += 1 }
                 areas = wide.withUnsafeBufferPointer { plan.areas($0, total: plan.count) }
             } else if needsCurves {
-                areas = weights.withUnsafeBufferPointer { plan.areas($0, total: plan.count) }
+                areas = weights.withUnsafeBufferPointer { plan.areas(NibbleWeights(bytes: $0), total: plan.count) }
             }
             if needsCurves { weights.withUnsafeMutableBufferPointer { $0.update(repeating: 0) } }
             let cm = plan.confusion(counts)
