@@ -35,7 +35,7 @@ public struct ReportSources: Sendable, Equatable {
 }
 
 /// Version of the report artifact's files (part of its key).
-public let reportFormatVersion = 1
+public let reportFormatVersion = 2
 
 /// Writes `artifacts/report/<name>/<key>/`: report.md, report.html and figures/.
 ///

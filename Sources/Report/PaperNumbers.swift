@@ -87,7 +87,7 @@ public let paperLiteratureRow = row("rajaraman-2018", "Rajaraman et al. [24]", [
                                     (0.8436, 0.8964))
 
 /// One of the paper's significance claims: `reference` against `other` (row names), and whether
-/// the paper says the difference is significant (p < 0.05).
+/// the paper says the reference is significantly better (p < 0.05) or not significantly different.
 public struct SignificanceClaim: Sendable {
     public let table: String
     public let reference: String

@@ -179,7 +179,8 @@ private func table5Blocks(_ proposed: ModelReport) -> [Block] {
     ]
 }
 
-/// The 25 claims on our numbers: the paper's inferred rule (SPEC §8) decides "held"; McNemar on the
+/// The 25 claims on our numbers: the paper's inferred rule (SPEC §8) decides "held" (for a claim of
+/// significance, the reference must also be the better one); McNemar on the
 /// paired predictions is shown beside it where both rows' predictions exist.
 private func claimBlocks(_ inputs: ReproductionInputs) -> [Block] {
     var mcc: [String: (value: Double, n: Int)] = [:]
@@ -194,7 +195,9 @@ private func claimBlocks(_ inputs: ReproductionInputs) -> [Block] {
             continue
         }
         let test = paperSignificance(reference: reference.value, other: other.value, n: reference.n)
-        let verdict = test.significant == claim.significant ? "held" : "not held"
+        // "Significantly better": a significant difference the wrong way round does not hold.
+        let agrees = claim.significant ? test.significant && reference.value > other.value : !test.significant
+        let verdict = agrees ? "held" : "not held"
         checked += 1
         if verdict == "held" { held += 1 }
         var mcnemarP = "NA"
@@ -209,7 +212,8 @@ private func claimBlocks(_ inputs: ReproductionInputs) -> [Block] {
         .heading(level: 2, text: "The paper's 25 significance claims, on our numbers"),
         .paragraph("\(held) of \(checked) claims that could be checked hold (\(paperClaims.count - checked) need rows this run did not produce). "
                    + "Test: the paper's rule as SPEC §8 infers it — a one-sample z-test of the other model's MCC against the reference's "
-                   + "Wald standard error, p < 0.05 (it reproduces all 25 claims on the paper's own numbers). McNemar's test on the paired "
+                   + "Wald standard error, p < 0.05 (it reproduces all 25 claims on the paper's own numbers); a claim that the reference is "
+                   + "significantly better holds only when it is also the higher one. McNemar's test on the paired "
                    + "predictions is given beside it as the sound paired test."),
         .table(header: ["table", "reference vs other", "paper says", "MCC reference", "MCC other", "p (paper's rule)", "on our numbers", "McNemar p"],
                rows: rows),
