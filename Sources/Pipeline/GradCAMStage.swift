@@ -198,7 +198,7 @@ indirect enum CAMModel {
 /// - Throws: `StageError` naming a missing layer (with the layers there are), an artifact that has
 ///   no layer (a prediction-level ensemble), an unknown target class, or a file.
 public func runGradCAM(_ context: StageContext, model: (folder: String, manifest: Manifest), data: String,
-                       settings: GradCAMSettings) throws(StageError) -> StageResult {
+                       settings: GradCAMSettings, masks: (folder: String, manifest: Manifest)? = nil) throws(StageError) -> StageResult {
     guard let target = settings.camTarget else {
         throw .artifact(.missingInput(message: "unknown target '\(settings.target)': predicted, truth, bacterial, normal or viral"))
     }
@@ -207,10 +207,12 @@ public func runGradCAM(_ context: StageContext, model: (folder: String, manifest
     do { (dataset, datasetKey) = try context.dataset(named: data) } catch { throw .artifact(error) }
     let rows = dataset.rows.filter { settings.split == "all" || $0.split.rawValue == settings.split }
     guard !rows.isEmpty else { throw .emptySplit(dataset: dataset.folder, split: settings.split) }
+    let maskFolders = try masks.map { masks throws(StageError) in try predictedMaskFolders(masks) } ?? []
     let run: ArtifactRun
     do {
         run = try context.store.locate(stage: "gradcam", variant: "\(model.manifest.variant)-on-\(data)", settings: settings,
-                                       inputKeys: [model.manifest.key, datasetKey], formatVersion: gradcamFormatVersion, force: context.force)
+                                       inputKeys: [model.manifest.key, datasetKey] + (masks.map { [$0.manifest.key] } ?? []),
+                                       formatVersion: gradcamFormatVersion, force: context.force)
     } catch { throw .artifact(error) }
     if let existing = run.existing { return existing }
 
@@ -240,7 +242,9 @@ public func runGradCAM(_ context: StageContext, model: (folder: String, manifest
 
     do {
         var writer = try run.begin(inputs: [ManifestInput(name: "model", path: model.folder, key: model.manifest.key),
-                                            ManifestInput(name: "dataset", path: dataset.folder, key: datasetKey)], seed: context.config.seed)
+                                            ManifestInput(name: "dataset", path: dataset.folder, key: datasetKey)]
+                                       + (masks.map { [ManifestInput(name: "masks", path: $0.folder, key: $0.manifest.key)] } ?? []),
+                                   seed: context.config.seed)
         let ids = String(decoding: try canonicalJSON(rows.map(\.path)), as: UTF8.self)
         try writer.write(try Safetensors.encode(["maps": Tensor(shape: [maps.count, h, w], data: maps.flatMap { $0 })],
                                                 metadata: ["format": "multiloss-cxr/gradcam", "method": settings.method.rawValue,
@@ -253,10 +257,14 @@ public func runGradCAM(_ context: StageContext, model: (folder: String, manifest
             try FileManager.default.createDirectory(atPath: run.folder + "/" + (path as NSString).deletingLastPathComponent,
                                                     withIntermediateDirectories: true)
             try writer.write(try overlay.pngData(), to: path)
-            var share: Double?
+            // The image's own (ground-truth) mask, else the AND of the predicted ones given.
+            var lungs: Mask?
             if let maskPath = dataset.maskPath(row) {
-                share = lungShare(map: maps[i], h: h, w: w, lungs: try Mask(contentsOf: maskPath, sizedLike: image, imagePath: dataset.imagePath(row)))
+                lungs = try Mask(contentsOf: maskPath, sizedLike: image, imagePath: dataset.imagePath(row))
+            } else if let masks {
+                lungs = try predictedMask(row, image: image, dataset: dataset, masks: masks.folder, folders: maskFolders)
             }
+            let share = lungs.flatMap { lungShare(map: maps[i], h: h, w: w, lungs: $0) }
             records.append(CAMRecord(row: row, predicted: predicted[i], target: targets[i], probability: probabilities[i], lungShare: share))
             if (i + 1) % 50 == 0 || i + 1 == rows.count { context.sink(.progress(task: "overlays", done: i + 1, total: rows.count)) }
         }

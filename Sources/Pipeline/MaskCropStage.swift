@@ -40,13 +40,7 @@ public func runMaskCrop(_ context: StageContext, data: (dataset: Dataset, key: S
                         variant: String) throws(StageError) -> StageResult {
     let (dataset, config, sink, threads) = (data.dataset, context.config.crop, context.sink, context.threads)
     let masksFolder = masks.folder, masksManifest = masks.manifest
-    guard masksManifest.stage == "segment-predict", case let .array(models)? = masksManifest.summary.objectValue?["models"] else {
-        throw .artifact(.invalidManifest(path: masksFolder + "/manifest.json", message: "not a segment predict artifact"))
-    }
-    let maskFolders = models.compactMap { $0.objectValue?["masks"]?.stringValue }
-    guard !maskFolders.isEmpty else {
-        throw .artifact(.invalidManifest(path: masksFolder + "/manifest.json", message: "lists no mask folders"))
-    }
+    let maskFolders = try predictedMaskFolders(masks)
     let settings = MaskCropSettings(crop: config)
     let run: ArtifactRun
     do {
@@ -59,12 +53,7 @@ public func runMaskCrop(_ context: StageContext, data: (dataset: Dataset, key: S
     func crop(_ row: DatasetRow) throws(IngestError) -> CropRecord {
         do throws(ImagingError) {
             let image = try GrayImage(contentsOf: dataset.imagePath(row))
-            var anded: Mask?
-            for maskFolder in maskFolders {
-                let mask = try Mask(contentsOf: masksFolder + "/" + maskFolder + "/" + maskFileName(row.path), sizedLike: image,
-                                    imagePath: dataset.imagePath(row))
-                anded = try anded?.and(mask) ?? mask
-            }
+            let anded = try predictedMask(row, image: image, dataset: dataset, masks: masksFolder, folders: maskFolders)
             let full = PixelBox(x: 0, y: 0, width: image.width, height: image.height)
             let box = anded?.cropBox ?? full
             var out = image.cropped(to: box).resized(width: config.size, height: config.size, method: config.interpolation).to8Bit()
@@ -183,4 +172,31 @@ private func cropSheet(_ records: [CropRecord], dataset: Dataset, masksFolder: S
         tiles.append((RGBImage(gray: try GrayImage(contentsOf: folder + "/images/" + record.row.path)), nil))
     }
     return ContactSheet(columns: min(8, tiles.count), tileSize: 160).render(tiles)
+}
+
+/// The mask folders (`masks/<k>-<loss>`) of a `segment predict` artifact.
+///
+/// - Throws: `StageError` naming the manifest when it is not one, or lists none.
+func predictedMaskFolders(_ masks: (folder: String, manifest: Manifest)) throws(StageError) -> [String] {
+    guard masks.manifest.stage == "segment-predict", case let .array(models)? = masks.manifest.summary.objectValue?["models"] else {
+        throw .artifact(.invalidManifest(path: masks.folder + "/manifest.json", message: "not a segment predict artifact"))
+    }
+    let folders = models.compactMap { $0.objectValue?["masks"]?.stringValue }
+    guard !folders.isEmpty else {
+        throw .artifact(.invalidManifest(path: masks.folder + "/manifest.json", message: "lists no mask folders"))
+    }
+    return folders
+}
+
+/// The bitwise AND of `row`'s predicted masks in `folders` of the segment-predict artifact `masks`
+/// (nil when there are no folders), each checked against the image's size.
+func predictedMask(_ row: DatasetRow, image: GrayImage, dataset: Dataset, masks: String,
+                   folders: [String]) throws(ImagingError) -> Mask? {
+    var anded: Mask?
+    for folder in folders {
+        let mask = try Mask(contentsOf: masks + "/" + folder + "/" + maskFileName(row.path), sizedLike: image,
+                            imagePath: dataset.imagePath(row))
+        anded = try anded?.and(mask) ?? mask
+    }
+    return anded
 }

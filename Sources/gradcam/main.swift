@@ -26,7 +26,7 @@ struct GradCAMCommand: ParsableCommand {
             metadata), overlays/ (0.4·HOT(map) + image at each image's size, cut below 0.2 of the map's range; \
             --paper-overlay removes only exact zeros as the released code did), gradcam.csv (image, label, \
             predicted, target, probability, lung_share: the share of the map's positive mass inside the lung mask, \
-            where the dataset has masks) and sheet.png (Fig 6: original, model input, overlay for a few images per \
+            where the dataset has masks, or the AND of the --masks artifact's predicted masks) and sheet.png (Fig 6: original, model input, overlay for a few images per \
             class). The manifest summarises the lung share per class and for right and wrong predictions.
             """)
 
@@ -56,6 +56,9 @@ struct GradCAMCommand: ParsableCommand {
     @Option(help: "Images per class on sheet.png.")
     var sheetImages = 3
 
+    @Option(help: "A segment predict artifact of the same dataset: for images without their own lung mask, the AND of its masks gives the lung share.")
+    var masks: String?
+
     func validate() throws {
         if let split, !["test", "val", "train", "all"].contains(split) { throw ValidationError("--split must be test, val, train or all") }
         guard sheetImages >= 0 else { throw ValidationError("--sheet-images must not be negative") }
@@ -72,7 +75,14 @@ struct GradCAMCommand: ParsableCommand {
             let defaultLayer = manifest.stage == "ensemble" ? ModelLevelHead.newConv : Classifier.dcl
             let settings = GradCAMSettings(method: method, target: target, layer: layer ?? defaultLayer, split: chosenSplit,
                                            paperOverlay: paperOverlay, sheetImagesPerClass: sheetImages)
-            let result = try runGradCAM(context, model: (model, manifest), data: data, settings: settings)
+            var predicted: (folder: String, manifest: Manifest)?
+            if let masks {
+                guard let masksManifest = context.store.completeManifest(at: masks) else {
+                    throw ArtifactError.incomplete(path: masks, message: "no complete segment predict artifact here")
+                }
+                predicted = (masks, masksManifest)
+            }
+            let result = try runGradCAM(context, model: (model, manifest), data: data, settings: settings, masks: predicted)
             if result.reused { context.sink(.note("reusing the complete artifact (same model, data and settings; --force to redo)")) }
             return result.folder
         }

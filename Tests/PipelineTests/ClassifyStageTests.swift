@@ -103,6 +103,50 @@ final class ClassifyStageTests: ScratchTestCase {
         XCTAssertEqual(result.manifest.outputs, finished.manifest.outputs)
     }
 
+    /// A dataset without lung masks: with a segment-predict artifact, the AND of its masks gives the
+    /// lung share. Masks covering the whole image put all of a map's positive mass inside: share 1.
+    func testGradCAMTakesTheLungShareFromPredictedMasksWhenTheDatasetHasNone() throws {
+        let model = try train(scratch + "/one")
+        _ = try dataset()  // generates scratch/syn
+        let context = try context(scratch + "/a", config: try config())
+        let plain = PrepareSettings(layout: .kermany, validation: .auto, validationFraction: 0.2, testFraction: 0, allTest: false,
+                                    splitSeed: 1, contactSheetImages: 0, synthetic: nil)
+        let prepared = try runPrepare(context, source: scratch + "/syn", name: "nomask", settings: plain)
+        let data = try Dataset(folder: prepared.folder, manifest: prepared.manifest)
+        let testRows = data.rows.filter { $0.split == .test }
+        XCTAssertTrue(testRows.allSatisfy { data.maskPath($0) == nil })
+        let run = try context.store.locate(stage: "segment-predict", variant: "nomask", settings: ["fake": true], inputKeys: [],
+                                           formatVersion: 1, force: false)
+        var writer = try run.begin(inputs: [], seed: 1)
+        for folder in ["masks/1-a", "masks/2-b"] {
+            for row in data.rows {
+                let path = folder + "/" + maskFileName(row.path)
+                try FileManager.default.createDirectory(atPath: run.folder + "/" + (path as NSString).deletingLastPathComponent,
+                                                        withIntermediateDirectories: true)
+                try writer.write(try GrayImage(width: row.width, height: row.height, filledWith: 255).pngData(), to: path)
+            }
+        }
+        let masks = writer.result(try writer.finish(summary: .object(["models": .array([
+            .object(["masks": .string("masks/1-a")]), .object(["masks": .string("masks/2-b")]),
+        ])])))
+        let settings = GradCAMSettings(method: .gradcam, target: "predicted", layer: Classifier.dcl, split: "test",
+                                       paperOverlay: false, sheetImagesPerClass: 0)
+        func shares(_ result: StageResult) throws -> [String] {
+            let table = try parseCSV(String(contentsOfFile: result.folder + "/gradcam.csv", encoding: .utf8))
+            let column = try XCTUnwrap(table[0].firstIndex(of: "lung_share"))
+            return table.dropFirst().map { $0[column] }
+        }
+        let without = try runGradCAM(context, model: (model.folder, model.manifest), data: "nomask", settings: settings)
+        XCTAssertEqual(try shares(without), [String](repeating: "", count: testRows.count))
+        let with = try runGradCAM(context, model: (model.folder, model.manifest), data: "nomask", settings: settings,
+                                  masks: (masks.folder, masks.manifest))
+        XCTAssertNotEqual(with.folder, without.folder)
+        XCTAssertTrue(with.manifest.inputs.contains { $0.name == "masks" && $0.key == masks.manifest.key })
+        let filled = try shares(with).filter { !$0.isEmpty }
+        XCTAssertFalse(filled.isEmpty)
+        XCTAssertTrue(filled.allSatisfy { Double($0) == 1 }, "\(filled)")
+    }
+
     func testFeaturesAreTheDCLMapsOfEveryImage() throws {
         let model = try train(scratch + "/one")
         let (data, key) = try dataset()
