@@ -41,6 +41,9 @@ public enum BootstrappedMetric: String, CaseIterable, Sendable {
 struct CurveAreas {
     var auroc: Double
     var auprc: Double
+
+    /// No areas (a resample without curve metrics, or no images).
+    static let undefined = CurveAreas(auroc: .nan, auprc: .nan)
 }
 
 /// Up to this many images, the curve metrics' jackknife leaves out one image at a time.
@@ -111,7 +114,7 @@ public struct ResamplingPlan: Sendable {
     /// precision 1) over the points, as `auc(recall, precision)`; after full recall Δtp is 0.
     /// The loop has no data-dependent branch (true class and weight 0 are both unpredictable).
     func areas<T: WeightTable>(_ weights: T, total: Int) -> CurveAreas {
-        guard total > 0 else { return CurveAreas(auroc: .nan, auprc: .nan) }
+        guard total > 0 else { return .undefined }
         let positives = total, negatives = (classes - 1) * total
         var tp = 0, fp = 0, lastTP = 0, lastFP = 0
         var rocTwice = 0, prTwice = 0.0, lastPrecision = 1.0
@@ -146,10 +149,8 @@ public struct ResamplingPlan: Sendable {
                    groupCount: Int = jackknifeGroups) -> [BootstrappedMetric: [(value: Double, weight: Double)]] {
         let counts = cellCounts
         var out: [BootstrappedMetric: [(value: Double, weight: Double)]] = [:]
-        let curveMetrics = metrics.filter(\.usesCurves)
         var curveValues: [CurveAreas] = []
-        var curveWeights: [Double] = []
-        if !curveMetrics.isEmpty {
+        if metrics.contains(where: \.usesCurves) {
             // Group g holds positions g, g + G, …: one image each when G = count.
             let groups = count <= exactLimit ? count : groupCount
             let chunk = max(1, min(64, groups / max(1, 4 * threads)))
@@ -163,18 +164,17 @@ public struct ResamplingPlan: Sendable {
                     return values
                 }
             }.flatMap { $0 }
-            curveWeights = [Double](repeating: 1, count: groups)
         }
         for metric in metrics {
             if metric.usesCurves {
-                out[metric] = zip(curveValues, curveWeights).map { (metric == .aurocMicro ? $0.auroc : $0.auprc, $1) }
+                out[metric] = curveValues.map { (metric == .aurocMicro ? $0.auroc : $0.auprc, 1) }
                 continue
             }
             var values: [(value: Double, weight: Double)] = []
             for cell in counts.indices where counts[cell] > 0 {
                 var left = counts
                 left[cell] -= 1
-                values.append((metric.value(confusion(left), CurveAreas(auroc: .nan, auprc: .nan)), Double(counts[cell])))
+                values.append((metric.value(confusion(left), .undefined), Double(counts[cell])))
             }
             out[metric] = values
         }
@@ -226,12 +226,12 @@ func stratifiedDraws<G: RandomNumberGenerator>(_ classSizes: [Int], generator: i
 ///   - generator: seeds the resamples (one draw each, in order): the same seed gives byte-identical
 ///     intervals whatever `threads` is.
 ///   - sink: progress of the resamples, as `task`.
-///   - weightLimit: the largest multiplicity kept in the one-byte weights (tests lower it to
-///     exercise the wide path, which must give the same intervals).
+///   - weightLimit: the largest multiplicity kept in the four-bit weights, at most 15 (tests lower
+///     it to exercise the wide path, which must give the same intervals).
 public func bootstrapIntervals<G: RandomNumberGenerator>(_ predictions: Predictions, metrics: [BootstrappedMetric] = BootstrappedMetric.allCases,
                                                          resamples: Int, level: Double = 0.95, generator: inout G, threads: Int = 1,
                                                          sink: EventSink = { _ in }, task: String = "bootstrap",
-                                                         weightLimit: Int = 255)
+                                                         weightLimit: Int = 15)
     -> [BootstrappedMetric: BootstrapResult]
 {
     let plan = ResamplingPlan(predictions)
@@ -245,7 +245,7 @@ public func bootstrapIntervals<G: RandomNumberGenerator>(_ predictions: Predicti
         // that draws one image more than `weightLimit` (at most 15) times, in practice never, is
         // redone with wide weights.
         var weights = [UInt8](repeating: 0, count: needsCurves ? (plan.count + 1) / 2 : 0)
-        let limit = UInt8(min(weightLimit, 15))
+        let limit = UInt8(min(max(weightLimit, 1), 15))
         return (start..<min(start + chunk, resamples)).map { r in
             var generator = SplitMix64(seed: seeds[r])
             var counts = [Int](repeating: 0, count: plan.classes * plan.classes)
@@ -265,7 +265,7 @@ public func bootstrapIntervals<G: RandomNumberGenerator>(_ predictions: Predicti
                     }
                 }
             }
-            var areas = CurveAreas(auroc: .nan, auprc: .nan)
+            var areas = CurveAreas.undefined
             if overflowed {
                 var wide = [UInt32](repeating: 0, count: plan.count)
                 var generator = SplitMix64(seed: seeds[r])
@@ -279,7 +279,7 @@ public func bootstrapIntervals<G: RandomNumberGenerator>(_ predictions: Predicti
             return metrics.map { $0.value(cm, areas) }
         }
     }.flatMap { $0 }
-    let whole = needsCurves ? plan.wholeAreas : CurveAreas(auroc: .nan, auprc: .nan)
+    let whole = needsCurves ? plan.wholeAreas : CurveAreas.undefined
     let cm = plan.confusion(plan.cellCounts)
     let jackknife = plan.jackknife(metrics, threads: threads)
     var out: [BootstrappedMetric: BootstrapResult] = [:]

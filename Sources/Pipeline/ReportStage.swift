@@ -83,7 +83,9 @@ public func runReport(_ context: StageContext, sources: ReportSources, name: Str
         for (index, (title, folder, manifest, paper)) in tables.enumerated() {
             let file = try decodeJSON(EvaluationFile.self, from: try readFile(folder + "/metrics.json"))
             for (input, report) in zip(manifest.inputs, file.models) where predictions[report.name] == nil {
-                predictions[report.name] = try? readPredictions(path: input.path).predictions
+                do { predictions[report.name] = try readPredictions(path: input.path).predictions } catch {
+                    context.sink(.warning("\(report.name): no paired tests (\(error))"))
+                }
             }
             let names = manifest.inputs.map { ($0.path as NSString).lastPathComponent }
             let split = names.allSatisfy { $0.hasSuffix("predictions-test.csv") } ? "test"
@@ -115,19 +117,17 @@ public func runReport(_ context: StageContext, sources: ReportSources, name: Str
             (try decodeJSON(SegmentationEvaluation.self, from: try readFile(folder + "/metrics.json")), artifactName(manifest))
         }
         let graph = upstream(sources.all, store: context.store)
-        let document = reproductionReport(ReproductionInputs(
+        let reproduction = ReproductionInputs(
             profile: settings.profile, segmentation: segmentationFile, tables: classification, predictions: predictions, gradcam: cams,
             protocolNotes: protocolNotes(graph, tables: classification), provenance: provenanceRows(graph),
-            environment: environmentLines(graph, profile: settings.profile)))
+            environment: environmentLines(graph, profile: settings.profile))
+        let document = reproductionReport(reproduction)
 
         var writer = try run.begin(inputs: inputs, seed: 0)
         try writer.write(Array(document.markdown().utf8), to: "report.md")
         try writer.write(Array(document.html().utf8), to: "report.html")
         for figure in figures { try writer.write(figure.bytes, to: figure.file) }
-        let claims = document.blocks.compactMap { block -> Int? in
-            guard case let .table(header, rows) = block, header.contains("on our numbers") else { return nil }
-            return rows.filter { $0[6] == "held" }.count
-        }.first ?? 0
+        let claims = checkClaims(reproduction).filter { $0.held == true }.count
         let totalSeconds = graph.reduce(0) { $0 + $1.durationSeconds }
         return writer.result(try writer.finish(summary: .object([
             "claimsHeld": .number(Double(claims)), "artifacts": .number(Double(graph.count)),

@@ -179,35 +179,50 @@ private func table5Blocks(_ proposed: ModelReport) -> [Block] {
     ]
 }
 
-/// The 25 claims on our numbers: the paper's inferred rule (SPEC §8) decides "held" (for a claim of
-/// significance, the reference must also be the better one); McNemar on the
-/// paired predictions is shown beside it where both rows' predictions exist.
-private func claimBlocks(_ inputs: ReproductionInputs) -> [Block] {
+/// One of the paper's claims checked on our numbers; nil fields where this run lacks a row.
+public struct ClaimCheck: Sendable {
+    public let claim: SignificanceClaim
+    public let referenceMCC: Double?
+    public let otherMCC: Double?
+    /// The paper's inferred rule (SPEC §8).
+    public let test: TestResult?
+    /// McNemar on the paired predictions, where both rows' predictions are given.
+    public let mcnemar: TestResult?
+
+    /// Whether our numbers agree with the paper's verdict (nil: not run). For a claim of
+    /// significance the reference must also be the better one.
+    public var held: Bool? {
+        guard let test, let referenceMCC, let otherMCC else { return nil }
+        return claim.significant ? test.significant && referenceMCC > otherMCC : !test.significant
+    }
+}
+
+/// The paper's 25 claims (SPEC §8) decided on the MCCs of `inputs`' tables, each reference's
+/// standard error at its own image count; [24]'s row is the paper's.
+public func checkClaims(_ inputs: ReproductionInputs) -> [ClaimCheck] {
     var mcc: [String: (value: Double, n: Int)] = [:]
     for table in inputs.tables { for r in table.reports where mcc[r.name] == nil { mcc[r.name] = (r.mcc, r.images) } }
     mcc[paperLiteratureRow.name] = (paperLiteratureRow.mcc, paperTestImages)
-    var rows: [[String]] = []
-    var held = 0, checked = 0
-    for claim in paperClaims {
-        let says = claim.significant ? "significant" : "not significant"
-        guard let reference = mcc[claim.reference], let other = mcc[claim.other] else {
-            rows.append([claim.table, "\(claim.reference) vs \(claim.other)", says, "NA", "NA", "NA", "not run", "NA"])
-            continue
-        }
-        let test = paperSignificance(reference: reference.value, other: other.value, n: reference.n)
-        // "Significantly better": a significant difference the wrong way round does not hold.
-        let agrees = claim.significant ? test.significant && reference.value > other.value : !test.significant
-        let verdict = agrees ? "held" : "not held"
-        checked += 1
-        if verdict == "held" { held += 1 }
-        var mcnemarP = "NA"
+    return paperClaims.map { claim in
+        let reference = mcc[claim.reference], other = mcc[claim.other]
+        var paired: TestResult?
         if let a = inputs.predictions[claim.reference], let b = inputs.predictions[claim.other], a.ids == b.ids, a.labels == b.labels {
-            mcnemarP = formatFixed(mcnemar(a, b).pValue, decimals: 4)
+            paired = mcnemar(a, b)
         }
-        rows.append([claim.table, "\(claim.reference) vs \(claim.other)", says,
-                     formatFixed(reference.value, decimals: 4), formatFixed(other.value, decimals: 4),
-                     formatFixed(test.pValue, decimals: 4), verdict, mcnemarP])
+        let test = reference.flatMap { r in other.map { paperSignificance(reference: r.value, other: $0.value, n: r.n) } }
+        return ClaimCheck(claim: claim, referenceMCC: reference?.value, otherMCC: other?.value, test: test, mcnemar: paired)
     }
+}
+
+/// The claims table: verdicts by the paper's rule, McNemar beside them.
+private func claimBlocks(_ inputs: ReproductionInputs) -> [Block] {
+    let checks = checkClaims(inputs)
+    let f = { (x: Double?) in x.map { formatFixed($0, decimals: 4) } ?? "NA" }
+    let rows = checks.map { c -> [String] in
+        [c.claim.table, "\(c.claim.reference) vs \(c.claim.other)", c.claim.significant ? "significant" : "not significant",
+         f(c.referenceMCC), f(c.otherMCC), f(c.test?.pValue), c.held.map { $0 ? "held" : "not held" } ?? "not run", f(c.mcnemar?.pValue)]
+    }
+    let checked = checks.filter { $0.held != nil }.count, held = checks.filter { $0.held == true }.count
     return [
         .heading(level: 2, text: "The paper's 25 significance claims, on our numbers"),
         .paragraph("\(held) of \(checked) claims that could be checked hold (\(paperClaims.count - checked) need rows this run did not produce). "

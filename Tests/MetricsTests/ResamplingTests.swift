@@ -108,8 +108,8 @@ final class ResamplingTests: XCTestCase {
             var g = SplitMix64(seed: 77)
             return bootstrapIntervals(p, resamples: 150, generator: &g, threads: threads, weightLimit: weightLimit)
         }
-        let reference = run(threads: 1, weightLimit: 255)
-        XCTAssertEqual(run(threads: 3, weightLimit: 255), reference)
+        let reference = run(threads: 1, weightLimit: 15)
+        XCTAssertEqual(run(threads: 3, weightLimit: 15), reference)
         // A limit of 1 sends every resample that draws an image twice down the wide path.
         XCTAssertEqual(run(threads: 2, weightLimit: 1), reference)
         var other = SplitMix64(seed: 78)
