@@ -15,13 +15,18 @@ void cxr_keep_freed_memory(void) {}
 #if defined(CXR_BLAS_OPENBLAS)
 void openblas_set_num_threads(int);
 char *openblas_get_config(void);
+char *openblas_get_corename(void);
 const char *cxr_blas_provider(void) { return "openblas"; }
 const char *cxr_blas_version(void) { return openblas_get_config(); }
+const char *cxr_blas_kernel(void) { return openblas_get_corename(); }
 void cxr_blas_set_threads(int threads) { openblas_set_num_threads(threads); }
 #else
 void bli_thread_set_num_threads(long);
 char *bli_info_get_version_str(void);
+int bli_arch_query_id(void);
+const char *bli_arch_string(int id);
 const char *cxr_blas_provider(void) { return "blis"; }
 const char *cxr_blas_version(void) { return bli_info_get_version_str(); }
+const char *cxr_blas_kernel(void) { return bli_arch_string(bli_arch_query_id()); }
 void cxr_blas_set_threads(int threads) { bli_thread_set_num_threads(threads); }
 #endif

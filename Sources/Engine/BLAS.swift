@@ -12,6 +12,10 @@ public enum BLAS {
     /// The provider's own version or configuration string.
     public static var version: String { String(cString: cxr_blas_version()) }
 
+    /// The kernel set the provider picked for this CPU ("haswell", "zen3", "skx", …): results are
+    /// bit-identical only between runs on the same kernels.
+    public static var kernel: String { String(cString: cxr_blas_kernel()) }
+
     /// Fixes the number of threads BLAS may use; results are reproducible only at a fixed count.
     public static func setThreads(_ threads: Int) {
         precondition(threads >= 1, "thread count must be positive")

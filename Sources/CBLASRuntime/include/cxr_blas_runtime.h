@@ -9,6 +9,10 @@ const char *cxr_blas_provider(void);
 /// The provider's version or build configuration string.
 const char *cxr_blas_version(void);
 
+/// The kernel set the provider chose for this CPU at run time (BLIS's architecture, OpenBLAS's
+/// core name, e.g. "haswell"): two machines with different kernels round differently.
+const char *cxr_blas_kernel(void);
+
 /// Fixes the provider's thread count (results are reproducible only at a fixed count).
 void cxr_blas_set_threads(int threads);
 
