@@ -116,7 +116,7 @@ public func runReport(_ context: StageContext, sources: ReportSources, name: Str
         let segmentationFile = try segmentation.map { folder, manifest in
             (try decodeJSON(SegmentationEvaluation.self, from: try readFile(folder + "/metrics.json")), artifactName(manifest))
         }
-        let graph = upstream(sources.all, store: context.store)
+        let graph = lineage(of: sources.all, store: context.store).map(\.manifest)
         let reproduction = ReproductionInputs(
             profile: settings.profile, segmentation: segmentationFile, tables: classification, predictions: predictions, gradcam: cams,
             protocolNotes: protocolNotes(graph, tables: classification), provenance: provenanceRows(graph),
@@ -142,24 +142,29 @@ public func runReport(_ context: StageContext, sources: ReportSources, name: Str
 private func artifactName(_ manifest: Manifest) -> String { "\(manifest.stage)/\(manifest.variant)/\(manifest.key)" }
 
 /// Every complete artifact the given folders were made from (themselves included), each once, in
-/// pipeline order.
-func upstream(_ folders: [String], store: ArtifactStore) -> [Manifest] {
-    var seen: Set<String> = [], out: [Manifest] = []
+/// pipeline order (stage by stage, then by variant and key), with its folder.
+public func lineage(of folders: [String], store: ArtifactStore) -> [(folder: String, manifest: Manifest)] {
+    var seen: Set<String> = [], out: [(folder: String, manifest: Manifest)] = []
     var queue = folders
     while let path = queue.popLast() {
         // An input is an artifact folder or a file inside one (a prediction file).
-        guard let manifest = store.completeManifest(at: path) ?? store.completeManifest(at: (path as NSString).deletingLastPathComponent),
+        let parent = (path as NSString).deletingLastPathComponent
+        guard let (folder, manifest) = store.completeManifest(at: path).map({ (path, $0) })
+                ?? store.completeManifest(at: parent).map({ (parent, $0) }),
               seen.insert(artifactName(manifest)).inserted else { continue }
-        out.append(manifest)
+        out.append((folder, manifest))
         queue += manifest.inputs.map(\.path)
     }
-    let order = ["prepare", "segment-train", "segment-evaluate", "segment-predict", "mask-crop", "classify-train", "classify-predict",
-                 "ensemble", "evaluate", "gradcam", "report"]
     return out.sorted { a, b in
-        let ia = order.firstIndex(of: a.stage) ?? order.count, ib = order.firstIndex(of: b.stage) ?? order.count
-        return ia != ib ? ia < ib : (a.variant, a.key) < (b.variant, b.key)
+        let ia = pipelineStages.firstIndex(of: a.manifest.stage) ?? pipelineStages.count
+        let ib = pipelineStages.firstIndex(of: b.manifest.stage) ?? pipelineStages.count
+        return ia != ib ? ia < ib : (a.manifest.variant, a.manifest.key) < (b.manifest.variant, b.manifest.key)
     }
 }
+
+/// The stages in the order the study runs them.
+public let pipelineStages = ["prepare", "segment-train", "segment-evaluate", "segment-predict", "mask-crop", "classify-train",
+                             "classify-predict", "ensemble", "evaluate", "gradcam", "report"]
 
 private func provenanceRows(_ graph: [Manifest]) -> [[String]] {
     graph.map { m in

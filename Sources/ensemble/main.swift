@@ -93,7 +93,8 @@ struct Fit: ParsableCommand {
 struct Proposed: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "The paper's proposed model: the weighted average of the model-level top-3 and top-5 ensembles.",
-        discussion: "Reads the current model-level-top3-DATA and model-level-top5-DATA ensembles, fits their weights like "
+        discussion: "Reads the current model-level-top3-DATA and model-level-top5-DATA ensembles (--sizes: others, e.g. 2 3 "
+            + "when fewer than five classifiers were trained), fits their weights like "
             + "weighted averaging (on ensemble.fitOn; --fit-on test and --weights paper for the paper's protocol) and "
             + "writes artifacts/ensemble/proposed-DATA/KEY/ with predictions-val.csv, predictions-test.csv and proposed.json.")
 
@@ -108,13 +109,22 @@ struct Proposed: ParsableCommand {
     @Option(help: "optimum or paper (default: ensemble.weights).")
     var weights: WeightProcedure?
 
+    @Option(parsing: .upToNextOption, help: "The sizes K of the model-level-topK ensembles combined.")
+    var sizes: [Int] = [3, 5]
+
+    func validate() throws {
+        guard sizes.count >= 2, Set(sizes).count == sizes.count, sizes.allSatisfy({ $0 >= 2 }) else {
+            throw ValidationError("--sizes needs at least two different sizes, each at least 2 (the paper's: 3 5)")
+        }
+    }
+
     func run() throws {
         try runStage("ensemble proposed") {
             let context = try common.context(stage: "ensemble proposed") { config in
                 if let fitOn { config.ensemble.fitOn = fitOn }
                 if let weights { config.ensemble.weights = weights }
             }
-            let result = try runProposed(context, data: data)
+            let result = try runProposed(context, data: data, sizes: sizes)
             if let label = result.manifest.summary.stringValue(of: "label") { context.sink(.note(label)) }
             return result.folder
         }
