@@ -50,6 +50,7 @@ help:
 	@echo "make gradcam  real data: Fig 6, Grad-CAM of the proposed model and the best single classifier"
 	@echo "make build    release build of every stage (BLAS=blis|openblas)"
 	@echo "make bench    the engine's speed and peak memory per workload, as JSON (BENCH_STEPS=5)"
+	@echo "make regress  the whole study on the committed real subset, compared with data/regress/baseline.json (BLAS=openblas: its own baseline)"
 	@echo "make fuzz     mutation-fuzz the PNG/JPEG decoders for FUZZ_SECONDS (60) over the test images and FUZZ_CORPUS"
 	@echo "make deps     apt-get install the C libraries that are missing"
 	@echo "make clean    remove build folders and artifacts/"
@@ -104,12 +105,25 @@ demo:
 RUN = $(ARTIFACTS)/runs/$(PROFILE)
 R_FLAGS = --config $(CONFIG) --profile $(PROFILE) --artifacts $(ARTIFACTS)
 CXR_TEST_FRACTION ?= 0.2
+# The ensemble sizes of Tables 3 and 4 (top-K), and the model-level ensembles the proposed model combines.
+TOPS ?= 3 5
+R_SEG_LOSSES = $(SEG_LOSSES)
+R_LOSSES = $(LOSSES)
 ifneq ($(filter $(PROFILE),ci demo),)
 R_LUNGS := synthetic-lungs
 R_CXR := synthetic
 R_PREPARE = mkdir -p data && \
   $(BIN)/prepare $(R_FLAGS) --layout synthetic --source data/synthetic-$(PROFILE) --name synthetic && \
   $(BIN)/prepare $(R_FLAGS) --layout montgomery --source data/synthetic-$(PROFILE)/montgomery --name synthetic-lungs --test-fraction 0.25
+else ifeq ($(PROFILE),regress)
+# The CI regression (make regress): the committed real subset, two U-Nets, three classifiers.
+R_LUNGS := lungs
+R_CXR := cxr
+R_SEG_LOSSES = bce focal-tversky
+R_LOSSES = cce focal calibrated-negative-entropy
+TOPS = 2 3
+R_PREPARE = $(BIN)/prepare $(R_FLAGS) --layout pairs --source data/regress/lungs --name lungs --test-fraction 0.25 && \
+  $(BIN)/prepare $(R_FLAGS) --layout kermany --source data/regress/kermany --name cxr
 else
 R_LUNGS := lungs
 R_CXR := cxr-holdout
@@ -117,15 +131,16 @@ R_PREPARE = $(BIN)/prepare $(R_FLAGS) --layout $(LUNGS_LAYOUT) --source $(LUNGS_
   $(BIN)/prepare $(R_FLAGS) --layout $(CXR_LAYOUT) --source $(CXR_SRC) --name cxr-holdout --test-fraction $(CXR_TEST_FRACTION)
 endif
 R_CROPS = $(R_CXR)-crops
-R_UNETS := $(addprefix reproduce-unet-,$(SEG_LOSSES))
-R_CLASSIFIERS := $(addprefix reproduce-classify-,$(LOSSES))
+R_UNETS := $(addprefix reproduce-unet-,$(R_SEG_LOSSES))
+R_CLASSIFIERS := $(addprefix reproduce-classify-,$(R_LOSSES))
 .PHONY: reproduce reproduce-data reproduce-table1 reproduce-crop reproduce-table2 reproduce-table3 reproduce-table4 \
         reproduce-fig6 $(R_UNETS) $(R_CLASSIFIERS)
 
 reproduce: reproduce-fig6
 	$(BIN)/report $(R_FLAGS) --name $(PROFILE) --segmentation $$(cat $(RUN)/table1.path) \
 	  --table2 $$(cat $(RUN)/table2.path) --table3 $$(cat $(RUN)/table3.path) --table4 $$(cat $(RUN)/table4.path) \
-	  --gradcam $$(cat $(RUN)/fig6-best.path) $$(cat $(RUN)/fig6-proposed.path) | tail -n 1 > $(RUN)/report.path
+	  --gradcam $$(cat $(RUN)/fig6-best.path) $$(cat $(RUN)/fig6-proposed.path) $$(cat $(RUN)/fig6-lungs.path) \
+	  | tail -n 1 > $(RUN)/report.path
 	@echo "reproduce: $$(cat $(RUN)/report.path)/report.html"
 
 reproduce-data: build
@@ -146,19 +161,19 @@ $(R_CLASSIFIERS): reproduce-classify-%: reproduce-crop
 	$(BIN)/classify-train $(R_FLAGS) --loss $* --data $(R_CROPS) --encoder-from $(R_LUNGS) | tail -n 1 > $(RUN)/classify-$*.path
 
 reproduce-table2: $(R_CLASSIFIERS)
-	$(BIN)/evaluate $(R_FLAGS) $(foreach l,$(LOSSES),$$(cat $(RUN)/classify-$(l).path)/predictions-test.csv) \
-	  --name $(PROFILE)-table2 --names $(LOSSES) | tail -n 1 > $(RUN)/table2.path
+	$(BIN)/evaluate $(R_FLAGS) $(foreach l,$(R_LOSSES),$$(cat $(RUN)/classify-$(l).path)/predictions-test.csv) \
+	  --name $(PROFILE)-table2 --names $(R_LOSSES) | tail -n 1 > $(RUN)/table2.path
 
 reproduce-table3: reproduce-table2
-	@$(MAKE) --no-print-directory table3 FLAGS="$(R_FLAGS)" CROPS=$(R_CROPS) SPLIT=test TABLE=$(PROFILE)-table3
+	@$(MAKE) --no-print-directory table3 FLAGS="$(R_FLAGS)" CROPS=$(R_CROPS) SPLIT=test TABLE=$(PROFILE)-table3 TOPS="$(TOPS)"
 	@cp $(ARTIFACTS)/$(PROFILE)-table3.path $(RUN)/table3.path
 
 reproduce-table4: reproduce-table3
-	@$(MAKE) --no-print-directory table4 FLAGS="$(R_FLAGS)" CROPS=$(R_CROPS) SPLIT=test TABLE=$(PROFILE)-table4
+	@$(MAKE) --no-print-directory table4 FLAGS="$(R_FLAGS)" CROPS=$(R_CROPS) SPLIT=test TABLE=$(PROFILE)-table4 TOPS="$(TOPS)"
 	@cp $(ARTIFACTS)/$(PROFILE)-table4.path $(RUN)/table4.path
 
 reproduce-fig6: reproduce-table4
-	@$(MAKE) --no-print-directory fig6 FLAGS="$(R_FLAGS)" CROPS=$(R_CROPS) FIG6_PATHS=$(RUN)/fig6
+	@$(MAKE) --no-print-directory fig6 FLAGS="$(R_FLAGS)" CROPS=$(R_CROPS) LUNGS=$(R_LUNGS) FIG6_PATHS=$(RUN)/fig6 TOPS="$(TOPS)"
 
 # The study on real data (hours at PROFILE=paper on a CPU). Every stage skips work whose
 # artifact already exists, so rerunning a target only does what changed.
@@ -199,12 +214,12 @@ table3:
 	@rm -f $(ARTIFACTS)/$(TABLE)-files.txt
 	@best=$$($(BIN)/ensemble rank $(FLAGS) $(RANK_FLAGS) --data $(CROPS)) || exit 1; \
 	  echo "$${best##*$$'\n'}/predictions-$(SPLIT).csv" >> $(ARTIFACTS)/$(TABLE)-files.txt; \
-	for k in 3 5; do for m in $(ENSEMBLE_METHODS); do \
+	for k in $(TOPS); do for m in $(ENSEMBLE_METHODS); do \
 	  folder=$$($(BIN)/ensemble $(FLAGS) $(RANK_FLAGS) $(WEIGHT_FLAGS) --method $$m --top $$k --data $(CROPS)) || exit 1; \
 	  echo "$${folder##*$$'\n'}/predictions-$(SPLIT).csv" >> $(ARTIFACTS)/$(TABLE)-files.txt; \
 	done; done
 	@folder=$$($(BIN)/evaluate $(FLAGS) $$(cat $(ARTIFACTS)/$(TABLE)-files.txt) --name $(TABLE) \
-	  --names best-single $(foreach k,3 5,$(foreach m,$(ENSEMBLE_METHODS),top$(k)-$(m)))) || exit 1; \
+	  --names best-single $(foreach k,$(TOPS),$(foreach m,$(ENSEMBLE_METHODS),top$(k)-$(m)))) || exit 1; \
 	  echo "$$folder" | tee $(ARTIFACTS)/$(TABLE).path
 
 # Table 4: the best single classifier, the model-level ensembles of the top-3 and top-5, and the
@@ -213,32 +228,62 @@ table4:
 	@rm -f $(ARTIFACTS)/$(TABLE)-files.txt
 	@best=$$($(BIN)/ensemble rank $(FLAGS) $(RANK_FLAGS) --data $(CROPS)) || exit 1; \
 	  echo "$${best##*$$'\n'}/predictions-$(SPLIT).csv" >> $(ARTIFACTS)/$(TABLE)-files.txt; \
-	for k in 3 5; do \
+	for k in $(TOPS); do \
 	  folder=$$($(BIN)/ensemble $(FLAGS) $(RANK_FLAGS) $(WEIGHT_FLAGS) --method model-level --top $$k --data $(CROPS)) || exit 1; \
 	  echo "$${folder##*$$'\n'}/predictions-$(SPLIT).csv" >> $(ARTIFACTS)/$(TABLE)-files.txt; \
 	done; \
-	folder=$$($(BIN)/ensemble proposed $(FLAGS) $(WEIGHT_FLAGS) --data $(CROPS)) || exit 1; \
+	folder=$$($(BIN)/ensemble proposed $(FLAGS) $(WEIGHT_FLAGS) --sizes $(TOPS) --data $(CROPS)) || exit 1; \
 	  echo "$${folder##*$$'\n'}/predictions-$(SPLIT).csv" >> $(ARTIFACTS)/$(TABLE)-files.txt
 	@folder=$$($(BIN)/evaluate $(FLAGS) $$(cat $(ARTIFACTS)/$(TABLE)-files.txt) --name $(TABLE) \
-	  --names best-single model-level-top3 model-level-top5 proposed) || exit 1; \
+	  --names best-single $(foreach k,$(TOPS),model-level-top$(k)) proposed) || exit 1; \
 	  echo "$$folder" | tee $(ARTIFACTS)/$(TABLE).path
 
 # Fig 6: Grad-CAM of the proposed model (the weighted sum of its model-level ensembles' NewConv maps)
-# and of the best single classifier (its DCL), on the test split of CROPS.
+# and of the best single classifier (its DCL), on the test split of CROPS; and of the best single
+# classifier on the test split of LUNGS, whose hand-drawn masks give the share of each map inside the lungs.
 fig6:
 	@best=$$($(BIN)/ensemble rank $(FLAGS) $(RANK_FLAGS) --data $(CROPS)) || exit 1; \
 	  folder=$$($(BIN)/gradcam $(FLAGS) --model "$${best##*$$'\n'}" --data $(CROPS)) || exit 1; \
 	  echo "$$folder"; $(if $(FIG6_PATHS),echo "$${folder##*$$'\n'}" > $(FIG6_PATHS)-best.path,true)
-	@proposed=$$($(BIN)/ensemble proposed $(FLAGS) $(WEIGHT_FLAGS) --data $(CROPS)) || exit 1; \
+	@proposed=$$($(BIN)/ensemble proposed $(FLAGS) $(WEIGHT_FLAGS) --sizes $(TOPS) --data $(CROPS)) || exit 1; \
 	  folder=$$($(BIN)/gradcam $(FLAGS) --model "$${proposed##*$$'\n'}" --data $(CROPS)) || exit 1; \
 	  echo "$$folder"; $(if $(FIG6_PATHS),echo "$${folder##*$$'\n'}" > $(FIG6_PATHS)-proposed.path,true)
+	@best=$$($(BIN)/ensemble rank $(FLAGS) $(RANK_FLAGS) --data $(CROPS)) || exit 1; \
+	  folder=$$($(BIN)/gradcam $(FLAGS) --model "$${best##*$$'\n'}" --data $(LUNGS)) || exit 1; \
+	  echo "$$folder"; $(if $(FIG6_PATHS),echo "$${folder##*$$'\n'}" > $(FIG6_PATHS)-lungs.path,true)
 
 gradcam: ensembles
-	@$(MAKE) --no-print-directory fig6 FLAGS="$(STAGE_FLAGS)" CROPS=cxr-crops
+	@$(MAKE) --no-print-directory fig6 FLAGS="$(STAGE_FLAGS)" CROPS=cxr-crops LUNGS=lungs
 
 ensembles: classify
 	@$(MAKE) --no-print-directory table3 FLAGS="$(STAGE_FLAGS)" CROPS=cxr-crops SPLIT=$(TABLE2_SPLIT) TABLE=table3-$(TABLE2_SPLIT)
 	@$(MAKE) --no-print-directory table4 FLAGS="$(STAGE_FLAGS)" CROPS=cxr-crops SPLIT=$(TABLE2_SPLIT) TABLE=table4-$(TABLE2_SPLIT)
+
+# CI regression on the committed real subset (data/regress/, rebuilt by `make regress-subset`): the
+# whole study at the `regress` profile in a fresh artifact store (a stage reuses a complete artifact
+# of the same key, and keys do not include the code, so an old store would hide a changed engine),
+# recorded in regress.json (every stage run's key, output hashes, headline numbers) and compared
+# with the baseline of this BLAS: a difference names the first stage run that diverged.
+REGRESS_ARTIFACTS ?= artifacts-regress$(if $(filter-out blis,$(BLAS)),-$(BLAS))
+REGRESS_BASELINE = data/regress/baseline$(if $(filter-out blis,$(BLAS)),-$(BLAS)).json
+REGRESS_RECORD = $(REGRESS_ARTIFACTS)/regress.json
+.PHONY: regress regress-update regress-run regress-subset
+regress: regress-run
+	$(BIN)/regress compare $(REGRESS_RECORD) --baseline $(REGRESS_BASELINE)
+
+regress-update: regress-run
+	cp $(REGRESS_RECORD) $(REGRESS_BASELINE)
+	@echo "regress: $(REGRESS_BASELINE) rewritten; commit it and say why the outputs changed"
+
+regress-run: build
+	rm -rf $(REGRESS_ARTIFACTS)
+	@start=$$(date +%s); \
+	  $(MAKE) --no-print-directory reproduce PROFILE=regress ARTIFACTS=$(REGRESS_ARTIFACTS) || exit 1; \
+	  echo "regress: the study on the subset took $$(( $$(date +%s) - start )) s"
+	$(BIN)/regress record --artifacts $(REGRESS_ARTIFACTS) --report $$(cat $(REGRESS_ARTIFACTS)/runs/regress/report.path) --out $(REGRESS_RECORD)
+
+regress-subset: build
+	$(BIN)/regress subset --source ../shared/data --out data/regress
 
 # A bounded mutation-fuzzing run of the PNG/JPEG decoders (see Sources/fuzz-decoders).
 FUZZ_SECONDS ?= 60
