@@ -19,6 +19,10 @@ public struct TrainingState: Codable, Sendable, Equatable {
     public var best: BestCheckpoint
     /// Every random stream of the run by purpose ("shuffle", "augment", "dropConnect").
     public var generators: [String: SplitMix64]
+    /// Stopped inside an epoch (`batchInEpoch` > 0): the streams as they were when the epoch began
+    /// (its batch order is drawn again from them) and the sum of its step losses so far.
+    public var epochStartGenerators: [String: SplitMix64]?
+    public var epochLossSum: Double?
 
     public init(epoch: Int, batchInEpoch: Int, learningRate: Float, plateau: ReduceLROnPlateau,
                 earlyStopping: EarlyStopping, best: BestCheckpoint, generators: [String: SplitMix64]) {

@@ -72,11 +72,11 @@ func initializeEncoder(_ parameters: ParameterStore, from source: EncoderSource)
 /// Trains (or resumes, or reuses) the classifier for `loss` on `data` with the context's `classify`
 /// settings, starting from the encoder of `encoder` (random weights when nil).
 ///
-/// - Parameter continueAfter: asked after each epoch's checkpoint is written; returning false stops
-///   with `TrainingError.interrupted` (an interruption the next run resumes from).
+/// - Parameter continueAfter: asked after every step and at each epoch's end; returning false writes the
+///   checkpoint there and stops with `TrainingError.interrupted` (as a signal does; the next run resumes).
 public func runClassifyTrain(_ context: StageContext, loss: ClassificationLoss, data: (dataset: Dataset, key: String),
                              encoder: EncoderSource? = nil, variant: String,
-                             continueAfter: (Int) -> Bool = { _ in true }) throws(TrainingError) -> StageResult {
+                             continueAfter: (TrainingPosition) -> Bool = { _ in true }) throws(TrainingError) -> StageResult {
     let settings = ClassifySettings(loss: loss, config: context.config.classify, seed: context.config.seed,
                                     initialization: encoder?.initialization ?? "random")
     let run: ArtifactRun
@@ -93,7 +93,7 @@ public func runClassifyTrain(_ context: StageContext, loss: ClassificationLoss, 
 
 /// The training behind `runClassifyTrain`, into `run`'s folder.
 private func trainClassifier(_ context: StageContext, run: ArtifactRun, settings: ClassifySettings, data: (dataset: Dataset, key: String),
-                             encoder: EncoderSource?, continueAfter: (Int) -> Bool) throws(TrainingError) -> StageResult {
+                             encoder: EncoderSource?, continueAfter: (TrainingPosition) -> Bool) throws(TrainingError) -> StageResult {
     let (dataset, sink, threads) = (data.dataset, context.sink, context.threads)
     let folder = run.folder
     let resuming = !context.force && FileManager.default.fileExists(atPath: folder + "/training.safetensors")
@@ -132,25 +132,16 @@ private func trainClassifier(_ context: StageContext, run: ArtifactRun, settings
     let lossSettings = config.codeCompat ? ClassificationLossSettings.codeCompat : ClassificationLossSettings()
     let stepsPerEpoch = max(1, train.count / config.batchSize)  // Keras: n // batch
 
-    try loop.run(writer: &writer, sink: sink, continueAfter: continueAfter, trainEpoch: { epoch, sgd, generators throws(TrainingError) in
+    try loop.run(writer: &writer, sink: sink, continueAfter: continueAfter, epoch: { _, generators in
         var order = Array(0..<train.count)
-        var shuffle = generators["shuffle"] ?? SplitMix64(seed: settings.seed, stream: 1)
-        seededShuffle(&order, &shuffle)
-        generators["shuffle"] = shuffle
-        var dropConnect = generators["dropConnect"] ?? SplitMix64(seed: settings.seed, stream: 2)
-        var lossSum = 0.0
-        for step in 0..<stepsPerEpoch {
+        seededShuffle(&order, &generators["shuffle", default: SplitMix64(seed: settings.seed, stream: 1)])
+        return EpochSteps(count: stepsPerEpoch) { step, sgd, generators throws(TrainingError) in
             let (images, labels) = train.batch(Array(order[(step * config.batchSize)..<((step + 1) * config.batchSize)]))
-            let result = classifierTrainStep(store: parameters, optimizer: &sgd, images: images, labels: labels,
-                                             generator: &dropConnect, loss: settings.loss, classWeights: classWeights,
-                                             settings: lossSettings, options: options)
-            guard result.loss.isFinite else { throw .notFinite(epoch: epoch, step: step, lastCheckpoint: folder + "/training.safetensors") }
-            lossSum += Double(result.loss)
-            sink(.progress(task: "epoch \(epoch + 1)/\(config.epochs) [\(settings.loss.rawValue)]", done: step + 1, total: stepsPerEpoch))
-            try stopIfInterrupted(epoch: epoch, folder: folder)
+            return Double(classifierTrainStep(store: parameters, optimizer: &sgd, images: images, labels: labels,
+                                              generator: &generators["dropConnect", default: SplitMix64(seed: settings.seed, stream: 2)],
+                                              loss: settings.loss, classWeights: classWeights, settings: lossSettings,
+                                              options: options).loss)
         }
-        generators["dropConnect"] = dropConnect
-        return lossSum / Double(stepsPerEpoch)
     }, validate: {
         // Unweighted loss, the mean of batch losses weighted by batch size.
         let (valLoss, predictions, _) = evaluateClassifier(parameters, images: val, loss: settings.loss, settings: lossSettings,

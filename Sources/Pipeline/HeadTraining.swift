@@ -32,7 +32,7 @@ struct HeadTraining {
 
 /// Trains `parameters` on the training images with labels `labels` into `writer`'s artifact.
 func trainHead(_ context: StageContext, _ head: HeadTraining, config: MetaLearnerConfig, parameters: ParameterStore, labels: [Int],
-               resuming: Bool, writer: inout ArtifactWriter, continueAfter: (Int) -> Bool) throws(StageError) {
+               resuming: Bool, writer: inout ArtifactWriter, continueAfter: (TrainingPosition) -> Bool) throws(StageError) {
     let seed = context.config.seed
     let sgd = SGD(learningRate: Float(config.learningRate), momentum: Float(config.momentum), nesterov: config.nesterov,
                   decay: Float(config.decay))
@@ -47,13 +47,10 @@ func trainHead(_ context: StageContext, _ head: HeadTraining, config: MetaLearne
             folder: folder, parameters: parameters, optimizer: sgd, epochs: config.epochs, callbacks: callbacks,
             generators: ["shuffle": SplitMix64(seed: seed, stream: head.shuffleStream)], label: head.label,
             weightsMetadata: ["format": head.format], resuming: resuming, sink: context.sink)
-        try loop.run(writer: &writer, sink: context.sink, continueAfter: continueAfter, trainEpoch: { epoch, sgd, generators throws(TrainingError) in
+        try loop.run(writer: &writer, sink: context.sink, continueAfter: continueAfter, epoch: { _, generators in
             var order = Array(0..<labels.count)
-            var shuffle = generators["shuffle"] ?? SplitMix64(seed: seed, stream: head.shuffleStream)
-            seededShuffle(&order, &shuffle)
-            generators["shuffle"] = shuffle
-            var lossSum = 0.0
-            for step in 0..<stepsPerEpoch {
+            seededShuffle(&order, &generators["shuffle", default: SplitMix64(seed: seed, stream: head.shuffleStream)])
+            return EpochSteps(count: stepsPerEpoch) { step, sgd, _ throws(TrainingError) in
                 let indices = Array(order[(step * batchSize)..<((step + 1) * batchSize)])
                 let x: Tensor
                 do throws(StageError) { x = try head.inputs(indices) } catch { throw .artifact(.io(path: folder, message: error.description)) }
@@ -64,14 +61,13 @@ func trainHead(_ context: StageContext, _ head: HeadTraining, config: MetaLearne
                 let loss = classificationLoss(.cce, tape: tape, probabilities: p, labels: Tensor(shape: [indices.count, 3], data: y),
                                               classWeights: classWeights)
                 let value = tape.value(loss).data[0]
-                guard value.isFinite else { throw .notFinite(epoch: epoch, step: step, lastCheckpoint: folder + "/training.safetensors") }
-                tape.backward(from: loss)
-                sgd.step(parameters, gradients: tape.parameterGradients().filter { head.trains($0.key) })
-                lossSum += Double(value)
-                context.sink(.progress(task: "epoch \(epoch + 1)/\(config.epochs) [\(head.label)]", done: step + 1, total: stepsPerEpoch))
-                try stopIfInterrupted(epoch: epoch, folder: folder)
+                // A non-finite loss is reported by the loop before these gradients could reach the weights.
+                if value.isFinite {
+                    tape.backward(from: loss)
+                    sgd.step(parameters, gradients: tape.parameterGradients().filter { head.trains($0.key) })
+                }
+                return Double(value)
             }
-            return lossSum / Double(stepsPerEpoch)
         }, validate: head.validate)
         _ = try loop.finish(writer: &writer)
     } catch {

@@ -177,7 +177,7 @@ func modelLevelPredict(_ parameters: ParameterStore, _ cache: DCLCache, rows: [I
 /// Trains the head into `writer`'s artifact on the cached maps of the training split and returns its
 /// predictions for the validation and test splits.
 func trainModelLevel(_ context: StageContext, cache: DCLCache, splits: [Split], resuming: Bool, writer: inout ArtifactWriter,
-                     continueAfter: (Int) -> Bool = { _ in true }) throws(StageError) -> (val: Predictions, test: Predictions?) {
+                     continueAfter: (TrainingPosition) -> Bool = { _ in true }) throws(StageError) -> (val: Predictions, test: Predictions?) {
     let config = context.config.ensemble.modelLevel, seed = context.config.seed
     let codeCompat = context.config.ensemble.modelLevelCodeCompat
     let train = splits.indices.filter { splits[$0] == .train }, val = splits.indices.filter { splits[$0] == .val }

@@ -30,10 +30,10 @@ public let segmenterFormatVersion = 1
 /// Trains (or resumes, or reuses) the U-Net for `loss` on the train split of `data`, validating on
 /// its val split, with the context's `segment` settings.
 ///
-/// - Parameter continueAfter: asked after each epoch's checkpoint is written; returning false stops
-///   with `TrainingError.interrupted` (an interruption the next run resumes from).
+/// - Parameter continueAfter: asked after every step and at each epoch's end; returning false writes the
+///   checkpoint there and stops with `TrainingError.interrupted` (as a signal does; the next run resumes).
 public func runSegmentTrain(_ context: StageContext, loss: SegmentationLoss, data: (dataset: Dataset, key: String),
-                            variant: String, continueAfter: (Int) -> Bool = { _ in true }) throws(TrainingError) -> StageResult {
+                            variant: String, continueAfter: (TrainingPosition) -> Bool = { _ in true }) throws(TrainingError) -> StageResult {
     let settings = SegmentSettings(loss: loss, config: context.config.segment, seed: context.config.seed)
     let run: ArtifactRun
     do {
@@ -48,7 +48,7 @@ public func runSegmentTrain(_ context: StageContext, loss: SegmentationLoss, dat
 
 /// The training behind `runSegmentTrain`, into `run`'s folder.
 private func trainSegmenter(_ context: StageContext, run: ArtifactRun, settings: SegmentSettings, data: (dataset: Dataset, key: String),
-                            continueAfter: (Int) -> Bool) throws(TrainingError) -> StageResult {
+                            continueAfter: (TrainingPosition) -> Bool) throws(TrainingError) -> StageResult {
     let (dataset, sink, threads) = (data.dataset, context.sink, context.threads)
     let folder = run.folder
     let resuming = !context.force && FileManager.default.fileExists(atPath: folder + "/training.safetensors")
@@ -80,27 +80,16 @@ private func trainSegmenter(_ context: StageContext, run: ArtifactRun, settings:
     let batchSize = min(config.batchSize, train.count)
     let stepsPerEpoch = train.count / batchSize
 
-    try loop.run(writer: &writer, sink: sink, continueAfter: continueAfter, trainEpoch: { epoch, adam, generators throws(TrainingError) in
+    try loop.run(writer: &writer, sink: sink, continueAfter: continueAfter, epoch: { _, generators in
         var order = Array(0..<train.count)
-        var shuffle = generators["shuffle"] ?? SplitMix64(seed: settings.seed, stream: 1)
-        seededShuffle(&order, &shuffle)
-        generators["shuffle"] = shuffle
-        var augment = generators["augment"] ?? SplitMix64(seed: settings.seed, stream: 2)
-        var dropConnect = generators["dropConnect"] ?? SplitMix64(seed: settings.seed, stream: 3)
-        var lossSum = 0.0
-        for step in 0..<stepsPerEpoch {
-            let (images, masks) = train.batch(Array(order[(step * batchSize)..<((step + 1) * batchSize)]),
-                                              augment: augmentation, generator: &augment)
-            let result = unetTrainStep(store: parameters, optimizer: &adam, images: images, masks: masks, generator: &dropConnect,
-                                       loss: settings.loss, options: options)
-            guard result.loss.isFinite else { throw .notFinite(epoch: epoch, step: step, lastCheckpoint: folder + "/training.safetensors") }
-            lossSum += Double(result.loss)
-            sink(.progress(task: "epoch \(epoch + 1)/\(config.epochs) [\(settings.loss.rawValue)]", done: step + 1, total: stepsPerEpoch))
-            try stopIfInterrupted(epoch: epoch, folder: folder)
+        seededShuffle(&order, &generators["shuffle", default: SplitMix64(seed: settings.seed, stream: 1)])
+        return EpochSteps(count: stepsPerEpoch) { step, adam, generators throws(TrainingError) in
+            let (images, masks) = train.batch(Array(order[(step * batchSize)..<((step + 1) * batchSize)]), augment: augmentation,
+                                              generator: &generators["augment", default: SplitMix64(seed: settings.seed, stream: 2)])
+            return Double(unetTrainStep(store: parameters, optimizer: &adam, images: images, masks: masks,
+                                        generator: &generators["dropConnect", default: SplitMix64(seed: settings.seed, stream: 3)],
+                                        loss: settings.loss, options: options).loss)
         }
-        generators["augment"] = augment
-        generators["dropConnect"] = dropConnect
-        return lossSum / Double(stepsPerEpoch)
     }, validate: {
         validateSegmenter(parameters, images: val, loss: settings.loss, batchSize: batchSize)
     })

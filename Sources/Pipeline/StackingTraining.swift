@@ -93,10 +93,10 @@ func trainStacking(_ context: StageContext, members: [EnsembleMember], data: (na
 /// The meta-learner trained on `members` (every image's predictions by each member, aligned; image i
 /// belongs to `splits[i]`).
 ///
-/// - Parameter continueAfter: asked after each epoch's checkpoint; false stops with an interruption
-///   the next run resumes from.
+/// - Parameter continueAfter: asked after every step and at each epoch's end; false writes the checkpoint
+///   there and stops with an interruption the next run resumes from.
 func fitStacking(_ context: StageContext, members all: [Predictions], splits: [Split], resuming: Bool, writer: inout ArtifactWriter,
-                 continueAfter: (Int) -> Bool = { _ in true }) throws(StageError) -> (val: Predictions, test: Predictions?) {
+                 continueAfter: (TrainingPosition) -> Bool = { _ in true }) throws(StageError) -> (val: Predictions, test: Predictions?) {
     let config = context.config.ensemble.stacking, seed = context.config.seed
     func features(_ split: Split) -> StackingFeatures { StackingFeatures(all, rows: splits.indices.filter { splits[$0] == split }) }
     let train = features(.train), val = features(.val), test = features(.test)

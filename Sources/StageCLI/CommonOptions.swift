@@ -144,7 +144,7 @@ func installInterruptionHandlers(stage: String) {
         FileHandle.standardError.write(Data("\n\(stage): interrupted (signal \(number)); nothing incomplete is marked complete — rerun to resume\n".utf8))
         exit(StageExit.software)
     }, deferred: { number in
-        FileHandle.standardError.write(Data("\n\(stage): interrupted (signal \(number)); stopping after this step\n".utf8))
+        FileHandle.standardError.write(Data("\n\(stage): interrupted (signal \(number)); stopping after this step to write a checkpoint there\n".utf8))
     })
 }
 

@@ -1,8 +1,8 @@
 // The epoch loop every training stage shares: Keras-style callbacks on the validation loss (or accuracy)
 // (ReduceLROnPlateau, EarlyStopping, best checkpoint), one JSON line per epoch in log.jsonl, and a
-// training checkpoint after every epoch, so a killed run resumes where it stopped and ends
-// byte-identical to an uninterrupted one. The stage supplies what an epoch of training and a
-// validation pass are.
+// training checkpoint after every epoch — and at the step where SIGINT or SIGTERM stopped it — so a
+// killed run resumes where it stopped and ends byte-identical to an uninterrupted one. The stage
+// supplies what an epoch's steps and a validation pass are.
 
 import Artifacts
 import Datasets
@@ -15,8 +15,9 @@ import SeededRandom
 /// Why training stopped with an error.
 public enum TrainingError: Error, CustomStringConvertible {
     case notFinite(epoch: Int, step: Int, lastCheckpoint: String)
-    /// Stopped on request after an epoch; rerunning resumes from the checkpoint.
-    case interrupted(afterEpoch: Int, checkpoint: String)
+    /// Stopped on request; the checkpoint holds `epoch` whole epochs and `step` steps of the next
+    /// (0: at an epoch boundary). Rerunning resumes from it.
+    case interrupted(epoch: Int, step: Int, checkpoint: String)
     case emptySplit(dataset: String, split: String)
     case checkpoint(CheckpointError)
     case data(IngestError)
@@ -27,7 +28,9 @@ public enum TrainingError: Error, CustomStringConvertible {
         case let .notFinite(epoch, step, checkpoint):
             "the loss became NaN or infinite at epoch \(epoch + 1), step \(step + 1); the last good state is \(checkpoint) "
                 + "(lower the learning rate, or rerun: training resumes from it)"
-        case let .interrupted(epoch, checkpoint): "stopped after epoch \(epoch); rerun to resume from \(checkpoint)"
+        case let .interrupted(epoch, step, checkpoint):
+            (step == 0 ? "stopped after epoch \(epoch)" : "stopped at epoch \(epoch + 1), step \(step)")
+                + "; rerun to resume from \(checkpoint)"
         case let .emptySplit(dataset, split): "\(dataset): no \(split) images; prepare the dataset with a validation split"
         case let .checkpoint(error): error.description
         case let .data(error): error.description
@@ -160,34 +163,68 @@ public struct TrainingLoop<O: Optimizer> {
                let seconds = try? JSONDecoder().decode([Double].self, from: data) {
                 epochSeconds = Array(seconds.prefix(state.epoch))
             }
-            sink(.note("resuming from \(checkpointPath) after epoch \(state.epoch)"))
+            sink(.note("resuming from \(checkpointPath) " + (state.batchInEpoch > 0
+                ? "at epoch \(state.epoch + 1), step \(state.batchInEpoch)" : "after epoch \(state.epoch)")))
         } catch {
             throw .wrapping(error, folder: checkpointPath)
         }
         self.optimizer.learningRate = state.learningRate
     }
 
-    /// Trains until `epochs`, early stopping, or `continueAfter` returns false (an interruption
-    /// the next run resumes from).
+    /// Trains until `epochs`, early stopping, an interruption (SIGINT or SIGTERM, or `continueAfter`
+    /// returning false): the checkpoint is then written at that step and `.interrupted` thrown; the
+    /// next run resumes from it.
     ///
     /// - Parameters:
-    ///   - trainEpoch: one epoch of optimisation steps given the epoch index, the optimiser and the
-    ///     run's random generators; returns the mean training loss, or throws to stop.
+    ///   - continueAfter: asked after every step with the position reached (epoch index, steps done
+    ///     in it, steps per epoch); false stops there as a signal would (tests).
+    ///   - epoch: draws epoch `e`'s batch order from the run's random generators and returns its steps.
     ///   - validate: the validation pass of the current weights.
-    public mutating func run(writer: inout ArtifactWriter, sink: EventSink, continueAfter: (Int) -> Bool,
-                      trainEpoch: (Int, inout O, inout [String: SplitMix64]) throws(TrainingError) -> Double,
-                      validate: () -> Validation) throws(TrainingError) {
+    public mutating func run(writer: inout ArtifactWriter, sink: EventSink, continueAfter: (TrainingPosition) -> Bool,
+                             epoch: (Int, inout [String: SplitMix64]) -> EpochSteps<O>,
+                             validate: () -> Validation) throws(TrainingError) {
         try Interruption.training { () throws(TrainingError) in
-            try runEpochs(writer: &writer, sink: sink, continueAfter: continueAfter, trainEpoch: trainEpoch, validate: validate)
+            try runEpochs(writer: &writer, sink: sink, continueAfter: continueAfter, epoch: epoch, validate: validate)
         }
     }
 
-    private mutating func runEpochs(writer: inout ArtifactWriter, sink: EventSink, continueAfter: (Int) -> Bool,
-                                    trainEpoch: (Int, inout O, inout [String: SplitMix64]) throws(TrainingError) -> Double,
+    private mutating func runEpochs(writer: inout ArtifactWriter, sink: EventSink, continueAfter: (TrainingPosition) -> Bool,
+                                    epoch makeEpoch: (Int, inout [String: SplitMix64]) -> EpochSteps<O>,
                                     validate: () -> Validation) throws(TrainingError) {
         while state.epoch < epochs && !stopped {
             let started = Date()
-            let trainLoss = try trainEpoch(state.epoch, &optimizer, &state.generators)
+            // The batch order is drawn from the streams as they were when the epoch began; a run
+            // stopped inside the epoch then continues with the streams as they were at that step.
+            let epochStart = state.epochStartGenerators ?? state.generators
+            var generators = epochStart
+            let steps = makeEpoch(state.epoch, &generators)
+            var first = 0, lossSum = 0.0
+            if state.batchInEpoch > 0 {
+                first = state.batchInEpoch
+                lossSum = state.epochLossSum ?? 0
+                generators = state.generators
+            }
+            let task = "epoch \(state.epoch + 1)/\(epochs) [\(label)]"
+            for step in first..<steps.count {
+                let loss = try steps.step(step, &optimizer, &generators)
+                guard loss.isFinite else { throw .notFinite(epoch: state.epoch, step: step, lastCheckpoint: checkpointPath) }
+                lossSum += loss
+                sink(.progress(task: task, done: step + 1, total: steps.count))
+                let position = TrainingPosition(epoch: state.epoch, step: step + 1, stepsPerEpoch: steps.count)
+                if step + 1 < steps.count && (Interruption.requested || !continueAfter(position)) {
+                    state.batchInEpoch = step + 1
+                    state.epochLossSum = lossSum
+                    state.epochStartGenerators = epochStart
+                    state.generators = generators
+                    try writeCheckpoint()
+                    throw .interrupted(epoch: state.epoch, step: step + 1, checkpoint: checkpointPath)
+                }
+            }
+            state.generators = generators
+            state.batchInEpoch = 0
+            state.epochLossSum = nil
+            state.epochStartGenerators = nil
+            let trainLoss = lossSum / Double(max(steps.count, 1))
             let validation = validate()
             let watched = monitor.value(validation)
             let isBest = state.best.isBest(current: watched, epoch: state.epoch)
@@ -213,16 +250,26 @@ public struct TrainingLoop<O: Optimizer> {
                 optimizer.learningRate = state.learningRate
                 stopped = state.earlyStopping.shouldStop(current: watched)
                 state.epoch += 1
-                let checkpoint = try TrainingCheckpoint.encode(store: parameters, optimizer: optimizer.state, state: state,
-                                                               metadata: ["stopped": stopped ? "true" : "false"])
-                try writeFileAtomically(checkpoint, to: checkpointPath)
-                try afterWrite?("checkpoint", epoch)
             } catch {
                 throw .wrapping(error, folder: folder)
             }
-            if !continueAfter(state.epoch) && state.epoch < epochs && !stopped {
-                throw .interrupted(afterEpoch: state.epoch, checkpoint: checkpointPath)
+            try writeCheckpoint()
+            do { try afterWrite?("checkpoint", state.epoch) } catch { throw .wrapping(error, folder: folder) }
+            let boundary = TrainingPosition(epoch: state.epoch, step: 0, stepsPerEpoch: steps.count)
+            if (Interruption.requested || !continueAfter(boundary)) && state.epoch < epochs && !stopped {
+                throw .interrupted(epoch: state.epoch, step: 0, checkpoint: checkpointPath)
             }
+        }
+    }
+
+    /// Writes the training checkpoint (atomically) from the current weights, optimiser and state.
+    private func writeCheckpoint() throws(TrainingError) {
+        do {
+            let checkpoint = try TrainingCheckpoint.encode(store: parameters, optimizer: optimizer.state, state: state,
+                                                           metadata: ["stopped": stopped ? "true" : "false"])
+            try writeFileAtomically(checkpoint, to: checkpointPath)
+        } catch {
+            throw .wrapping(error, folder: folder)
         }
     }
 
@@ -264,12 +311,29 @@ public struct TrainingLoop<O: Optimizer> {
     }
 }
 
-/// Throws an interruption (rerun to resume from the last epoch's checkpoint) when SIGINT or SIGTERM
-/// arrived: the epoch loops call it after every step.
-///
-/// - Parameter epoch: the 0-based epoch in progress (= the epochs the checkpoint holds).
-public func stopIfInterrupted(epoch: Int, folder: String) throws(TrainingError) {
-    if Interruption.requested { throw .interrupted(afterEpoch: epoch, checkpoint: folder + "/training.safetensors") }
+/// Where a training run is: `step` steps done of epoch `epoch` (0-based), `stepsPerEpoch` in all.
+public struct TrainingPosition: Sendable, Equatable {
+    public var epoch: Int
+    public var step: Int
+    public var stepsPerEpoch: Int
+
+    public init(epoch: Int, step: Int, stepsPerEpoch: Int) {
+        self.epoch = epoch
+        self.step = step
+        self.stepsPerEpoch = stepsPerEpoch
+    }
+}
+
+/// One epoch's optimisation steps, its batch order already drawn: `step(i, optimizer, generators)`
+/// runs step i (drawing augmentation and drop-connect from `generators`) and returns its loss.
+public struct EpochSteps<O: Optimizer> {
+    public let count: Int
+    public let step: (Int, inout O, inout [String: SplitMix64]) throws(TrainingError) -> Double
+
+    public init(count: Int, step: @escaping (Int, inout O, inout [String: SplitMix64]) throws(TrainingError) -> Double) {
+        self.count = count
+        self.step = step
+    }
 }
 
 /// Keras' balanced class weights from the training labels: n / (K·n_c) over the K classes present

@@ -1,6 +1,6 @@
 // The epoch loop's resume: a run stopped after any of an epoch's writes (weights, log line, timing,
-// checkpoint) and rerun ends with the same log and epoch count as an uninterrupted one, and
-// log.jsonl holds no wall times (so it is byte-identical between runs).
+// checkpoint), or inside an epoch at a step, and rerun ends with the same log, weights and epoch
+// count as an uninterrupted one, and log.jsonl holds no wall times (so it is byte-identical between runs).
 
 import Artifacts
 import Foundation
@@ -13,9 +13,10 @@ import XCTest
 final class TrainingLoopTests: ScratchTestCase {
     struct Killed: Error {}
 
-    /// Fits w toward 3 with plain SGD for four epochs in `folder`'s artifact; `kill` stops the run
-    /// after that write of epoch 2. Returns the artifact's log.jsonl and manifest summary.
-    func run(_ root: String, kill: String? = nil) throws -> (log: String, summary: JSONValue) {
+    /// Fits w toward 3 with noisy SGD (three steps an epoch, the noise drawn from the run's generator)
+    /// for four epochs in `folder`'s artifact; `kill` stops the run after that write of epoch 2,
+    /// `stopAt` at that position. Returns the artifact's log.jsonl, manifest summary and weights.
+    func run(_ root: String, kill: String? = nil, stopAt: TrainingPosition? = nil) throws -> (log: String, summary: JSONValue, weights: Data?) {
         let store = ArtifactStore(root: root, environment: RunEnvironment(threads: 1, blasProvider: "test", convolution: "test"))
         let artifact = try store.locate(stage: "toy", variant: "v", settings: ["toy": 1], inputKeys: [], formatVersion: 1, force: false)
         let resuming = FileManager.default.fileExists(atPath: artifact.folder + "/training.safetensors")
@@ -27,17 +28,22 @@ final class TrainingLoopTests: ScratchTestCase {
                                     callbacks: callbacks, generators: ["g": SplitMix64(seed: 2)], label: "toy",
                                     weightsMetadata: [:], resuming: resuming, sink: { _ in })
         loop.afterWrite = { file, epoch in if file == kill && epoch == 2 { throw Killed() } }
-        try loop.run(writer: &writer, sink: { _ in }, continueAfter: { _ in true }, trainEpoch: { _, sgd, _ throws(TrainingError) in
-            let w = parameters.value("w").data[0]
-            sgd.step(parameters, gradients: ["w": Tensor(shape: [1], data: [2 * (w - 3)])])
-            return Double((w - 3) * (w - 3))
+        try loop.run(writer: &writer, sink: { _ in }, continueAfter: { $0 != stopAt }, epoch: { _, generators in
+            let scale = Float(generators["g", default: SplitMix64(seed: 2)].unit())  // one draw per epoch: the "batch order"
+            return EpochSteps(count: 3) { _, sgd, generators throws(TrainingError) in
+                let w = parameters.value("w").data[0]
+                let noise = Float(generators["g", default: SplitMix64(seed: 2)].unit()) - 0.5
+                sgd.step(parameters, gradients: ["w": Tensor(shape: [1], data: [2 * (w - 3) * scale + noise])])
+                return Double((w - 3) * (w - 3))
+            }
         }, validate: {
             let w = parameters.value("w").data[0]
             return Validation(loss: (w - 3) * (w - 3), accuracy: 0.5)
         })
         let best = try loop.finish(writer: &writer)
         let manifest = try writer.finish(summary: .object(loop.summary(best: best)))
-        return (try String(contentsOfFile: artifact.folder + "/log.jsonl", encoding: .utf8), manifest.summary)
+        return (try String(contentsOfFile: artifact.folder + "/log.jsonl", encoding: .utf8), manifest.summary,
+                FileManager.default.contents(atPath: artifact.folder + "/model.safetensors"))
     }
 
     func testAStopAfterAnyWriteOfAnEpochResumesToTheSameLog() throws {
@@ -57,5 +63,35 @@ final class TrainingLoopTests: ScratchTestCase {
             guard case let .array(times)? = resumed.summary.objectValue?["epochSeconds"] else { return XCTFail(point) }
             XCTAssertEqual(times.count, 4, point)
         }
+    }
+
+    func testAStopInsideAnEpochResumesAtThatStep() throws {
+        let straight = try run(scratch + "/straight")
+        let root = scratch + "/stopped"
+        for (epoch, step) in [(1, 1), (1, 2), (3, 1)] {
+            XCTAssertThrowsError(try run(root, stopAt: TrainingPosition(epoch: epoch, step: step, stepsPerEpoch: 3))) { error in
+                guard case .interrupted(epoch, step, _) = error as? TrainingError else { return XCTFail("\(error)") }
+            }
+            let checkpoint = try TrainingCheckpoint.decode(try readFile(root + "/toy/v/" + (try self.key()) + "/training.safetensors"),
+                                                           source: "checkpoint", into: ParameterStore(seed: 1, declaring: "w"))
+            XCTAssertEqual(checkpoint.state.epoch, epoch)
+            XCTAssertEqual(checkpoint.state.batchInEpoch, step)
+        }
+        let resumed = try run(root)
+        XCTAssertEqual(resumed.log, straight.log)
+        XCTAssertNotNil(straight.weights)
+        XCTAssertEqual(resumed.weights, straight.weights)
+        XCTAssertEqual(resumed.summary.objectValue?["epochsRun"], .number(4))
+    }
+
+    private func key() throws -> String {
+        try ArtifactStore.key(stage: "toy", config: ["toy": 1], inputKeys: [], formatVersion: 1)
+    }
+}
+
+private extension ParameterStore {
+    convenience init(seed: UInt64, declaring name: String) {
+        self.init(seed: seed)
+        declare(name, shape: [1], initializer: .zeros)
     }
 }

@@ -35,10 +35,11 @@ final class ClassifyStageTests: ScratchTestCase {
         return (try Dataset(folder: result.folder, manifest: result.manifest), result.manifest.key)
     }
 
-    func train(_ root: String, interruptAfter: Int? = nil) throws -> StageResult {
+    /// `interruptAt`: stop when this many epochs and steps of the next are done (step 0: at the epoch boundary).
+    func train(_ root: String, interruptAt: (epoch: Int, step: Int)? = nil) throws -> StageResult {
         let data = try dataset()
         return try runClassifyTrain(try context(root, config: try config()), loss: .calibratedCCE, data: data, variant: "v",
-                                    continueAfter: { epoch in interruptAfter.map { epoch < $0 } ?? true })
+                                    continueAfter: { p in interruptAt.map { !(p.epoch == $0.epoch && p.step == $0.step) } ?? true })
     }
 
     func testOutputsAndResumeAfterInterruption() throws {
@@ -51,13 +52,23 @@ final class ClassifyStageTests: ScratchTestCase {
         XCTAssertEqual(test.count, 6)
         XCTAssertFalse(FileManager.default.fileExists(atPath: straight.folder + "/training.safetensors"))
 
-        XCTAssertThrowsError(try train(scratch + "/two", interruptAfter: 1)) { error in
-            guard case .interrupted(afterEpoch: 1, _) = error as? TrainingError else { return XCTFail("\(error)") }
+        XCTAssertThrowsError(try train(scratch + "/two", interruptAt: (1, 0))) { error in
+            guard case .interrupted(epoch: 1, step: 0, _) = error as? TrainingError else { return XCTFail("\(error)") }
         }
         let resumed = try train(scratch + "/two")
-        for file in ["model.safetensors", "predictions-val.csv", "predictions-test.csv"] {
+        // Stopped inside an epoch (as SIGTERM does: at the step), twice, then resumed to the end.
+        XCTAssertThrowsError(try train(scratch + "/three", interruptAt: (1, 1))) { error in
+            guard case .interrupted(epoch: 1, step: 1, _) = error as? TrainingError else { return XCTFail("\(error)") }
+        }
+        XCTAssertThrowsError(try train(scratch + "/three", interruptAt: (2, 1))) { error in
+            guard case .interrupted(epoch: 2, step: 1, _) = error as? TrainingError else { return XCTFail("\(error)") }
+        }
+        let midEpoch = try train(scratch + "/three")
+        for file in ["model.safetensors", "log.jsonl", "predictions-val.csv", "predictions-test.csv"] {
             XCTAssertEqual(FileManager.default.contents(atPath: resumed.folder + "/" + file),
                            FileManager.default.contents(atPath: straight.folder + "/" + file), file)
+            XCTAssertEqual(FileManager.default.contents(atPath: midEpoch.folder + "/" + file),
+                           FileManager.default.contents(atPath: straight.folder + "/" + file), "stopped mid-epoch: " + file)
         }
         XCTAssertTrue(try train(scratch + "/two").reused)
 
@@ -77,7 +88,7 @@ final class ClassifyStageTests: ScratchTestCase {
     /// artifact and removes that checkpoint. It must use the finished artifact, not fail on the file.
     func testARunWhoseCheckpointVanishesBecauseAnotherRunFinishedUsesThatArtifact() throws {
         let finished = try train(scratch + "/finished")
-        XCTAssertThrowsError(try train(scratch + "/shared", interruptAfter: 1))
+        XCTAssertThrowsError(try train(scratch + "/shared", interruptAt: (1, 0)))
         let folder = finished.folder.replacingOccurrences(of: scratch + "/finished", with: scratch + "/shared")
         XCTAssertTrue(FileManager.default.fileExists(atPath: folder + "/training.safetensors"))
         // The other run finishes while this one loads its images: its files and manifest appear, the

@@ -52,7 +52,7 @@ final class EnsembleStageTests: ScratchTestCase {
         let resuming = FileManager.default.fileExists(atPath: run.folder + "/training.safetensors")
         var writer = try run.begin(inputs: [], seed: 1, resume: resuming)
         let (_, test) = try fitStacking(context, members: members, splits: splits, resuming: resuming, writer: &writer,
-                                        continueAfter: { epoch in interruptAfter.map { epoch < $0 } ?? true })
+                                        continueAfter: { p in p.step > 0 || (interruptAfter.map { p.epoch < $0 } ?? true) })
         _ = try writer.finish(summary: .null)
         return (run.folder, test)
     }
@@ -74,7 +74,7 @@ final class EnsembleStageTests: ScratchTestCase {
         let straight = try stack(scratch + "/one", members: all, splits: splits(240))
         let again = try stack(scratch + "/two", members: all, splits: splits(240))
         XCTAssertThrowsError(try stack(scratch + "/three", members: all, splits: splits(240), interruptAfter: 2)) { error in
-            guard case .training(.interrupted(afterEpoch: 2, _)) = error as? StageError else { return XCTFail("\(error)") }
+            guard case .training(.interrupted(epoch: 2, step: 0, _)) = error as? StageError else { return XCTFail("\(error)") }
         }
         let resumed = try stack(scratch + "/three", members: all, splits: splits(240))
         let reference = FileManager.default.contents(atPath: straight.folder + "/model.safetensors")
@@ -218,7 +218,7 @@ final class EnsembleStageTests: ScratchTestCase {
         let resuming = FileManager.default.fileExists(atPath: run.folder + "/training.safetensors")
         var writer = try run.begin(inputs: [], seed: 1, resume: resuming)
         let (_, test) = try trainModelLevel(context, cache: cache, splits: splits(cache.ids.count), resuming: resuming, writer: &writer,
-                                            continueAfter: { epoch in interruptAfter.map { epoch < $0 } ?? true })
+                                            continueAfter: { p in p.step > 0 || (interruptAfter.map { p.epoch < $0 } ?? true) })
         _ = try writer.finish(summary: .null)
         return (run.folder, test)
     }

@@ -42,9 +42,9 @@ final class SegmentStageTests: ScratchTestCase {
         return (try Dataset(folder: result.folder, manifest: result.manifest), result.manifest.key)
     }
 
-    func train(_ loss: SegmentationLoss, root: String, interruptAfter: Int? = nil) throws -> StageResult {
+    func train(_ loss: SegmentationLoss, root: String, interruptAt: (epoch: Int, step: Int)? = nil) throws -> StageResult {
         return try runSegmentTrain(try context(root, config: try config()), loss: loss, data: try lungs(), variant: loss.rawValue,
-                                   continueAfter: { epoch in interruptAfter.map { epoch < $0 } ?? true })
+                                   continueAfter: { p in interruptAt.map { !(p.epoch == $0.epoch && p.step == $0.step) } ?? true })
     }
 
     func testTrainResumeEvaluatePredictAndCrop() throws {
@@ -55,9 +55,18 @@ final class SegmentStageTests: ScratchTestCase {
         XCTAssertEqual(log.count, 2)
         XCTAssertTrue(log[0].contains("\"valDice\"") && log[0].contains("\"valIoU\""), String(log[0]))
 
-        XCTAssertThrowsError(try train(.focalTversky, root: scratch + "/two", interruptAfter: 1)) { error in
-            guard case .interrupted(afterEpoch: 1, _) = error as? TrainingError else { return XCTFail("\(error)") }
+        XCTAssertThrowsError(try train(.focalTversky, root: scratch + "/two", interruptAt: (1, 0))) { error in
+            guard case .interrupted(epoch: 1, step: 0, _) = error as? TrainingError else { return XCTFail("\(error)") }
         }
+        // Inside an epoch: the augmentation and drop-connect streams resume at that step.
+        XCTAssertThrowsError(try train(.focalTversky, root: scratch + "/three", interruptAt: (1, 1))) { error in
+            guard case .interrupted(epoch: 1, step: 1, _) = error as? TrainingError else { return XCTFail("\(error)") }
+        }
+        let midEpoch = try train(.focalTversky, root: scratch + "/three")
+        XCTAssertEqual(FileManager.default.contents(atPath: midEpoch.folder + "/model.safetensors"),
+                       FileManager.default.contents(atPath: straight.folder + "/model.safetensors"), "stopped mid-epoch")
+        XCTAssertEqual(FileManager.default.contents(atPath: midEpoch.folder + "/log.jsonl"),
+                       FileManager.default.contents(atPath: straight.folder + "/log.jsonl"), "stopped mid-epoch")
         let resumed = try train(.focalTversky, root: scratch + "/two")
         XCTAssertEqual(FileManager.default.contents(atPath: resumed.folder + "/model.safetensors"),
                        FileManager.default.contents(atPath: straight.folder + "/model.safetensors"))
