@@ -65,8 +65,13 @@ public func recordRegression(report: String, store: ArtifactStore, build: Regres
         throw ArtifactError.incomplete(path: report, message: "not a complete report artifact (run `make reproduce` or `report` first)")
     }
     let graph = lineage(of: [report], store: store)
-    var idOfKey: [String: String] = [:]
-    for (_, m) in graph { idOfKey[m.key] = "\(m.stage)/\(m.variant)" }
+    // An input is named by its artifact's key, or (a prediction file, keyed by its content) by a
+    // path inside the artifact's folder.
+    var idOfKey: [String: String] = [:], idOfFolder: [String: String] = [:]
+    for (folder, m) in graph {
+        idOfKey[m.key] = "\(m.stage)/\(m.variant)"
+        idOfFolder[folder] = "\(m.stage)/\(m.variant)"
+    }
     var runs: [RegressionRun] = []
     for (folder, m) in graph {
         let volatile = volatileOutputs[m.stage] ?? []
@@ -87,7 +92,9 @@ public func recordRegression(report: String, store: ArtifactStore, build: Regres
             outputs["\(group) (\(files.count) files)"] = hasher.hexDigest()
         }
         var seen = Set<String>()
-        let inputs = m.inputs.compactMap { idOfKey[$0.key] }.filter { seen.insert($0).inserted }
+        let inputs = m.inputs.compactMap { input in
+            idOfKey[input.key] ?? idOfFolder[input.path] ?? idOfFolder[(input.path as NSString).deletingLastPathComponent]
+        }.filter { seen.insert($0).inserted }
         runs.append(RegressionRun(id: "\(m.stage)/\(m.variant)", key: m.key, inputs: inputs, outputs: outputs,
                                   volatile: m.outputs.map(\.path).filter { volatile.contains($0) }.sorted(),
                                   numbers: try headlineNumbers(m, folder: folder)))

@@ -56,10 +56,10 @@ final class RegressionCompareTests: XCTestCase {
         XCTAssertEqual(comparison.differences.map(\.id), ["segment-train/bce-lungs", "segment-evaluate/lungs", "report/r"])
         XCTAssertEqual(comparison.differences.map(\.consequenceOf), [nil, "segment-train/bce-lungs", "segment-train/bce-lungs"])
         XCTAssertEqual(comparison.differences[0].findings, ["bytes of out.bin"])
-        // 0.83 → 0.84 is inside Dice's tolerance (0.02): only the bytes are reported.
-        XCTAssertEqual(comparison.differences[1].findings, ["bytes of out.bin"])
+        XCTAssertEqual(comparison.differences[1].findings, ["bytes of out.bin", "and.dice 0.83 → 0.84"])
         let text = describe(comparison, baselinePath: "baseline.json")
         XCTAssertTrue(text.contains("| segment-train/bce-lungs | bytes of out.bin | **first diverging stage** |"), text)
+        XCTAssertTrue(text.contains("| segment-evaluate/lungs | bytes of out.bin; and.dice 0.83 → 0.84 | consequence of segment-train/bce-lungs |"), text)
         XCTAssertTrue(text.contains("| report/r | bytes of out.bin | consequence of segment-train/bce-lungs |"), text)
         XCTAssertTrue(text.contains("3 of 6 stage runs differ; first diverging stage: segment-train/bce-lungs"), text)
     }
@@ -92,36 +92,35 @@ final class RegressionCompareTests: XCTestCase {
         XCTAssertEqual(findings["classify-train/focal-cxr"], ["new stage run (not in the baseline)"])
     }
 
-    func testAnotherBuildComparesNumbersWithinToleranceNotBytes() {
+    func testAnotherBuildComparesOnlyWhatDoesNotDependOnRounding() {
         let openblas = RegressionBuild(blas: "openblas", blasKernel: "Haswell", convolution: "winograd", threads: 2)
-        // Every output's bytes differ (another BLAS rounds differently); numbers move a little.
-        let near = record({ runs in
-            for id in runs.keys { runs[id]!.outputs["out.bin"] = "other" }
-            runs["segment-train/bce-lungs"]!.numbers["bestValDice"] = 0.815
-            runs["classify-train/cce-cxr"]!.numbers["bestValAccuracy"] = 0.65
+        // Another BLAS: every trained output differs, even numbers far apart — not compared.
+        let trained = record({ runs in
+            for id in runs.keys where !id.hasPrefix("prepare") { runs[id]!.outputs["out.bin"] = "other" }
+            runs["segment-train/bce-lungs"]!.numbers["bestValDice"] = 0.5
+            runs["classify-train/cce-cxr"]!.key = "ranked-differently"
         }, build: openblas)
-        let comparison = compare(near, baseline: record())
+        let comparison = compare(trained, baseline: record())
         XCTAssertFalse(comparison.bytesCompared)
         XCTAssertTrue(comparison.passed, describe(comparison, baselinePath: "b"))
-        XCTAssertTrue(describe(comparison, baselinePath: "b").contains("output bytes NOT compared"))
+        XCTAssertEqual(comparison.notCompared, ["segment-evaluate/lungs", "classify-train/cce-cxr", "report/r"])
+        XCTAssertTrue(describe(comparison, baselinePath: "b").contains("3 stage runs are NOT compared"))
 
-        let far = record({ runs in
-            runs["segment-train/bce-lungs"]!.numbers["bestValDice"] = 0.75  // beyond 0.02
-            runs["prepare/lungs"]!.numbers["counts.train.normal"] = 10  // counts are exact
+        // The datasets are compared in full and the U-Nets' keys still are.
+        let drifted = record({ runs in
+            runs["prepare/lungs"]!.outputs["out.bin"] = "other"
+            runs["segment-train/focal-lungs"]!.key = "other-key"
         }, build: openblas)
-        let failed = compare(far, baseline: record())
-        let findings = Dictionary(uniqueKeysWithValues: failed.differences.map { ($0.id, $0.findings) })
-        XCTAssertEqual(findings["segment-train/bce-lungs"], ["bestValDice 0.8 → 0.75 (tolerance 0.02)"])
-        XCTAssertEqual(findings["prepare/lungs"], ["counts.train.normal 9 → 10"])
+        let failed = compare(drifted, baseline: record())
+        XCTAssertEqual(failed.differences.map(\.id), ["prepare/lungs", "segment-train/focal-lungs"])
         XCTAssertEqual(failed.firstDiverging, "prepare/lungs")
+        XCTAssertEqual(failed.differences[1].consequenceOf, "prepare/lungs")
     }
 
-    func testTolerancesByFieldName() {
-        XCTAssertEqual(tolerance(for: "and.dice"), 0.02)
-        XCTAssertEqual(tolerance(for: "top3-average.mcc"), 0.15)
-        XCTAssertEqual(tolerance(for: "weights.2"), 0.25)  // the index is not the field
-        XCTAssertEqual(tolerance(for: "counts.test.viral"), 0)
-        XCTAssertEqual(tolerance(for: "images"), 0)
+    func testNumbersAreComparedExactly() {
+        let changed = record { runs in runs["segment-train/bce-lungs"]!.numbers["bestValDice"] = 0.8000001 }
+        let comparison = compare(changed, baseline: record())
+        XCTAssertEqual(comparison.differences.map(\.findings), [["bestValDice 0.8 → 0.8000001"]])
     }
 }
 
@@ -152,7 +151,8 @@ final class RegressionRecordTests: ScratchTestCase {
         let segmentation = try write(store, stage: "segment-evaluate", variant: "lungs", inputs: [(prepare.folder, prepare.key)],
                                      files: ["metrics.json": try canonicalJSON(evaluation), "plots/a.svg": [1], "plots/b.svg": [2]],
                                      summary: .object(["images": .number(1)]))
-        let report = try write(store, stage: "report", variant: "r", inputs: [(segmentation.folder, segmentation.key)],
+        // Like evaluate's prediction files: an input inside another artifact, keyed by its content.
+        let report = try write(store, stage: "report", variant: "r", inputs: [(segmentation.folder + "/metrics.json", "content-hash")],
                                files: ["report.md": Array("wall time 3 s".utf8), "figures/x.svg": [3]],
                                summary: .object(["claimsHeld": .number(4), "computeSeconds": .number(12)]))
 
