@@ -26,6 +26,11 @@ TABLE2_SPLIT ?= val
 
 SCRATCH := $(if $(filter blis,$(BLAS)),.build,.build-$(BLAS))
 BIN := $(SCRATCH)/release
+# Every stage command runs through $(LAUNCH) (empty: here), e.g. on a Slurm cluster
+#   make -j 17 reproduce PROFILE=paper LAUNCH="srun --ntasks=1 --cpus-per-task=8 --mem=16G"
+# places each stage run as its own job step; stages take SLURM_CPUS_PER_TASK as their thread count.
+LAUNCH ?=
+STAGE = $(strip $(LAUNCH) $(BIN))
 STAGE_FLAGS = --config $(CONFIG) --profile $(PROFILE) --artifacts $(ARTIFACTS)
 DEMO_FLAGS = --config $(CONFIG) --profile $(DEMO_PROFILE) --artifacts $(ARTIFACTS)
 export CXR_BLAS := $(BLAS)
@@ -113,8 +118,8 @@ ifneq ($(filter $(PROFILE),ci demo),)
 R_LUNGS := synthetic-lungs
 R_CXR := synthetic
 R_PREPARE = mkdir -p data && \
-  $(BIN)/prepare $(R_FLAGS) --layout synthetic --source data/synthetic-$(PROFILE) --name synthetic && \
-  $(BIN)/prepare $(R_FLAGS) --layout montgomery --source data/synthetic-$(PROFILE)/montgomery --name synthetic-lungs --test-fraction 0.25
+  $(STAGE)/prepare $(R_FLAGS) --layout synthetic --source data/synthetic-$(PROFILE) --name synthetic && \
+  $(STAGE)/prepare $(R_FLAGS) --layout montgomery --source data/synthetic-$(PROFILE)/montgomery --name synthetic-lungs --test-fraction 0.25
 else ifeq ($(PROFILE),regress)
 # The CI regression (make regress): the committed real subset, two U-Nets, three classifiers.
 R_LUNGS := lungs
@@ -122,13 +127,13 @@ R_CXR := cxr
 R_SEG_LOSSES = bce focal-tversky
 R_LOSSES = cce focal calibrated-negative-entropy
 TOPS = 2 3
-R_PREPARE = $(BIN)/prepare $(R_FLAGS) --layout pairs --source data/regress/lungs --name lungs --test-fraction 0.25 && \
-  $(BIN)/prepare $(R_FLAGS) --layout kermany --source data/regress/kermany --name cxr
+R_PREPARE = $(STAGE)/prepare $(R_FLAGS) --layout pairs --source data/regress/lungs --name lungs --test-fraction 0.25 && \
+  $(STAGE)/prepare $(R_FLAGS) --layout kermany --source data/regress/kermany --name cxr
 else
 R_LUNGS := lungs
 R_CXR := cxr-holdout
-R_PREPARE = $(BIN)/prepare $(R_FLAGS) --layout $(LUNGS_LAYOUT) --source $(LUNGS_SRC) --name lungs --test-fraction $(LUNGS_TEST_FRACTION) && \
-  $(BIN)/prepare $(R_FLAGS) --layout $(CXR_LAYOUT) --source $(CXR_SRC) --name cxr-holdout --test-fraction $(CXR_TEST_FRACTION)
+R_PREPARE = $(STAGE)/prepare $(R_FLAGS) --layout $(LUNGS_LAYOUT) --source $(LUNGS_SRC) --name lungs --test-fraction $(LUNGS_TEST_FRACTION) && \
+  $(STAGE)/prepare $(R_FLAGS) --layout $(CXR_LAYOUT) --source $(CXR_SRC) --name cxr-holdout --test-fraction $(CXR_TEST_FRACTION)
 endif
 R_CROPS = $(R_CXR)-crops
 R_UNETS := $(addprefix reproduce-unet-,$(R_SEG_LOSSES))
@@ -137,7 +142,7 @@ R_CLASSIFIERS := $(addprefix reproduce-classify-,$(R_LOSSES))
         reproduce-fig6 $(R_UNETS) $(R_CLASSIFIERS)
 
 reproduce: reproduce-fig6
-	$(BIN)/report $(R_FLAGS) --name $(PROFILE) --segmentation $$(cat $(RUN)/table1.path) \
+	$(STAGE)/report $(R_FLAGS) --name $(PROFILE) --segmentation $$(cat $(RUN)/table1.path) \
 	  --table2 $$(cat $(RUN)/table2.path) --table3 $$(cat $(RUN)/table3.path) --table4 $$(cat $(RUN)/table4.path) \
 	  --gradcam $$(cat $(RUN)/fig6-best.path) $$(cat $(RUN)/fig6-proposed.path) $$(cat $(RUN)/fig6-lungs.path) \
 	  | tail -n 1 > $(RUN)/report.path
@@ -148,20 +153,20 @@ reproduce-data: build
 	$(R_PREPARE)
 
 $(R_UNETS): reproduce-unet-%: reproduce-data
-	$(BIN)/segment train $(R_FLAGS) --loss $* --data $(R_LUNGS) | tail -n 1 > $(RUN)/unet-$*.path
+	$(STAGE)/segment train $(R_FLAGS) --loss $* --data $(R_LUNGS) | tail -n 1 > $(RUN)/unet-$*.path
 
 reproduce-table1: $(R_UNETS)
-	$(BIN)/segment evaluate $(R_FLAGS) --trained-on $(R_LUNGS) --data $(R_LUNGS) | tail -n 1 > $(RUN)/table1.path
+	$(STAGE)/segment evaluate $(R_FLAGS) --trained-on $(R_LUNGS) --data $(R_LUNGS) | tail -n 1 > $(RUN)/table1.path
 
 reproduce-crop: reproduce-table1
-	$(BIN)/segment predict $(R_FLAGS) --ensemble-of $(R_LUNGS) --data $(R_CXR)
-	$(BIN)/mask-crop $(R_FLAGS) --data $(R_CXR) | tail -n 1 > $(RUN)/crop.path
+	$(STAGE)/segment predict $(R_FLAGS) --ensemble-of $(R_LUNGS) --data $(R_CXR)
+	$(STAGE)/mask-crop $(R_FLAGS) --data $(R_CXR) | tail -n 1 > $(RUN)/crop.path
 
 $(R_CLASSIFIERS): reproduce-classify-%: reproduce-crop
-	$(BIN)/classify-train $(R_FLAGS) --loss $* --data $(R_CROPS) --encoder-from $(R_LUNGS) | tail -n 1 > $(RUN)/classify-$*.path
+	$(STAGE)/classify-train $(R_FLAGS) --loss $* --data $(R_CROPS) --encoder-from $(R_LUNGS) | tail -n 1 > $(RUN)/classify-$*.path
 
 reproduce-table2: $(R_CLASSIFIERS)
-	$(BIN)/evaluate $(R_FLAGS) $(foreach l,$(R_LOSSES),$$(cat $(RUN)/classify-$(l).path)/predictions-test.csv) \
+	$(STAGE)/evaluate $(R_FLAGS) $(foreach l,$(R_LOSSES),$$(cat $(RUN)/classify-$(l).path)/predictions-test.csv) \
 	  --name $(PROFILE)-table2 --names $(R_LOSSES) | tail -n 1 > $(RUN)/table2.path
 
 reproduce-table3: reproduce-table2
@@ -178,26 +183,26 @@ reproduce-fig6: reproduce-table4
 # The study on real data (hours at PROFILE=paper on a CPU). Every stage skips work whose
 # artifact already exists, so rerunning a target only does what changed.
 data: build
-	$(BIN)/prepare $(STAGE_FLAGS) --layout $(LUNGS_LAYOUT) --source $(LUNGS_SRC) --name lungs --test-fraction $(LUNGS_TEST_FRACTION)
-	$(BIN)/prepare $(STAGE_FLAGS) --layout $(CXR_LAYOUT) --source $(CXR_SRC) --name cxr
+	$(STAGE)/prepare $(STAGE_FLAGS) --layout $(LUNGS_LAYOUT) --source $(LUNGS_SRC) --name lungs --test-fraction $(LUNGS_TEST_FRACTION)
+	$(STAGE)/prepare $(STAGE_FLAGS) --layout $(CXR_LAYOUT) --source $(CXR_SRC) --name cxr
 
 segment: data
 	@for loss in $(SEG_LOSSES); do \
-	  $(BIN)/segment train $(STAGE_FLAGS) --loss $$loss --data lungs || exit 1; \
+	  $(STAGE)/segment train $(STAGE_FLAGS) --loss $$loss --data lungs || exit 1; \
 	done
-	$(BIN)/segment evaluate $(STAGE_FLAGS) --trained-on lungs --data lungs
+	$(STAGE)/segment evaluate $(STAGE_FLAGS) --trained-on lungs --data lungs
 
 crop: segment
-	$(BIN)/segment predict $(STAGE_FLAGS) --ensemble-of lungs --data cxr
-	$(BIN)/mask-crop $(STAGE_FLAGS) --data cxr
+	$(STAGE)/segment predict $(STAGE_FLAGS) --ensemble-of lungs --data cxr
+	$(STAGE)/mask-crop $(STAGE_FLAGS) --data cxr
 
 classify: crop
 	@rm -f $(ARTIFACTS)/classify-models.txt
 	@for loss in $(LOSSES); do \
-	  $(BIN)/classify-train $(STAGE_FLAGS) --loss $$loss --data cxr-crops --encoder-from lungs \
+	  $(STAGE)/classify-train $(STAGE_FLAGS) --loss $$loss --data cxr-crops --encoder-from lungs \
 	    | tail -n 1 >> $(ARTIFACTS)/classify-models.txt || exit 1; \
 	done
-	$(BIN)/evaluate $(STAGE_FLAGS) $$(sed 's|$$|/predictions-$(TABLE2_SPLIT).csv|' $(ARTIFACTS)/classify-models.txt) --name table2-$(TABLE2_SPLIT) --names $(LOSSES)
+	$(STAGE)/evaluate $(STAGE_FLAGS) $$(sed 's|$$|/predictions-$(TABLE2_SPLIT).csv|' $(ARTIFACTS)/classify-models.txt) --name table2-$(TABLE2_SPLIT) --names $(LOSSES)
 
 # Table 3: the best single classifier (by MCC on ensemble.rankOn), then vote, average, weighted and
 # stacking of the top-3 and top-5, scored on SPLIT through evaluate (intervals, significance against
@@ -212,13 +217,13 @@ RANK_FLAGS = $(if $(RANK_ON),--rank-on $(RANK_ON))
 WEIGHT_FLAGS = $(if $(FIT_ON),--fit-on $(FIT_ON)) $(if $(WEIGHTS),--weights $(WEIGHTS))
 table3:
 	@rm -f $(ARTIFACTS)/$(TABLE)-files.txt
-	@best=$$($(BIN)/ensemble rank $(FLAGS) $(RANK_FLAGS) --data $(CROPS)) || exit 1; \
+	@best=$$($(STAGE)/ensemble rank $(FLAGS) $(RANK_FLAGS) --data $(CROPS)) || exit 1; \
 	  echo "$${best##*$$'\n'}/predictions-$(SPLIT).csv" >> $(ARTIFACTS)/$(TABLE)-files.txt; \
 	for k in $(TOPS); do for m in $(ENSEMBLE_METHODS); do \
-	  folder=$$($(BIN)/ensemble $(FLAGS) $(RANK_FLAGS) $(WEIGHT_FLAGS) --method $$m --top $$k --data $(CROPS)) || exit 1; \
+	  folder=$$($(STAGE)/ensemble $(FLAGS) $(RANK_FLAGS) $(WEIGHT_FLAGS) --method $$m --top $$k --data $(CROPS)) || exit 1; \
 	  echo "$${folder##*$$'\n'}/predictions-$(SPLIT).csv" >> $(ARTIFACTS)/$(TABLE)-files.txt; \
 	done; done
-	@folder=$$($(BIN)/evaluate $(FLAGS) $$(cat $(ARTIFACTS)/$(TABLE)-files.txt) --name $(TABLE) \
+	@folder=$$($(STAGE)/evaluate $(FLAGS) $$(cat $(ARTIFACTS)/$(TABLE)-files.txt) --name $(TABLE) \
 	  --names best-single $(foreach k,$(TOPS),$(foreach m,$(ENSEMBLE_METHODS),top$(k)-$(m)))) || exit 1; \
 	  echo "$$folder" | tee $(ARTIFACTS)/$(TABLE).path
 
@@ -226,15 +231,15 @@ table3:
 # proposed weighted average of the two.
 table4:
 	@rm -f $(ARTIFACTS)/$(TABLE)-files.txt
-	@best=$$($(BIN)/ensemble rank $(FLAGS) $(RANK_FLAGS) --data $(CROPS)) || exit 1; \
+	@best=$$($(STAGE)/ensemble rank $(FLAGS) $(RANK_FLAGS) --data $(CROPS)) || exit 1; \
 	  echo "$${best##*$$'\n'}/predictions-$(SPLIT).csv" >> $(ARTIFACTS)/$(TABLE)-files.txt; \
 	for k in $(TOPS); do \
-	  folder=$$($(BIN)/ensemble $(FLAGS) $(RANK_FLAGS) $(WEIGHT_FLAGS) --method model-level --top $$k --data $(CROPS)) || exit 1; \
+	  folder=$$($(STAGE)/ensemble $(FLAGS) $(RANK_FLAGS) $(WEIGHT_FLAGS) --method model-level --top $$k --data $(CROPS)) || exit 1; \
 	  echo "$${folder##*$$'\n'}/predictions-$(SPLIT).csv" >> $(ARTIFACTS)/$(TABLE)-files.txt; \
 	done; \
-	folder=$$($(BIN)/ensemble proposed $(FLAGS) $(WEIGHT_FLAGS) --sizes $(TOPS) --data $(CROPS)) || exit 1; \
+	folder=$$($(STAGE)/ensemble proposed $(FLAGS) $(WEIGHT_FLAGS) --sizes $(TOPS) --data $(CROPS)) || exit 1; \
 	  echo "$${folder##*$$'\n'}/predictions-$(SPLIT).csv" >> $(ARTIFACTS)/$(TABLE)-files.txt
-	@folder=$$($(BIN)/evaluate $(FLAGS) $$(cat $(ARTIFACTS)/$(TABLE)-files.txt) --name $(TABLE) \
+	@folder=$$($(STAGE)/evaluate $(FLAGS) $$(cat $(ARTIFACTS)/$(TABLE)-files.txt) --name $(TABLE) \
 	  --names best-single $(foreach k,$(TOPS),model-level-top$(k)) proposed) || exit 1; \
 	  echo "$$folder" | tee $(ARTIFACTS)/$(TABLE).path
 
@@ -242,14 +247,14 @@ table4:
 # and of the best single classifier (its DCL), on the test split of CROPS; and of the best single
 # classifier on the test split of LUNGS, whose hand-drawn masks give the share of each map inside the lungs.
 fig6:
-	@best=$$($(BIN)/ensemble rank $(FLAGS) $(RANK_FLAGS) --data $(CROPS)) || exit 1; \
-	  folder=$$($(BIN)/gradcam $(FLAGS) --model "$${best##*$$'\n'}" --data $(CROPS)) || exit 1; \
+	@best=$$($(STAGE)/ensemble rank $(FLAGS) $(RANK_FLAGS) --data $(CROPS)) || exit 1; \
+	  folder=$$($(STAGE)/gradcam $(FLAGS) --model "$${best##*$$'\n'}" --data $(CROPS)) || exit 1; \
 	  echo "$$folder"; $(if $(FIG6_PATHS),echo "$${folder##*$$'\n'}" > $(FIG6_PATHS)-best.path,true)
-	@proposed=$$($(BIN)/ensemble proposed $(FLAGS) $(WEIGHT_FLAGS) --sizes $(TOPS) --data $(CROPS)) || exit 1; \
-	  folder=$$($(BIN)/gradcam $(FLAGS) --model "$${proposed##*$$'\n'}" --data $(CROPS)) || exit 1; \
+	@proposed=$$($(STAGE)/ensemble proposed $(FLAGS) $(WEIGHT_FLAGS) --sizes $(TOPS) --data $(CROPS)) || exit 1; \
+	  folder=$$($(STAGE)/gradcam $(FLAGS) --model "$${proposed##*$$'\n'}" --data $(CROPS)) || exit 1; \
 	  echo "$$folder"; $(if $(FIG6_PATHS),echo "$${folder##*$$'\n'}" > $(FIG6_PATHS)-proposed.path,true)
-	@best=$$($(BIN)/ensemble rank $(FLAGS) $(RANK_FLAGS) --data $(CROPS)) || exit 1; \
-	  folder=$$($(BIN)/gradcam $(FLAGS) --model "$${best##*$$'\n'}" --data $(LUNGS)) || exit 1; \
+	@best=$$($(STAGE)/ensemble rank $(FLAGS) $(RANK_FLAGS) --data $(CROPS)) || exit 1; \
+	  folder=$$($(STAGE)/gradcam $(FLAGS) --model "$${best##*$$'\n'}" --data $(LUNGS)) || exit 1; \
 	  echo "$$folder"; $(if $(FIG6_PATHS),echo "$${folder##*$$'\n'}" > $(FIG6_PATHS)-lungs.path,true)
 
 gradcam: ensembles

@@ -115,10 +115,13 @@ public struct StageResult: Sendable {
 public struct ArtifactStore: Sendable {
     public let root: String
     public let environment: RunEnvironment
+    /// Where the store says that a run waits for another process writing the same key.
+    public let sink: EventSink
 
-    public init(root: String, environment: RunEnvironment) {
+    public init(root: String, environment: RunEnvironment, sink: @escaping EventSink = { _ in }) {
         self.root = root
         self.environment = environment
+        self.sink = sink
     }
 
     /// The key of a stage run: 16 hex digits of SHA-256 over the stage name, the canonical JSON of
@@ -134,7 +137,9 @@ public struct ArtifactStore: Sendable {
     }
 
     /// A stage run: its key and folder, and the artifact itself when a complete one is already there
-    /// and `force` is off (the run is then skipped).
+    /// and `force` is off (the run is then skipped). A run that will write holds the key's lock
+    /// (`ArtifactLock`) until it finishes: if another process is writing the key, this waits for it and
+    /// then returns its complete artifact.
     ///
     /// - Parameter settings: everything that decides the artifact besides its inputs (hashed into the key
     ///   and written into the manifest).
@@ -148,9 +153,30 @@ public struct ArtifactStore: Sendable {
             throw .io(path: root, message: "cannot encode the \(stage) settings: \(error)")
         }
         let folder = folder(stage: stage, variant: variant, key: key)
-        let existing = force ? nil : completeManifest(at: folder).map { StageResult(folder: folder, manifest: $0, reused: true) }
+        func complete() -> StageResult? {
+            force ? nil : completeManifest(at: folder).map { StageResult(folder: folder, manifest: $0, reused: true) }
+        }
+        if let existing = complete() {
+            return ArtifactRun(store: self, stage: stage, variant: variant, key: key, config: config, formatVersion: formatVersion,
+                               existing: existing, lock: nil)
+        }
+        let parent = (folder as NSString).deletingLastPathComponent
+        do {
+            try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
+        } catch {
+            throw .io(path: parent, message: "cannot create the folder: " + folderProblem(parent, error))
+        }
+        let lock = try ArtifactLock.acquire(path: folder + ".lock") { holder in
+            sink(.note("waiting for \(holder), which is writing \(folder) (its lock: \(folder).lock)"))
+        }
+        // Whoever held the lock may have completed the artifact meanwhile.
+        if let existing = complete() {
+            lock.release()
+            return ArtifactRun(store: self, stage: stage, variant: variant, key: key, config: config, formatVersion: formatVersion,
+                               existing: existing, lock: nil)
+        }
         return ArtifactRun(store: self, stage: stage, variant: variant, key: key, config: config, formatVersion: formatVersion,
-                           existing: existing)
+                           existing: nil, lock: lock)
     }
 
     public func folder(stage: String, variant: String, key: String) -> String {
@@ -197,6 +223,8 @@ public struct ArtifactRun: Sendable {
     public let formatVersion: Int
     /// The complete artifact of this key, unless forced.
     public let existing: StageResult?
+    /// Held while this run writes the artifact (nil when it is reused).
+    let lock: ArtifactLock?
 
     public var folder: String { store.folder(stage: stage, variant: variant, key: key) }
 
@@ -282,6 +310,7 @@ public struct ArtifactWriter {
             throw .io(path: error.path, message: error.message)
         }
         try run.markCurrent()
+        run.lock?.release()
         return manifest
     }
 

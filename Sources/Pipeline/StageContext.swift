@@ -26,7 +26,7 @@ public struct StageContext: Sendable {
     public init(config: PipelineConfig, artifacts: String, force: Bool = false, sink: @escaping EventSink = { _ in }) {
         self.config = config
         store = ArtifactStore(root: artifacts, environment: RunEnvironment(
-            threads: config.threads, blasProvider: BLAS.provider, convolution: Winograd.enabled ? "winograd" : "patches"))
+            threads: config.threads, blasProvider: BLAS.provider, convolution: Winograd.enabled ? "winograd" : "patches"), sink: sink)
         self.force = force
         self.sink = sink
     }

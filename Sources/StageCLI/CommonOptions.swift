@@ -20,7 +20,7 @@ public struct CommonOptions: ParsableArguments, Sendable {
     @Option(help: "Configuration profile: paper, fast, quick, demo or ci (the profiles of the configuration file).")
     public var profile: String = "paper"
 
-    @Option(help: "Worker threads (default: the configuration's 'threads').")
+    @Option(help: "Worker threads (default: SLURM_CPUS_PER_TASK inside a Slurm job, else the configuration's 'threads').")
     public var threads: Int?
 
     @Flag(help: "Rerun even when a complete artifact with the same key exists.")
@@ -35,12 +35,18 @@ public struct CommonOptions: ParsableArguments, Sendable {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
     }
 
-    /// The configuration with the profile applied and `--threads` laid over it.
-    public func loadConfig() throws(ConfigError) -> PipelineConfig {
+    /// The configuration with the profile applied and the thread count laid over it: `--threads`, else
+    /// the CPUs Slurm gave the job (`SLURM_CPUS_PER_TASK`), else the configuration's.
+    public func loadConfig(environment: [String: String] = ProcessInfo.processInfo.environment) throws(ConfigError) -> PipelineConfig {
         var config = try PipelineConfig.load(path: self.config, profile: profile)
         if let threads {
             guard threads >= 1 else { throw .badValue(path: "--threads", key: "threads", message: "must be at least 1") }
             config.threads = threads
+        } else if let slurm = environment["SLURM_CPUS_PER_TASK"] {
+            guard let cpus = Int(slurm), cpus >= 1 else {
+                throw .badValue(path: "SLURM_CPUS_PER_TASK", key: "threads", message: "'\(slurm)' is not a positive CPU count")
+            }
+            config.threads = cpus
         }
         return config
     }

@@ -8,8 +8,8 @@ import TestSupport
 import XCTest
 
 /// Runs a built stage executable (found beside the test bundle).
-func runStage(_ name: String, _ arguments: [String], in folder: String) throws -> ExecutableResult {
-    try runExecutable(name, arguments, in: folder, bundleOf: PrepareCommandTests.self)
+func runStage(_ name: String, _ arguments: [String], in folder: String, environment: [String: String] = [:]) throws -> ExecutableResult {
+    try runExecutable(name, arguments, in: folder, bundleOf: PrepareCommandTests.self, environment: environment)
 }
 
 final class PrepareCommandTests: ScratchTestCase {
@@ -120,6 +120,23 @@ final class PrepareCommandTests: ScratchTestCase {
         XCTAssertEqual(notAnEnsemble.status, 66)
     }
 
+    func testSlurmCPUsPerTaskIsTheThreadCountUnlessGiven() throws {
+        let arguments = ["--config", Self.config, "--profile", "ci", "--artifacts", "art", "--progress", "none",
+                         "--layout", "synthetic", "--source", "syn", "--name", "s"]
+        func threads(_ extra: [String], _ environment: [String: String]) throws -> Int {
+            let result = try runStage("prepare", arguments + extra + ["--force"], in: scratch, environment: environment)
+            XCTAssertEqual(result.status, 0, result.stderr)
+            let folder = try XCTUnwrap(result.stdout.split(separator: "\n").last.map(String.init))
+            let manifest = try decodeJSON(Manifest.self, from: try readFile(scratch + "/" + folder + "/manifest.json"))
+            return manifest.threads
+        }
+        XCTAssertEqual(try threads([], ["SLURM_CPUS_PER_TASK": "3"]), 3)
+        XCTAssertEqual(try threads(["--threads", "1"], ["SLURM_CPUS_PER_TASK": "3"]), 1)
+        let bad = try runStage("prepare", arguments, in: scratch, environment: ["SLURM_CPUS_PER_TASK": "many"])
+        XCTAssertEqual(bad.status, 78)
+        XCTAssertTrue(bad.stderr.contains("SLURM_CPUS_PER_TASK") && bad.stderr.contains("'many'"), bad.stderr)
+    }
+
     func testCtrlCStopsTrainingAtAStepWithExit70AndTheRerunResumes() throws {
         // A configuration whose ci profile trains long enough to be interrupted.
         let text = try String(contentsOfFile: Self.config, encoding: .utf8)
@@ -141,10 +158,16 @@ final class PrepareCommandTests: ScratchTestCase {
         let first = try interrupt(["train"] + common + ["--loss", "bce", "--data", "lungs"], after: "epoch 2/")
         XCTAssertEqual(first.status, 70, first.text)
         XCTAssertTrue(first.text.contains("interrupted (signal 2)") && first.text.contains("rerun to resume"), first.text)
-        XCTAssertTrue(first.text.contains("stopped after epoch"), first.text)
+        // It stops at the step the signal arrived in (its checkpoint written there), or at the epoch's end.
+        let atStep = first.text.range(of: #"stopped at epoch 2, step (\d+);"#, options: .regularExpression).map { String(first.text[$0]) }
+        XCTAssertTrue(atStep != nil || first.text.contains("stopped after epoch 2;"), first.text)
         let second = try interrupt(["train"] + common + ["--loss", "bce", "--data", "lungs"], after: "resuming from")
         XCTAssertEqual(second.status, 70, second.text)
-        XCTAssertTrue(second.text.contains("resuming from") && second.text.contains("training.safetensors after epoch"), second.text)
+        if let atStep, let step = atStep.split(separator: " ").last?.dropLast() {
+            XCTAssertTrue(second.text.contains("training.safetensors at epoch 2, step \(step)"), second.text)
+        } else {
+            XCTAssertTrue(second.text.contains("training.safetensors after epoch 2"), second.text)
+        }
     }
 
     /// Runs `segment` with `arguments`, sends SIGINT once `marker` appears on standard error, and

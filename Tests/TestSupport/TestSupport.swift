@@ -57,10 +57,12 @@ public struct ExecutableResult: Sendable {
     public let stderr: String
 }
 
-/// Runs the built executable `name` (found beside the test bundle of `testCase`) in `folder`. Both
+/// Runs the built executable `name` (found beside the test bundle of `testCase`) in `folder`, with
+/// `environment` laid over this process's. Both
 /// output pipes are drained at once, so a process writing more than a pipe buffer to either never
 /// blocks.
-public func runExecutable(_ name: String, _ arguments: [String], in folder: String, bundleOf testCase: AnyClass) throws -> ExecutableResult {
+public func runExecutable(_ name: String, _ arguments: [String], in folder: String, bundleOf testCase: AnyClass,
+                          environment: [String: String] = [:]) throws -> ExecutableResult {
     // On Linux the test bundle's URL is the products folder itself; on macOS it is the .xctest.
     let bundle = Bundle(for: testCase).bundleURL
     let products = bundle.pathExtension == "xctest" ? bundle.deletingLastPathComponent() : bundle
@@ -68,6 +70,7 @@ public func runExecutable(_ name: String, _ arguments: [String], in folder: Stri
     process.executableURL = products.appendingPathComponent(name)
     process.arguments = arguments
     process.currentDirectoryURL = URL(fileURLWithPath: folder)
+    if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err
