@@ -55,6 +55,7 @@ help:
 	@echo "make gradcam  real data: Fig 6, Grad-CAM of the proposed model and the best single classifier"
 	@echo "make build    release build of every stage (BLAS=blis|openblas)"
 	@echo "make bench    the engine's speed and peak memory per workload, as JSON (BENCH_STEPS=5)"
+	@echo "make reproduce LAUNCH=\"srun …\" / make reproduce-sbatch SUBMIT=1   the reproduction on a Slurm cluster (README)"
 	@echo "make regress  the whole study on the committed real subset, compared with data/regress/baseline.json (BLAS=openblas: its own baseline)"
 	@echo "make fuzz     mutation-fuzz the PNG/JPEG decoders for FUZZ_SECONDS (60) over the test images and FUZZ_CORPUS"
 	@echo "make deps     apt-get install the C libraries that are missing"
@@ -116,6 +117,8 @@ R_SEG_LOSSES = $(SEG_LOSSES)
 R_LOSSES = $(LOSSES)
 ifneq ($(filter $(PROFILE),ci demo),)
 R_LUNGS := synthetic-lungs
+# The synthetic lung set has no classes (a classifier's Grad-CAM needs them); its crops carry exact masks.
+R_FIG6_LUNGS :=
 R_CXR := synthetic
 R_PREPARE = mkdir -p data && \
   $(STAGE)/prepare $(R_FLAGS) --layout synthetic --source data/synthetic-$(PROFILE) --name synthetic && \
@@ -136,6 +139,7 @@ R_PREPARE = $(STAGE)/prepare $(R_FLAGS) --layout $(LUNGS_LAYOUT) --source $(LUNG
   $(STAGE)/prepare $(R_FLAGS) --layout $(CXR_LAYOUT) --source $(CXR_SRC) --name cxr-holdout --test-fraction $(CXR_TEST_FRACTION)
 endif
 R_CROPS = $(R_CXR)-crops
+R_FIG6_LUNGS ?= $(R_LUNGS)
 R_UNETS := $(addprefix reproduce-unet-,$(R_SEG_LOSSES))
 R_CLASSIFIERS := $(addprefix reproduce-classify-,$(R_LOSSES))
 .PHONY: reproduce reproduce-data reproduce-table1 reproduce-crop reproduce-table2 reproduce-table3 reproduce-table4 \
@@ -144,7 +148,7 @@ R_CLASSIFIERS := $(addprefix reproduce-classify-,$(R_LOSSES))
 reproduce: reproduce-fig6
 	$(STAGE)/report $(R_FLAGS) --name $(PROFILE) --segmentation $$(cat $(RUN)/table1.path) \
 	  --table2 $$(cat $(RUN)/table2.path) --table3 $$(cat $(RUN)/table3.path) --table4 $$(cat $(RUN)/table4.path) \
-	  --gradcam $$(cat $(RUN)/fig6-best.path) $$(cat $(RUN)/fig6-proposed.path) $$(cat $(RUN)/fig6-lungs.path) \
+	  --gradcam $$(cat $(RUN)/fig6-best.path) $$(cat $(RUN)/fig6-proposed.path) $(if $(R_FIG6_LUNGS),$$(cat $(RUN)/fig6-lungs.path)) \
 	  | tail -n 1 > $(RUN)/report.path
 	@echo "reproduce: $$(cat $(RUN)/report.path)/report.html"
 
@@ -178,7 +182,17 @@ reproduce-table4: reproduce-table3
 	@cp $(ARTIFACTS)/$(PROFILE)-table4.path $(RUN)/table4.path
 
 reproduce-fig6: reproduce-table4
-	@$(MAKE) --no-print-directory fig6 FLAGS="$(R_FLAGS)" CROPS=$(R_CROPS) LUNGS=$(R_LUNGS) FIG6_PATHS=$(RUN)/fig6 TOPS="$(TOPS)"
+	@$(MAKE) --no-print-directory fig6 FLAGS="$(R_FLAGS)" CROPS=$(R_CROPS) LUNGS=$(R_FIG6_LUNGS) FIG6_PATHS=$(RUN)/fig6 TOPS="$(TOPS)"
+
+# The reproduction as Slurm batch jobs, one per stage run, with afterok dependencies taken from this
+# Makefile's own graph (scripts/reproduce-sbatch.sh); SUBMIT=1 submits them, else run the printed
+# submit.sh later. SBATCH_FLAGS go to every sbatch (default: one task, 2 CPUs).
+SUBMIT ?= 0
+.PHONY: reproduce-sbatch
+reproduce-sbatch: build
+	@mkdir -p $(RUN)
+	scripts/reproduce-sbatch.sh $(abspath $(RUN))/sbatch $(SUBMIT) PROFILE=$(PROFILE) ARTIFACTS=$(ARTIFACTS) CONFIG=$(CONFIG) BLAS=$(BLAS) \
+	  $(if $(LAUNCH),LAUNCH="$(LAUNCH)")
 
 # The study on real data (hours at PROFILE=paper on a CPU). Every stage skips work whose
 # artifact already exists, so rerunning a target only does what changed.
@@ -245,7 +259,8 @@ table4:
 
 # Fig 6: Grad-CAM of the proposed model (the weighted sum of its model-level ensembles' NewConv maps)
 # and of the best single classifier (its DCL), on the test split of CROPS; and of the best single
-# classifier on the test split of LUNGS, whose hand-drawn masks give the share of each map inside the lungs.
+# classifier on the test split of LUNGS (when given: a labelled lung set), whose hand-drawn masks give the
+# share of each map inside the lungs.
 fig6:
 	@best=$$($(STAGE)/ensemble rank $(FLAGS) $(RANK_FLAGS) --data $(CROPS)) || exit 1; \
 	  folder=$$($(STAGE)/gradcam $(FLAGS) --model "$${best##*$$'\n'}" --data $(CROPS)) || exit 1; \
@@ -253,9 +268,9 @@ fig6:
 	@proposed=$$($(STAGE)/ensemble proposed $(FLAGS) $(WEIGHT_FLAGS) --sizes $(TOPS) --data $(CROPS)) || exit 1; \
 	  folder=$$($(STAGE)/gradcam $(FLAGS) --model "$${proposed##*$$'\n'}" --data $(CROPS)) || exit 1; \
 	  echo "$$folder"; $(if $(FIG6_PATHS),echo "$${folder##*$$'\n'}" > $(FIG6_PATHS)-proposed.path,true)
-	@best=$$($(STAGE)/ensemble rank $(FLAGS) $(RANK_FLAGS) --data $(CROPS)) || exit 1; \
+	$(if $(LUNGS),@best=$$($(STAGE)/ensemble rank $(FLAGS) $(RANK_FLAGS) --data $(CROPS)) || exit 1; \
 	  folder=$$($(STAGE)/gradcam $(FLAGS) --model "$${best##*$$'\n'}" --data $(LUNGS)) || exit 1; \
-	  echo "$$folder"; $(if $(FIG6_PATHS),echo "$${folder##*$$'\n'}" > $(FIG6_PATHS)-lungs.path,true)
+	  echo "$$folder"; $(if $(FIG6_PATHS),echo "$${folder##*$$'\n'}" > $(FIG6_PATHS)-lungs.path,true))
 
 gradcam: ensembles
 	@$(MAKE) --no-print-directory fig6 FLAGS="$(STAGE_FLAGS)" CROPS=cxr-crops LUNGS=lungs
