@@ -78,7 +78,7 @@ for _ in $(seq 100); do sinfo -h -o %T 2>/dev/null | grep -qx idle && break; sle
 sinfo -h -o %T | grep -qx idle || { say "the node never became idle; see $work/slurmd.log"; exit 1; }
 say "one-node cluster up: $host, $cpus CPUs ($SLURM_CONF)"
 
-records() { grep -c 'JobId=' "$work/jobcomp.txt" 2>/dev/null || echo 0; }
+records() { if [ -s "$work/jobcomp.txt" ]; then grep -c 'JobId=' "$work/jobcomp.txt" || true; else echo 0; fi; }
 make build >/dev/null
 
 # 1. A plain run, for the bytes to compare with (on one thread, as the jobs below get one CPU each).
