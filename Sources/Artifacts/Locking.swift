@@ -56,7 +56,7 @@ public final class ArtifactLock: @unchecked Sendable {
                 close(fd)
                 throw .io(path: path, message: "cannot lock the artifact (\(reason)); on NFS the lock manager (lockd/statd) must run")
             }
-            waiting(holder(fd))
+            waiting(describeHolder(holder(fd)))
             while !setLock(fd, command: lockWaitCommand) {
                 guard errno == EINTR else {
                     let reason = String(cString: strerror(errno))
@@ -102,6 +102,17 @@ public final class ArtifactLock: @unchecked Sendable {
         request.l_len = 0
         request.l_pid = 0
         return fcntl(fd, command, &request) == 0
+    }
+
+    /// The holder as its lock file names it, and whether that process is gone: a lock this host's
+    /// kernel keeps is dropped with its process, so a dead holder on this host means a stale lock
+    /// kept by a network filesystem's lock manager.
+    static func describeHolder(_ text: String) -> String {
+        let words = text.split(separator: " ")
+        guard words.count >= 3, words[1] == "pid", let pid = Int32(words[2]),
+              String(words[0]) == ProcessInfo.processInfo.hostName, kill(pid, 0) != 0, errno == ESRCH else { return text }
+        return text + " (that process no longer runs on this host: a stale lock kept by the filesystem's lock manager; "
+            + "it goes when the lock manager notices, or remove the .lock file once no run of this key is left)"
     }
 
     /// Who holds the lock, as its holder wrote it.

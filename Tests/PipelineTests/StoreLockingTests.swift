@@ -2,7 +2,7 @@
 // its artifact instead of training again or tearing its files; a run that ends without finishing
 // leaves no lock behind; the same thread asking twice gets an error, not a deadlock.
 
-import Artifacts
+@testable import Artifacts
 import Foundation
 import TestSupport
 import XCTest
@@ -61,6 +61,15 @@ final class StoreLockingTests: ScratchTestCase {
         let next = try locate(store)
         XCTAssertNil(next.existing)
         XCTAssertEqual(try String(contentsOfFile: next.folder + ".lock", encoding: .utf8).contains("pid \(getpid())"), true)
+    }
+
+    func testAHolderThatNoLongerRunsIsCalledAStaleLock() {
+        let host = ProcessInfo.processInfo.hostName
+        // This process runs; a pid beyond the kernel's limit never does.
+        XCTAssertEqual(ArtifactLock.describeHolder("\(host) pid \(getpid()) since t"), "\(host) pid \(getpid()) since t")
+        XCTAssertTrue(ArtifactLock.describeHolder("\(host) pid 2147483000 since t").contains("no longer runs on this host: a stale lock"))
+        // On another host it cannot be checked from here.
+        XCTAssertEqual(ArtifactLock.describeHolder("elsewhere pid 2147483000 since t"), "elsewhere pid 2147483000 since t")
     }
 
     func testTheSameThreadAskingTwiceIsAnErrorNotADeadlock() throws {
