@@ -122,8 +122,8 @@ for mode in srun sbatch; do
 done
 
 # 5. A failed dependency ends its dependents (cancelled), it does not leave them pending.
-bad=$(sbatch --parsable --wrap false)
-child=$(sbatch --parsable --kill-on-invalid-dep=yes --dependency=afterok:$bad --wrap true)
+bad=$(sbatch --parsable --output="$work/slurm-%j.out" --wrap false)
+child=$(sbatch --parsable --output="$work/slurm-%j.out" --kill-on-invalid-dep=yes --dependency=afterok:$bad --wrap true)
 for _ in $(seq 60); do squeue -h -j "$bad,$child" -o %i 2>/dev/null | grep -q . || break; sleep 1; done
 state=$(grep "JobId=$child " "$work/jobcomp.txt" | sed -E 's/.*JobState=([A-Z_]+).*/\1/')
 say "a job depending on a failed job ends as ${state:-(still queued)}"
