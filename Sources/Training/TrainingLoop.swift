@@ -177,7 +177,7 @@ public struct TrainingLoop<O: Optimizer> {
     ///
     /// - Parameters:
     ///   - continueAfter: asked after every step with the position reached (epoch index, steps done
-    ///     in it, steps per epoch); false stops there as a signal would (tests).
+    ///     in it); false stops there as a signal would (tests).
     ///   - epoch: draws epoch `e`'s batch order from the run's random generators and returns its steps.
     ///   - validate: the validation pass of the current weights.
     public mutating func run(writer: inout ArtifactWriter, sink: EventSink, continueAfter: (TrainingPosition) -> Bool,
@@ -210,7 +210,7 @@ public struct TrainingLoop<O: Optimizer> {
                 guard loss.isFinite else { throw .notFinite(epoch: state.epoch, step: step, lastCheckpoint: checkpointPath) }
                 lossSum += loss
                 sink(.progress(task: task, done: step + 1, total: steps.count))
-                let position = TrainingPosition(epoch: state.epoch, step: step + 1, stepsPerEpoch: steps.count)
+                let position = TrainingPosition(epoch: state.epoch, step: step + 1)
                 if step + 1 < steps.count && (Interruption.requested || !continueAfter(position)) {
                     state.batchInEpoch = step + 1
                     state.epochLossSum = lossSum
@@ -255,7 +255,7 @@ public struct TrainingLoop<O: Optimizer> {
             }
             try writeCheckpoint()
             do { try afterWrite?("checkpoint", state.epoch) } catch { throw .wrapping(error, folder: folder) }
-            let boundary = TrainingPosition(epoch: state.epoch, step: 0, stepsPerEpoch: steps.count)
+            let boundary = TrainingPosition(epoch: state.epoch, step: 0)
             if (Interruption.requested || !continueAfter(boundary)) && state.epoch < epochs && !stopped {
                 throw .interrupted(epoch: state.epoch, step: 0, checkpoint: checkpointPath)
             }
@@ -311,16 +311,14 @@ public struct TrainingLoop<O: Optimizer> {
     }
 }
 
-/// Where a training run is: `step` steps done of epoch `epoch` (0-based), `stepsPerEpoch` in all.
+/// Where a training run is: `step` steps done of epoch `epoch` (0-based; step 0 is the epoch boundary).
 public struct TrainingPosition: Sendable, Equatable {
     public var epoch: Int
     public var step: Int
-    public var stepsPerEpoch: Int
 
-    public init(epoch: Int, step: Int, stepsPerEpoch: Int) {
+    public init(epoch: Int, step: Int) {
         self.epoch = epoch
         self.step = step
-        self.stepsPerEpoch = stepsPerEpoch
     }
 }
 

@@ -33,12 +33,9 @@ struct Subset: ParsableCommand {
     var out = "data/regress"
 
     func run() throws {
-        do {
+        try reportingErrors("regress subset") {
             let summary = try buildSubset(source: source, out: out)
             print("regress subset: \(summary.files.count) files, \(summary.bytes / 1024) KiB in \(out)")
-        } catch {
-            FileHandle.standardError.write(Data("regress subset: error: \(error)\n".utf8))
-            throw ExitCode(66)
         }
     }
 }
@@ -64,7 +61,7 @@ struct Record: ParsableCommand {
     var out = "regress.json"
 
     func run() throws {
-        do {
+        try reportingErrors("regress record") {
             let store = ArtifactStore(root: artifacts, environment: RunEnvironment(threads: 1, blasProvider: BLAS.provider, convolution: ""))
             guard let manifest = store.completeManifest(at: report) else {
                 throw ArtifactError.incomplete(path: report, message: "not a complete artifact")
@@ -74,9 +71,6 @@ struct Record: ParsableCommand {
             let record = try recordRegression(report: report, store: store, build: build)
             try writeFileAtomically(try canonicalJSON(record) + Array("\n".utf8), to: out)
             print("regress: \(record.runs.count) stage runs recorded in \(out) (\(build))")
-        } catch {
-            FileHandle.standardError.write(Data("regress record: error: \(error)\n".utf8))
-            throw ExitCode(66)
         }
     }
 }
@@ -85,10 +79,10 @@ struct Compare: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Compare a record with the baseline; exit 1 when anything differs.",
         discussion: """
-            Matches stage runs by stage and variant. Keys must be equal (else: configuration or input \
-            drift); output bytes must be equal when both records were made by a like build (same BLAS, \
-            kernels, convolution, threads — else they are not compared, and the output says so); \
-            headline numbers must agree within their tolerances (exact for counts). Prints a table of \
+            Matches stage runs by stage and variant. Between records of a like build (same BLAS, kernels, \
+            convolution, threads) keys, output bytes and headline numbers must be equal, exactly. Against \
+            a baseline of another build only the datasets (in full) and the U-Nets' keys are compared — \
+            training diverges from the first differently rounded bit — and a warning says so. Prints a table of \
             what differs, naming the first stage run that diverged on its own; runs downstream of it are \
             marked as its consequence. Exit status 0: no difference; 1: differences; 66: unreadable record.
             """)
@@ -100,17 +94,23 @@ struct Compare: ParsableCommand {
     var baseline = "data/regress/baseline.json"
 
     func run() throws {
-        let now: RegressionRecord, then: RegressionRecord
-        do {
-            now = try decodeJSON(RegressionRecord.self, from: try readFile(current))
-            then = try decodeJSON(RegressionRecord.self, from: try readFile(baseline))
-        } catch {
-            FileHandle.standardError.write(Data("regress compare: error: \(error)\n".utf8))
-            throw ExitCode(66)
+        let (now, then) = try reportingErrors("regress compare") {
+            (try decodeJSON(RegressionRecord.self, from: try readFile(current)),
+             try decodeJSON(RegressionRecord.self, from: try readFile(baseline)))
         }
         let comparison = compare(now, baseline: then)
         print(describe(comparison, baselinePath: baseline))
         if !comparison.passed { throw ExitCode(1) }
+    }
+}
+
+/// Runs `body`; an error is printed as "COMMAND: error: …" and exits 66 (unreadable input).
+func reportingErrors<T>(_ command: String, _ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch {
+        FileHandle.standardError.write(Data("\(command): error: \(error)\n".utf8))
+        throw ExitCode(66)
     }
 }
 

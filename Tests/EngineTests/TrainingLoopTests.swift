@@ -69,7 +69,7 @@ final class TrainingLoopTests: ScratchTestCase {
         let straight = try run(scratch + "/straight")
         let root = scratch + "/stopped"
         for (epoch, step) in [(1, 1), (1, 2), (3, 1)] {
-            XCTAssertThrowsError(try run(root, stopAt: TrainingPosition(epoch: epoch, step: step, stepsPerEpoch: 3))) { error in
+            XCTAssertThrowsError(try run(root, stopAt: TrainingPosition(epoch: epoch, step: step))) { error in
                 guard case .interrupted(epoch, step, _) = error as? TrainingError else { return XCTFail("\(error)") }
             }
             let checkpoint = try TrainingCheckpoint.decode(try readFile(root + "/toy/v/" + (try self.key()) + "/training.safetensors"),
