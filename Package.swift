@@ -53,6 +53,8 @@ let package = Package(
     targets: [
         // C libraries, reached through module maps (CBLAS has no `link`: the provider is linked below).
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+        // Header only: compiler intrinsics (prefetch) for the bootstrap's curve pass.
+        .systemLibrary(name: "CIntrinsics", path: "Sources/CIntrinsics"),
         .systemLibrary(name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng",
                        providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CJPEG", path: "Sources/CJPEG", pkgConfig: "libjpeg",
@@ -70,7 +72,7 @@ let package = Package(
         .target(name: "Engine", dependencies: ["CBLAS", "CBLASRuntime", "SeededRandom", "Artifacts"], swiftSettings: swiftSettings),
         .target(name: "Losses", dependencies: ["Engine"], swiftSettings: swiftSettings),
         .target(name: "Models", dependencies: ["Engine", "SeededRandom"], swiftSettings: swiftSettings),
-        .target(name: "Metrics", dependencies: ["Artifacts", "SeededRandom"], swiftSettings: swiftSettings),
+        .target(name: "Metrics", dependencies: ["Artifacts", "CIntrinsics", "SeededRandom"], swiftSettings: swiftSettings),
         .target(name: "Report", dependencies: ["Metrics"], swiftSettings: swiftSettings),
         .target(name: "Ensembles", dependencies: ["Metrics", "SeededRandom"], swiftSettings: swiftSettings),
         .target(name: "GradCAM", dependencies: ["Engine", "Models", "Imaging"], swiftSettings: swiftSettings),

@@ -101,11 +101,21 @@ public func readPredictions(path: String, renormalize: Bool = false) throws(Pred
 
 /// The CSV text of `predictions` (shortest round-trip decimal for each probability).
 public func predictionCSV(_ predictions: Predictions) -> String {
-    let rows = (0..<predictions.count).map { i in
-        [predictions.ids[i], CXRClass.allCases[predictions.labels[i]].name]
-            + (0..<3).map { "\(predictions.p(i, $0))" }
+    var out: [UInt8] = []
+    out.reserveCapacity(64 * (predictions.count + 1))
+    appendCSVRow(predictionColumns, to: &out)
+    let names = CXRClass.allCases.map { Array($0.name.utf8) }
+    for i in 0..<predictions.count {
+        appendCSVField(predictions.ids[i], to: &out)
+        out.append(UInt8(ascii: ","))
+        out.append(contentsOf: names[predictions.labels[i]])
+        for k in 0..<3 {
+            out.append(UInt8(ascii: ","))
+            out.append(contentsOf: predictions.p(i, k).description.utf8)
+        }
+        out.append(UInt8(ascii: "\n"))
     }
-    return csvText(header: predictionColumns, rows: rows)
+    return String(decoding: out, as: UTF8.self)
 }
 
 /// `text` without leading and trailing spaces and tabs (Foundation's trimming costs more than the

@@ -85,14 +85,14 @@ public func evaluate<G: RandomNumberGenerator>(_ predictions: Predictions, name:
                                                validation: Predictions?, generator: inout G, threads: Int = 1,
                                                sink: EventSink = { _ in }) -> ModelReport {
     let cm = confusion(predictions)
-    // Each curve once: sorting the scores is most of the cost on large files.
-    let pooled = predictions.pooled
-    let micro = BinaryCounts(truth: pooled.truth, scores: pooled.scores)
-    let rocMicro = rocCurve(micro), prMicro = precisionRecallCurve(micro)
-    let perClassCounts = (0..<predictions.classes).map { k in
-        let s = predictions.oneVsRest(k)
+    // Each curve once, the pooled one and each class's side by side: sorting the scores is most of
+    // the cost on large files.
+    let counts = parallelMap(Array(-1..<predictions.classes), threads: threads) { k in
+        let s = k < 0 ? predictions.pooled : predictions.oneVsRest(k)
         return BinaryCounts(truth: s.truth, scores: s.scores)
     }
+    let micro = counts[0], perClassCounts = Array(counts.dropFirst())
+    let rocMicro = rocCurve(micro), prMicro = precisionRecallCurve(micro)
     let rocPerClass = perClassCounts.map(rocCurve), prPerClass = perClassCounts.map(precisionRecallCurve)
     let perClass = (0..<predictions.classes).map { k -> ClassMetrics in
         ClassMetrics(name: classNames[k], support: cm.support[k], precision: cm.precision[k],

@@ -1,9 +1,9 @@
 // The stratified bootstrap and the jackknife of every reported metric, in time linear in the images
 // per resample. A resample is a multiplicity per image, never a copied file: the confusion metrics
 // come from the K² (true, predicted) cell counts, updated as each image is drawn; the micro AUROC
-// and AUPRC from one pass over the pooled scores, sorted once per file. Resamples draw from their
-// own generators, seeded in order from the caller's, so the intervals are the same for any number
-// of threads.
+// and AUPRC from one pass over the pooled scores, sorted once per file, four resamples side by side.
+// Resamples draw from their own generators, seeded in order from the caller's, so the intervals are
+// the same for any number of threads.
 //
 // The BCa acceleration needs leave-one-out values. For the confusion metrics they are exact at any
 // size: leaving out an image only decrements its cell, so there are at most K² distinct values. For
@@ -13,6 +13,7 @@
 // Efron & Tibshirani 1993, §11.5).
 
 import Artifacts
+import CIntrinsics
 import Foundation
 import SeededRandom
 
@@ -72,7 +73,8 @@ public struct ResamplingPlan: Sendable {
 
     public init(_ predictions: Predictions) {
         let k = predictions.classes, n = predictions.count
-        precondition(n <= Int(Self.positionMask) && k * k <= Int(UInt8.max), "too many images or classes for the resampling plan")
+        // Entry counts (n·K) fit the four-lane pass's 32-bit counters: 715 million images at K = 3.
+        precondition(n * k <= Int(Int32.max) && k * k <= Int(UInt8.max), "too many images or classes for the resampling plan")
         classes = k
         count = n
         let byClass = (0..<k).map { c in predictions.labels.indices.filter { predictions.labels[$0] == c } }
@@ -84,7 +86,7 @@ public struct ResamplingPlan: Sendable {
         let predicted = predictions.predicted
         cells = images.map { UInt8(predictions.labels[$0] * k + predicted[$0]) }
         let scores = predictions.probabilities
-        let sorted = (0..<(n * k)).sorted { scores[$0] > scores[$1] }
+        let sorted = descendingOrder(scores)
         entries = sorted.indices.map { e in
             let entry = sorted[e], image = entry / k
             var packed = UInt32(position[image])
@@ -138,6 +140,44 @@ public struct ResamplingPlan: Sendable {
                           auprc: prTwice / (2 * Double(positives)))
     }
 
+    /// `areas` of four weightings at once: weighting j's weight of the image at position p is bits
+    /// 4j..<4j+4 of `weights[p]`, and its weights sum to `totals[j]`. One 16-bit read per entry
+    /// serves four resamples, whose counts and areas run in SIMD lanes; each lane does `areas`'s
+    /// operations in its order, so it equals `areas` bit for bit. The weights are prefetched a few
+    /// entries ahead (the entries are in score order, the weights in class order: every read is a
+    /// cache miss the pass would otherwise wait for).
+    func areas(lanes weights: UnsafeBufferPointer<UInt16>, totals: [Int]) -> [CurveAreas] {
+        let shifts = SIMD4<UInt32>(0, 4, 8, 12)
+        var tp = SIMD4<Int32>(), fp = SIMD4<Int32>(), lastTP = SIMD4<Int32>(), lastFP = SIMD4<Int32>()
+        var rocTwice = SIMD4<Int64>(), prTwice = SIMD4<Double>(), lastPrecision = SIMD4<Double>(repeating: 1)
+        entries.withUnsafeBufferPointer { entries in
+            let base = weights.baseAddress!, last = entries.count - 1
+            for i in entries.indices {
+                cxr_prefetch(base + Int(entries[min(i + 16, last)] & Self.positionMask))
+                let entry = entries[i]
+                let word = SIMD4<UInt32>(repeating: UInt32(weights[Int(entry & Self.positionMask)]))
+                let w = SIMD4<Int32>(truncatingIfNeeded: (word &>> shifts) & 0xF)
+                let positive = Int32(bitPattern: entry >> 31)
+                tp &+= w & SIMD4(repeating: -positive)
+                fp &+= w & SIMD4(repeating: positive &- 1)
+                guard entry & Self.groupEndBit != 0 else { continue }
+                rocTwice &+= SIMD4<Int64>(truncatingIfNeeded: fp &- lastFP) &* SIMD4<Int64>(truncatingIfNeeded: tp &+ lastTP)
+                let predicted = SIMD4<Double>(tp &+ fp)
+                var precision = SIMD4<Double>(tp) / predicted
+                precision.replace(with: 1, where: predicted .== 0)
+                prTwice += SIMD4<Double>(tp &- lastTP) * (precision + lastPrecision)
+                lastTP = tp
+                lastFP = fp
+                lastPrecision = precision
+            }
+        }
+        return (0..<4).map { j in
+            guard totals[j] > 0 else { return .undefined }
+            let positives = Double(totals[j]), negatives = Double((classes - 1) * totals[j])
+            return CurveAreas(auroc: Double(rocTwice[j]) / (2 * positives * negatives), auprc: prTwice[j] / (2 * positives))
+        }
+    }
+
     /// The curve areas of the whole file.
     var wholeAreas: CurveAreas {
         [UInt8](repeating: 1, count: count).withUnsafeBufferPointer { areas($0, total: count) }
@@ -151,18 +191,25 @@ public struct ResamplingPlan: Sendable {
         var out: [BootstrappedMetric: [(value: Double, weight: Double)]] = [:]
         var curveValues: [CurveAreas] = []
         if metrics.contains(where: \.usesCurves) {
-            // Group g holds positions g, g + G, …: one image each when G = count.
+            // Group g holds positions g, g + G, …: one image each when G = count. Four groups share a
+            // curve pass, one lane each (weight 1, or 0 for the lane's group).
             let groups = count <= exactLimit ? count : groupCount
-            let chunk = max(1, min(64, groups / max(1, 4 * threads)))
+            let chunk = 4 * max(1, min(16, groups / max(1, 16 * threads)))
             curveValues = parallelMap(Array(stride(from: 0, to: groups, by: chunk)), threads: threads) { start in
-                var weights = [UInt8](repeating: 1, count: count)
-                return (start..<min(start + chunk, groups)).map { g in
-                    let left = stride(from: g, to: count, by: groups)
-                    for p in left { weights[p] = 0 }
-                    let values = weights.withUnsafeBufferPointer { areas($0, total: count - (count - g + groups - 1) / groups) }
-                    for p in left { weights[p] = 1 }
-                    return values
+                var weights = [UInt16](repeating: 0x1111, count: count)
+                var values: [CurveAreas] = []
+                for first in stride(from: start, to: min(start + chunk, groups), by: 4) {
+                    let members = first..<min(first + 4, groups)
+                    for (lane, g) in members.enumerated() {
+                        for p in stride(from: g, to: count, by: groups) { weights[p] &= ~(0xF << (4 * lane)) }
+                    }
+                    let totals = (0..<4).map { lane in count - (count - min(first + lane, groups - 1) + groups - 1) / groups }
+                    values += weights.withUnsafeBufferPointer { areas(lanes: $0, totals: totals) }.prefix(members.count)
+                    for (lane, g) in members.enumerated() {
+                        for p in stride(from: g, to: count, by: groups) { weights[p] |= 1 << (4 * lane) }
+                    }
                 }
+                return values
             }.flatMap { $0 }
         }
         for metric in metrics {
@@ -191,14 +238,6 @@ extension UnsafeBufferPointer: WeightTable where Element: FixedWidthInteger {
     @inline(__always) func weight(_ position: Int) -> Int { Int(self[position]) }
 }
 
-/// Four bits per image, two images per byte (position p in byte p/2, low nibble first): half a
-/// megabyte for a million images, so a resample's weights stay in a core's L2 cache while the
-/// sorted scores stream past.
-struct NibbleWeights: WeightTable {
-    let bytes: UnsafeBufferPointer<UInt8>
-    @inline(__always) func weight(_ position: Int) -> Int { Int(bytes[position >> 1] >> UInt8((position & 1) << 2)) & 0xF }
-}
-
 /// BCa's acceleration from jackknife values with multiplicities: Σw(θ̄−θ)³ / (6 (Σw(θ̄−θ)²)^{3/2}).
 func acceleration(_ values: [(value: Double, weight: Double)]) -> Double {
     let total = values.reduce(0) { $0 + $1.weight }
@@ -210,12 +249,26 @@ func acceleration(_ values: [(value: Double, weight: Double)]) -> Double {
 
 /// One stratified resample: within each true class of m images, m draws with replacement, draw
 /// j picking member ⌊u·m / 2⁶⁴⌋ for the generator's next u (Lemire's multiply-shift).
-/// `visit(class, member)` is called once per draw.
+/// `visit(class, member)` is called once per draw, in draw order. The draws are made 32 at a time,
+/// and `ahead(class, member)` sees each one before its batch is visited (to prefetch what the
+/// visits will read: they land at random in tables larger than a core's cache).
 @inline(__always)
-func stratifiedDraws<G: RandomNumberGenerator>(_ classSizes: [Int], generator: inout G, visit: (Int, Int) -> Void) {
+func stratifiedDraws<G: RandomNumberGenerator>(_ classSizes: [Int], generator: inout G, ahead: (Int, Int) -> Void = { _, _ in },
+                                               visit: (Int, Int) -> Void) {
     for (k, size) in classSizes.enumerated() where size > 0 {
         let m = UInt64(size)
-        for _ in 0..<size { visit(k, Int(generator.next().multipliedFullWidth(by: m).high)) }
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: 32) { batch in
+            var done = 0
+            while done < size {
+                let count = min(32, size - done)
+                for j in 0..<count {
+                    batch[j] = Int(generator.next().multipliedFullWidth(by: m).high)
+                    ahead(k, batch[j])
+                }
+                for j in 0..<count { visit(k, batch[j]) }
+                done += count
+            }
+        }
     }
 }
 
@@ -237,47 +290,63 @@ public func bootstrapIntervals<G: RandomNumberGenerator>(_ predictions: Predicti
     let plan = ResamplingPlan(predictions)
     let seeds = (0..<resamples).map { _ in generator.next() }
     let needsCurves = metrics.contains(where: \.usesCurves)
-    // Chunks of consecutive resamples, one weight buffer each; values[r][m] is metric m on resample r.
+    let limit = UInt16(min(max(weightLimit, 1), 15))
+    // Chunks of consecutive resamples, in groups of four that share one weight buffer and one curve
+    // pass; values[r][m] is metric m on resample r.
     let chunk = max(1, min(64, resamples / max(1, 4 * threads)))
     let starts = Array(stride(from: 0, to: resamples, by: chunk))
     let values = parallelMap(starts, threads: threads, sink: sink, task: task) { start -> [[Double]] in
-        // Four bits per image keep the weights in a core's L2 cache for the curve pass; a resample
-        // that draws one image more than `weightLimit` (at most 15) times, in practice never, is
-        // redone with wide weights.
-        var weights = [UInt8](repeating: 0, count: needsCurves ? (plan.count + 1) / 2 : 0)
-        let limit = UInt8(min(max(weightLimit, 1), 15))
-        return (start..<min(start + chunk, resamples)).map { r in
-            var generator = SplitMix64(seed: seeds[r])
-            var counts = [Int](repeating: 0, count: plan.classes * plan.classes)
-            var overflowed = false
-            // Raw buffers: a draw costs a few nanoseconds, and array writes through a closure's
-            // capture would check uniqueness on every one.
-            weights.withUnsafeMutableBufferPointer { w in
-                counts.withUnsafeMutableBufferPointer { c in
-                    plan.cells.withUnsafeBufferPointer { cells in
-                        stratifiedDraws(plan.classSize, generator: &generator) { k, u in
-                            let p = plan.classStart[k] + u
-                            c[Int(cells[p])] += 1
-                            guard needsCurves else { return }
-                            let shift = UInt8((p & 1) << 2)
-                            if (w[p >> 1] >> shift) & 0xF == limit { overflowed = true } else { w[p >> 1] += 1 << shift }
+        // Four bits per image and resample keep a group's weights in 2 MB for a million images; a
+        // resample that draws one image more than `limit` (at most 15) times, in practice never,
+        // is redone with wide weights.
+        var weights = [UInt16](repeating: 0, count: needsCurves ? plan.count : 0)
+        var out: [[Double]] = []
+        for group in stride(from: start, to: min(start + chunk, resamples), by: 4) {
+            let members = group..<min(group + 4, start + chunk, resamples)
+            var counts = [[Int]](repeating: [], count: members.count)
+            var overflowed = [Bool](repeating: false, count: members.count)
+            for (lane, r) in members.enumerated() {
+                var generator = SplitMix64(seed: seeds[r])
+                var laneCounts = [Int](repeating: 0, count: plan.classes * plan.classes)
+                let shift = UInt16(4 * lane)
+                // Raw buffers: a draw costs a few nanoseconds, and array writes through a closure's
+                // capture would check uniqueness on every one.
+                weights.withUnsafeMutableBufferPointer { w in
+                    laneCounts.withUnsafeMutableBufferPointer { c in
+                        plan.cells.withUnsafeBufferPointer { cells in
+                            stratifiedDraws(plan.classSize, generator: &generator, ahead: { k, u in
+                                let p = plan.classStart[k] + u
+                                cxr_prefetch(cells.baseAddress! + p)
+                                if needsCurves { cxr_prefetch(w.baseAddress! + p) }
+                            }) { k, u in
+                                let p = plan.classStart[k] + u
+                                c[Int(cells[p])] += 1
+                                guard needsCurves else { return }
+                                if (w[p] >> shift) & 0xF == limit { overflowed[lane] = true } else { w[p] += 1 << shift }
+                            }
                         }
                     }
                 }
+                counts[lane] = laneCounts
             }
-            var areas = CurveAreas.undefined
-            if overflowed {
-                var wide = [UInt32](repeating: 0, count: plan.count)
-                var generator = SplitMix64(seed: seeds[r])
-                stratifiedDraws(plan.classSize, generator: &generator) { k, u in wide[plan.classStart[k] + u] += 1 }
-                areas = wide.withUnsafeBufferPointer { plan.areas($0, total: plan.count) }
-            } else if needsCurves {
-                areas = weights.withUnsafeBufferPointer { plan.areas(NibbleWeights(bytes: $0), total: plan.count) }
+            var areas = [CurveAreas](repeating: .undefined, count: members.count)
+            if needsCurves {
+                let lanes = weights.withUnsafeBufferPointer { plan.areas(lanes: $0, totals: [Int](repeating: plan.count, count: 4)) }
+                for (lane, r) in members.enumerated() {
+                    guard overflowed[lane] else { areas[lane] = lanes[lane]; continue }
+                    var wide = [UInt32](repeating: 0, count: plan.count)
+                    var generator = SplitMix64(seed: seeds[r])
+                    stratifiedDraws(plan.classSize, generator: &generator) { k, u in wide[plan.classStart[k] + u] += 1 }
+                    areas[lane] = wide.withUnsafeBufferPointer { plan.areas($0, total: plan.count) }
+                }
+                weights.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
             }
-            if needsCurves { weights.withUnsafeMutableBufferPointer { $0.update(repeating: 0) } }
-            let cm = plan.confusion(counts)
-            return metrics.map { $0.value(cm, areas) }
+            for lane in members.indices.map({ $0 - group }) {
+                let cm = plan.confusion(counts[lane])
+                out.append(metrics.map { $0.value(cm, areas[lane]) })
+            }
         }
+        return out
     }.flatMap { $0 }
     let whole = needsCurves ? plan.wholeAreas : CurveAreas.undefined
     let cm = plan.confusion(plan.cellCounts)

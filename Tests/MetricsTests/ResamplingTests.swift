@@ -58,6 +58,31 @@ final class ResamplingTests: XCTestCase {
         }
     }
 
+    func testFourLanePassEqualsTheOneResamplePassBitForBit() {
+        for (levels, seed) in [(nil, 11), (Optional(6.0), 12)] as [(Double?, UInt64)] {
+            let p = predictions(n: 203, levels: levels, seed: seed)
+            let plan = ResamplingPlan(p)
+            // Four resamples' weights (up to 15 each), packed four bits apiece.
+            var single = [[UInt16]](repeating: [UInt16](repeating: 0, count: p.count), count: 4)
+            var packed = [UInt16](repeating: 0, count: p.count)
+            for lane in 0..<4 {
+                var g = SplitMix64(seed: 500 + UInt64(lane))
+                stratifiedDraws(plan.classSize, generator: &g) { k, u in
+                    let position = plan.classStart[k] + u
+                    guard single[lane][position] < 15 else { return }
+                    single[lane][position] += 1
+                    packed[position] += 1 << (4 * lane)
+                }
+            }
+            let lanes = packed.withUnsafeBufferPointer { plan.areas(lanes: $0, totals: [Int](repeating: p.count, count: 4)) }
+            for lane in 0..<4 {
+                let one = single[lane].withUnsafeBufferPointer { plan.areas($0, total: p.count) }
+                XCTAssertEqual(lanes[lane].auroc.bitPattern, one.auroc.bitPattern, "lane \(lane), ties: \(levels != nil)")
+                XCTAssertEqual(lanes[lane].auprc.bitPattern, one.auprc.bitPattern, "lane \(lane), ties: \(levels != nil)")
+            }
+        }
+    }
+
     func testJackknifeValuesEqualTheMetricsWithTheRowsLeftOut() {
         let p = predictions(n: 61, levels: 10, seed: 3)
         let plan = ResamplingPlan(p)
