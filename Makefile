@@ -21,6 +21,10 @@ LUNGS_LAYOUT ?= pairs
 LUNGS_TEST_FRACTION ?= 0.2
 CXR_SRC ?= ../shared/data/kermany224
 CXR_LAYOUT ?= kermany
+# ImageNet weights for the U-Nets' encoders (the paper's start, docs/WEIGHTS.md): timm's
+# tf_efficientnet_b0 model.safetensors or import-weights' output; empty: random weights.
+ENCODER_WEIGHTS ?=
+SEG_START = $(if $(ENCODER_WEIGHTS),--encoder-weights $(ENCODER_WEIGHTS))
 # The split Table 2 is computed on: test when the chest X-rays have a test folder, else val.
 TABLE2_SPLIT ?= val
 
@@ -45,7 +49,7 @@ DEB_PACKAGES := pkg-config libpng-dev libjpeg-dev libblis-dev libopenblas-dev
 
 help:
 	@echo "make demo     install missing C libraries, build, and run the whole study on synthetic data, ending with its report"
-	@echo "make reproduce PROFILE=paper|fast|quick   the whole study on the real data: every table and figure, and report.html"
+	@echo "make reproduce PROFILE=paper|fast|quick   the whole study on the real data: every table and figure, and report.html (ENCODER_WEIGHTS=FILE: ImageNet start, docs/WEIGHTS.md)"
 	@echo "make reproduce-classify-LOSS PROFILE=...  (or any reproduce-STEP) rerun one stage of the reproduction; make -n reproduce prints the plan"
 	@echo "make test     install missing C libraries, build, and run the test suite"
 	@echo "make segment  real data: prepare the lung set, train the five U-Nets, Table 1 and the top-3 (PROFILE=paper|fast)"
@@ -157,7 +161,7 @@ reproduce-data: build
 	$(R_PREPARE)
 
 $(R_UNETS): reproduce-unet-%: reproduce-data
-	$(STAGE)/segment train $(R_FLAGS) --loss $* --data $(R_LUNGS) | tail -n 1 > $(RUN)/unet-$*.path
+	$(STAGE)/segment train $(R_FLAGS) --loss $* --data $(R_LUNGS) $(SEG_START) | tail -n 1 > $(RUN)/unet-$*.path
 
 reproduce-table1: $(R_UNETS)
 	$(STAGE)/segment evaluate $(R_FLAGS) --trained-on $(R_LUNGS) --data $(R_LUNGS) | tail -n 1 > $(RUN)/table1.path
@@ -202,7 +206,7 @@ data: build
 
 segment: data
 	@for loss in $(SEG_LOSSES); do \
-	  $(STAGE)/segment train $(STAGE_FLAGS) --loss $$loss --data lungs || exit 1; \
+	  $(STAGE)/segment train $(STAGE_FLAGS) --loss $$loss --data lungs $(SEG_START) || exit 1; \
 	done
 	$(STAGE)/segment evaluate $(STAGE_FLAGS) --trained-on lungs --data lungs
 

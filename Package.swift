@@ -46,6 +46,7 @@ let package = Package(
         .executable(name: "report", targets: ["report"]),
         .executable(name: "fuzz-decoders", targets: ["fuzz-decoders"]),
         .executable(name: "regress", targets: ["regress"]),
+        .executable(name: "import-weights", targets: ["import-weights"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -107,6 +108,9 @@ let package = Package(
         .executableTarget(name: "gradcam", dependencies: ["StageCLI", "Pipeline", "GradCAM", "Models", "Artifacts"],
                           swiftSettings: swiftSettings),
         .executableTarget(name: "report", dependencies: ["StageCLI", "Pipeline"], swiftSettings: swiftSettings),
+        .executableTarget(name: "import-weights", dependencies: ["StageCLI", "Pipeline", "Models",
+                                                                  .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          swiftSettings: swiftSettings),
         .executableTarget(name: "fuzz-decoders", dependencies: ["Imaging", "SeededRandom",
                                                                  .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: swiftSettings),

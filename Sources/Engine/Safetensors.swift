@@ -57,8 +57,26 @@ public enum Safetensors {
 
     /// The tensors and metadata of safetensors bytes.
     ///
-    /// - Throws: `CheckpointError.malformed` naming `source`.
+    /// - Throws: `CheckpointError.malformed` naming `source`, also for a tensor that is not F32.
     public static func decode(_ bytes: [UInt8], source: String) throws(CheckpointError) -> (tensors: [String: Tensor], metadata: [String: String]) {
+        let (tensors, metadata, _) = try decode(bytes, source: source, foreign: false)
+        return (tensors, metadata)
+    }
+
+    /// The floating-point tensors of a checkpoint written elsewhere (timm's, say): F32 as is, F16
+    /// and BF16 widened to F32; tensors of other types (integer counters such as batch norm's
+    /// `num_batches_tracked`) are left out and named in `skipped`.
+    ///
+    /// - Throws: `CheckpointError.malformed` naming `source`.
+    public static func decodeForeign(_ bytes: [UInt8], source: String) throws(CheckpointError)
+        -> (tensors: [String: Tensor], metadata: [String: String], skipped: [String])
+    {
+        try decode(bytes, source: source, foreign: true)
+    }
+
+    private static func decode(_ bytes: [UInt8], source: String, foreign: Bool) throws(CheckpointError)
+        -> (tensors: [String: Tensor], metadata: [String: String], skipped: [String])
+    {
         guard bytes.count >= 8 else { throw .malformed(source: source, message: "shorter than the 8-byte header length") }
         let length = Int(bytes[0..<8].enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) })
         guard length > 0, 8 + length <= bytes.count else {
@@ -70,6 +88,7 @@ public enum Safetensors {
         let dataStart = 8 + length
         var tensors: [String: Tensor] = [:]
         var metadata: [String: String] = [:]
+        var skipped: [String] = []
         for (name, entry) in header {
             if name == "__metadata__" {
                 metadata = (entry as? [String: String]) ?? [:]
@@ -79,21 +98,35 @@ public enum Safetensors {
                   let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int], offsets.count == 2 else {
                 throw .malformed(source: source, message: "tensor '\(name)' has no dtype/shape/data_offsets")
             }
-            guard dtype == "F32" else { throw .malformed(source: source, message: "tensor '\(name)' is \(dtype), expected F32") }
+            let width: Int
+            switch dtype {
+            case "F32": width = 4
+            case "F16" where foreign, "BF16" where foreign: width = 2
+            default:
+                guard foreign, !dtype.hasPrefix("F") else {
+                    throw .malformed(source: source, message: "tensor '\(name)' is \(dtype), expected F32")
+                }
+                skipped.append(name)
+                continue
+            }
             let count = shape.reduce(1, *)
-            guard offsets[1] - offsets[0] == 4 * count, offsets[0] >= 0, dataStart + offsets[1] <= bytes.count else {
+            guard offsets[1] - offsets[0] == width * count, offsets[0] >= 0, dataStart + offsets[1] <= bytes.count else {
                 throw .malformed(source: source, message: "tensor '\(name)': data_offsets \(offsets) do not fit shape \(shape) and the file")
             }
             var data = [Float](repeating: 0, count: count)
             let base = dataStart + offsets[0]
             for i in 0..<count {
                 var bits: UInt32 = 0
-                for b in 0..<4 { bits |= UInt32(bytes[base + 4 * i + b]) << (8 * UInt32(b)) }
-                data[i] = Float(bitPattern: bits)
+                for b in 0..<width { bits |= UInt32(bytes[base + width * i + b]) << (8 * UInt32(b)) }
+                switch dtype {
+                case "F16": data[i] = Float(Float16(bitPattern: UInt16(bits)))
+                case "BF16": data[i] = Float(bitPattern: bits << 16)
+                default: data[i] = Float(bitPattern: bits)
+                }
             }
             tensors[name] = Tensor(shape: shape, data: data)
         }
-        return (tensors, metadata)
+        return (tensors, metadata, skipped.sorted())
     }
 }
 

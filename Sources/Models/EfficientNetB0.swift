@@ -33,6 +33,12 @@ public enum EfficientNetB0 {
         "block\(stage + 1)\(Character(UnicodeScalar(UInt8(97 + index))))"
     }
 
+    /// Every encoder parameter and batch-norm statistic (stem to top) under its Keras name,
+    /// initialised from `seed`.
+    public static func parameters(seed: UInt64) -> ParameterStore {
+        declareParameters(seed: seed) { layers, x in _ = encode(layers, x, outputs: []) }
+    }
+
     /// Runs the encoder on `x` [N,H,W,3] and returns the named activations a consumer asked for.
     ///
     /// - Parameters:

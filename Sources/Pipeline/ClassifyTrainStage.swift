@@ -21,8 +21,8 @@ public struct ClassifySettings: Codable, Sendable, Equatable {
     public var loss: ClassificationLoss
     public var config: ClassifyConfig
     public var seed: UInt64
-    /// "random", or "unet:" and the key of the `segment train` artifact whose encoder (up to
-    /// block5c) the classifier starts from.
+    /// "random"; "unet:" and the key of the `segment train` artifact whose encoder (up to block5c)
+    /// the classifier starts from; or "weights:" and the SHA-256 of an encoder weights file.
     public var initialization: String
 
     public init(loss: ClassificationLoss, config: ClassifyConfig, seed: UInt64, initialization: String) {
@@ -35,39 +35,6 @@ public struct ClassifySettings: Codable, Sendable, Equatable {
 
 /// Version of the classifier artifact's files (part of its key).
 public let classifierFormatVersion = 1
-
-/// A trained U-Net whose encoder initialises a classifier (SPEC §3).
-public struct EncoderSource: Sendable {
-    public let folder: String
-    public let key: String
-
-    public init(folder: String, key: String) {
-        self.folder = folder
-        self.key = key
-    }
-
-    public var initialization: String { "unet:" + key }
-}
-
-/// Copies every classifier tensor outside the head (`extra_conv_eff0`, `predictions`) — the
-/// EfficientNet-B0 encoder up to block5c, batch-norm statistics included — from the U-Net weights
-/// in `source`.
-///
-/// - Throws: `CheckpointError.mismatch` naming the encoder tensors the U-Net file lacks or has
-///   in another shape.
-func initializeEncoder(_ parameters: ParameterStore, from source: EncoderSource) throws(TrainingError) {
-    let path = source.folder + "/model.safetensors"
-    do {
-        let unet = try Safetensors.decode(try readFile(path), source: path).tensors
-        var tensors = parameters.allTensors
-        for name in tensors.keys where !name.hasPrefix(Classifier.dcl) && !name.hasPrefix("predictions") {
-            tensors[name] = unet[name]
-        }
-        try parameters.load(tensors, source: path)
-    } catch {
-        throw .wrapping(error, folder: source.folder)
-    }
-}
 
 /// Trains (or resumes, or reuses) the classifier for `loss` on `data` with the context's `classify`
 /// settings, starting from the encoder of `encoder` (random weights when nil).
@@ -118,8 +85,8 @@ private func trainClassifier(_ context: StageContext, run: ArtifactRun, settings
     let parameters = Classifier.parameters(seed: settings.seed)
     let options = ModelOptions(batchNormMomentum: Float(config.batchNormMomentum), dropConnect: Float(config.dropConnect))
     if let encoder, !resuming {
-        try initializeEncoder(parameters, from: encoder)
-        sink(.note("encoder (stem to block5c) from the U-Net \(encoder.folder)"))
+        let report = try initializeEncoder(parameters, from: encoder)
+        sink(.note("encoder (stem to block5c) from \(encoder.described) (\(report))"))
     }
     let sgd = SGD(learningRate: Float(config.learningRate), momentum: Float(config.momentum), nesterov: config.nesterov, decay: Float(config.decay))
     var loop = try TrainingLoop(

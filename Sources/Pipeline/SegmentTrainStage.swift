@@ -16,11 +16,15 @@ public struct SegmentSettings: Codable, Sendable, Equatable {
     public var loss: SegmentationLoss
     public var config: SegmentConfig
     public var seed: UInt64
+    /// nil: random weights (and the key of every U-Net trained before encoder weights existed);
+    /// "weights:" and the SHA-256 of the encoder weights file the U-Net starts from.
+    public var initialization: String?
 
-    public init(loss: SegmentationLoss, config: SegmentConfig, seed: UInt64) {
+    public init(loss: SegmentationLoss, config: SegmentConfig, seed: UInt64, initialization: String? = nil) {
         self.loss = loss
         self.config = config
         self.seed = seed
+        self.initialization = initialization
     }
 }
 
@@ -28,27 +32,31 @@ public struct SegmentSettings: Codable, Sendable, Equatable {
 public let segmenterFormatVersion = 1
 
 /// Trains (or resumes, or reuses) the U-Net for `loss` on the train split of `data`, validating on
-/// its val split, with the context's `segment` settings.
+/// its val split, with the context's `segment` settings; its encoder starts from `encoder` (random
+/// weights when nil).
 ///
 /// - Parameter continueAfter: asked after every step and at each epoch's end; returning false writes the
 ///   checkpoint there and stops with `TrainingError.interrupted` (as a signal does; the next run resumes).
 public func runSegmentTrain(_ context: StageContext, loss: SegmentationLoss, data: (dataset: Dataset, key: String),
-                            variant: String, continueAfter: (TrainingPosition) -> Bool = { _ in true }) throws(TrainingError) -> StageResult {
-    let settings = SegmentSettings(loss: loss, config: context.config.segment, seed: context.config.seed)
+                            encoder: EncoderSource? = nil, variant: String,
+                            continueAfter: (TrainingPosition) -> Bool = { _ in true }) throws(TrainingError) -> StageResult {
+    let settings = SegmentSettings(loss: loss, config: context.config.segment, seed: context.config.seed,
+                                   initialization: encoder?.initialization)
     let run: ArtifactRun
     do {
-        run = try context.store.locate(stage: "segment-train", variant: variant, settings: settings, inputKeys: [data.key],
+        run = try context.store.locate(stage: "segment-train", variant: variant, settings: settings,
+                                       inputKeys: [data.key] + (encoder.map { [$0.key] } ?? []),
                                        formatVersion: segmenterFormatVersion, force: context.force)
     } catch { throw .artifact(error) }
     if let existing = run.existing { return existing }
     return try yieldingToAnotherRun(run, sink: context.sink) { () throws(TrainingError) in
-        try trainSegmenter(context, run: run, settings: settings, data: data, continueAfter: continueAfter)
+        try trainSegmenter(context, run: run, settings: settings, data: data, encoder: encoder, continueAfter: continueAfter)
     }
 }
 
 /// The training behind `runSegmentTrain`, into `run`'s folder.
 private func trainSegmenter(_ context: StageContext, run: ArtifactRun, settings: SegmentSettings, data: (dataset: Dataset, key: String),
-                            continueAfter: (TrainingPosition) -> Bool) throws(TrainingError) -> StageResult {
+                            encoder: EncoderSource?, continueAfter: (TrainingPosition) -> Bool) throws(TrainingError) -> StageResult {
     let (dataset, sink, threads) = (data.dataset, context.sink, context.threads)
     let folder = run.folder
     let resuming = !context.force && FileManager.default.fileExists(atPath: folder + "/training.safetensors")
@@ -62,11 +70,16 @@ private func trainSegmenter(_ context: StageContext, run: ArtifactRun, settings:
 
     var writer: ArtifactWriter
     do {
-        writer = try run.begin(inputs: [ManifestInput(name: "dataset", path: dataset.folder, key: data.key)],
+        writer = try run.begin(inputs: [ManifestInput(name: "dataset", path: dataset.folder, key: data.key)]
+                                   + (encoder.map { [ManifestInput(name: "encoder", path: $0.folder, key: $0.key)] } ?? []),
                                seed: settings.seed, resume: resuming)
     } catch { throw .artifact(error) }
 
     let parameters = UNet.parameters(seed: settings.seed)
+    if let encoder, !resuming {
+        let report = try initializeEncoder(parameters, from: encoder)
+        sink(.note("encoder (stem to top) from \(encoder.described) (\(report))"))
+    }
     let options = ModelOptions(batchNormMomentum: Float(config.batchNormMomentum))
     var loop = try TrainingLoop(
         folder: folder, parameters: parameters, optimizer: Adam(learningRate: Float(config.learningRate)), epochs: config.epochs,

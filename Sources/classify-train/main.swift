@@ -30,8 +30,8 @@ struct Train: ParsableCommand {
             model.safetensors (best weights), log.jsonl (one line per epoch), predictions-val.csv and \
             predictions-test.csv (the evaluate format). A killed run resumes from its last epoch. The \
             encoder (stem to block5c) starts from the U-Net that `segment train --loss ENCODER --data \
-            ENCODER-FROM` trained (classify.encoder, focal-tversky by default), or from random weights with \
-            --encoder random.
+            ENCODER-FROM` trained (classify.encoder, focal-tversky by default), from random weights with \
+            --encoder random, or from --encoder-weights FILE (timm's tf_efficientnet_b0 ImageNet weights, docs/WEIGHTS.md).
             """)
 
     @OptionGroup var common: CommonOptions
@@ -51,6 +51,9 @@ struct Train: ParsableCommand {
     @Option(help: "The lung dataset that U-Net was trained on (its segment train --data).")
     var encoderFrom = "lungs"
 
+    @Option(help: "Start the encoder from this weights file instead: timm's tf_efficientnet_b0 model.safetensors, or import-weights' output.")
+    var encoderWeights: String?
+
     func run() throws {
         try runStage("classify-train") {
             let context = try common.context(stage: "classify-train") { config in
@@ -64,7 +67,10 @@ struct Train: ParsableCommand {
                 return start
             } ?? context.config.classify.encoder
             var source: EncoderSource?
-            if case let .unet(segmentationLoss) = choice {
+            if let encoderWeights {
+                guard encoder == nil else { throw ValidationError("--encoder and --encoder-weights are alternatives: give one") }
+                source = try EncoderSource(weightsFile: encoderWeights)
+            } else if case let .unet(segmentationLoss) = choice {
                 let name = segmentationLoss.rawValue
                 do {
                     let unet = try context.store.current(stage: "segment-train", variant: "\(name)-\(encoderFrom)")

@@ -30,7 +30,9 @@ struct Train: ParsableCommand {
             augmentation (±2 px shift, horizontal flip, ±5°), ReduceLROnPlateau (×0.5 after 5), EarlyStopping (10) and \
             the best checkpoint on validation loss. Writes artifacts/segment-train/LOSS-DATA/KEY/ with \
             model.safetensors and log.jsonl (loss, val loss, Dice, IoU, accuracy, lr, seconds per epoch). A killed \
-            run resumes from its last epoch.
+            run resumes from its last epoch. The encoder starts from random weights, or from --encoder-weights: \
+            ImageNet weights as timm distributes them (tf_efficientnet_b0 model.safetensors), or a file \
+            `import-weights` wrote (docs/WEIGHTS.md).
             """)
 
     @OptionGroup var common: CommonOptions
@@ -41,10 +43,15 @@ struct Train: ParsableCommand {
     @Option(help: "The prepared lung dataset's name.")
     var data: String
 
+    @Option(help: "EfficientNet-B0 encoder weights to start from: timm's tf_efficientnet_b0 model.safetensors, or import-weights' output.")
+    var encoderWeights: String?
+
     func run() throws {
         try runStage("segment train") {
             let context = try common.context(stage: "segment train")
-            let result = try runSegmentTrain(context, loss: loss, data: try context.dataset(named: data), variant: "\(loss.rawValue)-\(data)")
+            let encoder = try encoderWeights.map { try EncoderSource(weightsFile: $0) }
+            let result = try runSegmentTrain(context, loss: loss, data: try context.dataset(named: data), encoder: encoder,
+                                             variant: "\(loss.rawValue)-\(data)")
             if result.reused { context.sink(.note("reusing the complete artifact (same data and settings; --force to retrain)")) }
             return result.folder
         }

@@ -99,6 +99,15 @@ final class PrepareCommandTests: ScratchTestCase {
         let noEncoder = try runStage("classify-train", common + ["--loss", "cce", "--data", "s"], in: scratch)
         XCTAssertEqual(noEncoder.status, 66)
         XCTAssertTrue(noEncoder.stderr.contains("segment train --loss focal-tversky --data lungs"), noEncoder.stderr)
+        let noWeights = try runStage("classify-train", common + ["--loss", "cce", "--data", "s", "--encoder-weights", "absent.safetensors"], in: scratch)
+        XCTAssertEqual(noWeights.status, 66)
+        XCTAssertTrue(noWeights.stderr.contains("absent.safetensors: no such file"), noWeights.stderr)
+        let both = try runStage("classify-train", common + ["--loss", "cce", "--data", "s", "--encoder", "random", "--encoder-weights", "x"], in: scratch)
+        XCTAssertEqual(both.status, 64)
+        XCTAssertTrue(both.stderr.contains("alternatives"), both.stderr)
+        let segmentNoWeights = try runStage("segment", ["train"] + common + ["--loss", "bce", "--data", "s", "--encoder-weights", "absent.safetensors"], in: scratch)
+        XCTAssertEqual(segmentNoWeights.status, 66)
+        XCTAssertTrue(segmentNoWeights.stderr.contains("absent.safetensors"), segmentNoWeights.stderr)
     }
 
     func testEnsembleExplainsItselfAndNamesWhatIsMissing() throws {

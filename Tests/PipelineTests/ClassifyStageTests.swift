@@ -210,6 +210,40 @@ final class ClassifyStageTests: ScratchTestCase {
         }
     }
 
+    func testEncoderStartsFromTimmWeightsOrAnImportedFile() throws {
+        let timm = scratch + "/timm.safetensors", ours = scratch + "/ours.safetensors"
+        let random = try exportRandomTimmWeights(seed: 5, output: timm)
+        // The classifier takes stem to block5c; the U-Net the whole encoder; decoder and head keep
+        // their initialisation.
+        for (model, head) in [(Classifier.parameters(seed: 12), ["extra_conv_eff0", "predictions"]), (UNet.parameters(seed: 13), ["decoder_", "final_conv"])] {
+            let before = model.allTensors
+            let report = try initializeEncoder(model, from: EncoderSource(weightsFile: timm))
+            XCTAssertTrue(report.hasPrefix("timm tf_efficientnet_b0 layout"), report)
+            for (name, tensor) in model.allTensors {
+                if head.contains(where: name.hasPrefix) { XCTAssertEqual(tensor, before[name], name) } else { XCTAssertEqual(tensor, random[name], name) }
+            }
+        }
+        // import-weights' output starts a model the same way, and the two files key differently.
+        let imported = try importTimmWeights(input: timm, output: ours)
+        XCTAssertEqual(imported.tensors.count, random.count)
+        let model = UNet.parameters(seed: 13)
+        try initializeEncoder(model, from: EncoderSource(weightsFile: ours))
+        XCTAssertEqual(model.value("top_bn/moving_variance"), random["top_bn/moving_variance"])
+        XCTAssertNotEqual(try EncoderSource(weightsFile: ours).initialization, try EncoderSource(weightsFile: timm).initialization)
+        // A timm file without one tensor is refused under timm's name, and import-weights writes nothing.
+        var foreign = try Safetensors.decode(try readFile(timm), source: timm).tensors
+        foreign["blocks.2.1.bn2.running_var"] = nil
+        try writeFileAtomically(try Safetensors.encode(foreign, metadata: [:]), to: timm)
+        XCTAssertThrowsError(try initializeEncoder(UNet.parameters(seed: 1), from: EncoderSource(weightsFile: timm))) { error in
+            XCTAssertTrue("\(error)".contains("blocks.2.1.bn2.running_var"), "\(error)")
+        }
+        XCTAssertThrowsError(try importTimmWeights(input: timm, output: scratch + "/none.safetensors"))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: scratch + "/none.safetensors"))
+        XCTAssertThrowsError(try EncoderSource(weightsFile: scratch + "/absent.safetensors")) { error in
+            XCTAssertTrue("\(error)".contains("absent.safetensors"), "\(error)")
+        }
+    }
+
     func testGradCAMWritesMapsOverlaysAndLungSharesAndRefusesWhatHasNoLayer() throws {
         let model = try train(scratch + "/one")
         let context = try context(scratch + "/a", config: try config())  // where the dataset "d" is
