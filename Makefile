@@ -45,7 +45,7 @@ export CXR_TARGET_CPU := $(TARGET_CPU)
 
 DEB_PACKAGES := pkg-config libpng-dev libjpeg-dev libblis-dev libopenblas-dev
 
-.PHONY: help deps build test demo reproduce fuzz data segment crop classify ensembles table3 table4 fig6 gradcam bench clean
+.PHONY: help deps build test demo reproduce fuzz data segment crop classify ensembles table3 table4 fig6 gradcam bench bench-peers clean
 
 help:
 	@echo "make demo     install missing C libraries, build, and run the whole study on synthetic data, ending with its report"
@@ -59,6 +59,7 @@ help:
 	@echo "make gradcam  real data: Fig 6, Grad-CAM of the proposed model and the best single classifier"
 	@echo "make build    release build of every stage (BLAS=blis|openblas)"
 	@echo "make bench    the engine's speed and peak memory per workload, as JSON (BENCH_STEPS=5)"
+	@echo "make bench-peers PEERS_PY=/tmp/peers/bin/python   the engine against tuned PyTorch, alternating, 3 rounds, as a table"
 	@echo "make reproduce LAUNCH=\"srun …\" / make reproduce-sbatch SUBMIT=1   the reproduction on a Slurm cluster (README)"
 	@echo "make regress  the whole study on the committed real subset, compared with data/regress/baseline.json (BLAS=openblas: its own baseline)"
 	@echo "make fuzz     mutation-fuzz the PNG/JPEG decoders for FUZZ_SECONDS (60) over the test images and FUZZ_CORPUS"
@@ -317,6 +318,14 @@ fuzz: build
 BENCH_STEPS ?= 5
 bench: build
 	$(BIN)/bench --steps $(BENCH_STEPS) --threads 2
+
+# The engine against tuned PyTorch (../shared/peers), alternating, BENCH_ROUNDS rounds; a Python with
+# torch, timm and segmentation-models-pytorch is the caller's (never a project dependency).
+PEERS_PY ?= python3
+PEERS_DIR ?= ../shared/peers
+BENCH_ROUNDS ?= 3
+bench-peers: build
+	scripts/bench-peers.sh $(PEERS_PY) $(PEERS_DIR) $(BIN)/bench $(BENCH_ROUNDS) bench-peers.json
 
 clean:
 	rm -rf .build .build-* $(ARTIFACTS)

@@ -16,7 +16,9 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure training and inference speed and peak memory; prints one JSON object.",
-        discussion: "Images per second are the median over --steps timed steps after --warmup untimed ones, on random data.")
+        discussion: "Images per second are the median over --steps timed steps after --warmup untimed ones, on random data; "
+            + "each workload also reports its fastest and slowest step, every step's seconds and their coefficient of variation "
+            + "(stepCV). scripts/bench-peers.sh (make bench-peers) alternates these with the PyTorch peers.")
 
     @Option(help: "Timed steps per workload (the median is reported).")
     var steps = 5
@@ -155,13 +157,19 @@ struct Bench: ParsableCommand {
             (flops, training) = step()
             times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
         }
-        times.sort()
-        let median = times[times.count / 2]
+        let order = times.sorted()
+        let median = order[order.count / 2]
+        // Spread of the timed steps: the coefficient of variation (sample standard deviation over
+        // the mean; 0 for one step), and the steps' own seconds in the order they ran.
+        let mean = times.reduce(0, +) / Double(times.count)
+        let variance = times.count > 1 ? times.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(times.count - 1) : 0
         let stepFlops = flops * (training ? 3 : 1)
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
         let rssGiB = Double(usage.ru_maxrss) / 1024 / 1024
         return "{\"imagesPerSecond\": \(round3(Double(workload.images) / median)), \"medianStepSeconds\": \(round3(median)), "
+            + "\"minStepSeconds\": \(round3(order[0])), \"maxStepSeconds\": \(round3(order[order.count - 1])), "
+            + "\"stepCV\": \(round3(mean > 0 ? variance.squareRoot() / mean : 0)), \"stepSeconds\": [\(times.map { "\(round3($0))" }.joined(separator: ", "))], "
             + "\"gflopPerStep\": \(round3(stepFlops / 1e9)), \"gflopPerSecond\": \(round3(stepFlops / 1e9 / median)), "
             + "\"peakRSSGiB\": \(round3(rssGiB)), \"steps\": \(times.count), \"threads\": \(threads)}"
     }

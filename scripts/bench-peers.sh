@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The engine against tuned PyTorch on this machine, in one run (make bench-peers). For ROUNDS rounds
+# it runs each workload's engine process and then its PyTorch peer (../shared/peers, channels-last,
+# jemalloc preloaded and checked), with a pause between runs, and prints a Markdown table of the
+# medians, each side's run-to-run spread, and the ratios; the raw numbers go to OUT (JSON).
+#
+#   scripts/bench-peers.sh PEERS_PY PEERS_DIR ENGINE_BENCH [ROUNDS] [OUT]
+#
+# PEERS_PY: a Python with torch, timm and segmentation-models-pytorch (a throw-away venv; never a
+# project dependency). Run it on a quiet machine: under load PyTorch's OpenMP threads collapse and the
+# ratios mean nothing.
+set -euo pipefail
+py=${1:?PEERS_PY}; peers=${2:?PEERS_DIR}; bench=${3:?ENGINE_BENCH}; rounds=${4:-3}; out=${5:-bench-peers.json}
+threads=${BENCH_THREADS:-2}; pause=${BENCH_PAUSE:-5}
+jemalloc=$(ls /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 /usr/lib/aarch64-linux-gnu/libjemalloc.so.2 2>/dev/null | head -n 1 || true)
+[ -n "$jemalloc" ] || { echo "bench-peers: libjemalloc2 is not installed (apt-get install libjemalloc2): PyTorch would run untuned" >&2; exit 1; }
+# ld.so only warns when a preload fails and runs on without it: check that it is really mapped.
+loaded=$(LD_PRELOAD=$jemalloc "$py" -c "print(any('jemalloc' in l for l in open('/proc/self/maps')))" 2>&1)
+[ "$loaded" = "True" ] || { echo "bench-peers: jemalloc did not preload into $py: $loaded" >&2; exit 1; }
+for s in bench_cls_torch.py bench_seg_torch.py; do [ -f "$peers/$s" ] || { echo "bench-peers: no $peers/$s" >&2; exit 1; }; done
+export OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads
+lines=$(mktemp)
+trap 'rm -f "$lines"' EXIT
+peer() {  # label, script args…
+  local label=$1; shift
+  sleep "$pause"
+  echo "bench-peers: round $r, PyTorch $label…" >&2
+  LD_PRELOAD=$jemalloc "$py" "$peers/$@" --channels-last 2>/dev/null | sed -n 's/^JSON /{"round": '"$r"', "side": "torch", "label": "'"$label"'", "result": /p' | sed 's/$/}/' >> "$lines"
+}
+engine() {  # workload
+  sleep "$pause"
+  echo "bench-peers: round $r, engine $1…" >&2
+  echo "{\"round\": $r, \"side\": \"engine\", \"label\": \"$1\", \"result\": $("$bench" --only "$1" --threads "$threads" --steps 9)}" >> "$lines"
+}
+for r in $(seq 1 "$rounds"); do
+  engine classifier_train_256_b16; engine classifier_infer_256_b16; peer cls bench_cls_torch.py --iters 9
+  engine unet_train_256_b8; peer seg256 bench_seg_torch.py --size 256 --batch 8 --iters 9
+  engine unet_train_512_b4; peer seg512 bench_seg_torch.py --size 512 --batch 4 --iters 5
+done
+"$py" - "$lines" "$out" <<'PY'
+import json, statistics, sys
+runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+json.dump(runs, open(sys.argv[2], "w"), indent=1)
+def series(side, label, key):
+    return [r["result"][key] for r in runs if r["side"] == side and r["label"] == label]
+rows = [("classifier train 256² b16", "classifier_train_256_b16", "cls", "train_img_s", "rss_train_mib"),
+        ("classifier infer 256² b16", "classifier_infer_256_b16", "cls", "infer_img_s", "rss_infer_mib"),
+        ("U-Net train 256² b8", "unet_train_256_b8", "seg256", "train_img_s", "rss_train_mib"),
+        ("U-Net train 512² b4", "unet_train_512_b4", "seg512", "train_img_s", "rss_train_mib")]
+print("| workload | engine img/s (rounds) | spread | PyTorch img/s (rounds) | spread | speed ratio | peak RSS engine / PyTorch GiB | RSS ratio |")
+print("|---|---|---|---|---|---|---|---|")
+for title, ours, theirs, speed, rss in rows:
+    e, t = series("engine", ours, "imagesPerSecond"), series("torch", theirs, speed)
+    er, tr = series("engine", ours, "peakRSSGiB"), [m / 1024 for m in series("torch", theirs, rss)]
+    if not e or not t:
+        print(f"| {title} | {e} | | {t} | | missing | | |"); continue
+    spread = lambda v: f"{100 * (max(v) / min(v) - 1):.1f} %"
+    me, mt, mer, mtr = statistics.median(e), statistics.median(t), statistics.median(er), statistics.median(tr)
+    print(f"| {title} | {', '.join(f'{v:.2f}' for v in e)} | {spread(e)} | {', '.join(f'{v:.2f}' for v in t)} | {spread(t)} "
+          f"| {me / mt:.2f}× | {mer:.2f} / {mtr:.2f} | {mer / mtr:.2f} |")
+PY
