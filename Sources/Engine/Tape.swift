@@ -4,7 +4,9 @@
 // a value used twice (residuals, skips) gets the sum. `backward` frees what it has passed; the
 // gradients of constants and parameters, and of the activations a caller names (Grad-CAM reads the
 // DCL's), stay readable. Without recording (inference), no closure is kept and nothing is retained
-// for the backward pass.
+// for the backward pass. A backward closure captures the values it reads; the tape's own list of
+// values serves the forward pass, so a model lets go of a block's intermediates once the block is
+// done (`releaseIntermediates`) and what no closure captured is freed before the backward pass.
 
 import SeededRandom
 
@@ -23,6 +25,8 @@ public final class Tape {
     public var generator: SplitMix64
 
     private(set) var values: [Tensor] = []
+    /// Each node's shape (its gradient's), kept when its value is released.
+    private var shapes: [[Int]] = []
     /// Whether a node's value has been freed (by `release`, `releaseIntermediates` or `backward`).
     private var released: [Bool] = []
     private var gradients: [Tensor?] = []
@@ -54,24 +58,26 @@ public final class Tape {
     }
 
     public func value(_ v: Var) -> Tensor {
-        precondition(!released[v.id], "node \(v.id) was released (inference frees activations a model no longer reads, backward those it has passed)")
+        precondition(!released[v.id], "node \(v.id) was released (a model frees the activations it no longer reads, backward those it has passed)")
         return values[v.id]
     }
 
     /// Number of nodes recorded so far (a mark for `releaseIntermediates`).
     public var nodeCount: Int { values.count }
 
-    /// Without recording, frees the values of nodes created since `mark`, except `keep`: a model calls
-    /// this after each block so inference holds only the activations it still needs (the block
-    /// output and any skips). Recording tapes keep everything for the backward pass.
+    /// Frees the tape's hold on the values of nodes created since `mark`, except `keep`: a model calls
+    /// this after each block, so that inference holds only the activations it still needs (the block
+    /// output and any skips), and training only those some backward closure captured (an upsampled
+    /// map that a concatenation copied, a drop-connect product that an addition consumed, are gone
+    /// at the block's end instead of at the backward pass). The forward pass must not read them again.
     public func releaseIntermediates(since mark: Int, keeping keep: [Var]) {
         let kept = Set(keep.map(\.id))
         release((mark..<values.count).filter { !kept.contains($0) }.map { Var(id: $0) })
     }
 
-    /// Without recording, frees the values of `vars` (a skip connection once consumed, say).
+    /// Frees the tape's hold on the values of `vars` (a skip connection once consumed, say); see
+    /// `releaseIntermediates`.
     public func release(_ vars: [Var]) {
-        guard !recording else { return }
         for v in vars where !released[v.id] {
             heldElements -= values[v.id].count
             values[v.id] = Tensor(shape: [1], data: [0])
@@ -91,6 +97,7 @@ public final class Tape {
     /// Public so ops defined outside the engine (the losses) keep forward and backward together.
     public func record(_ value: Tensor, backward: ((Tape, Tensor) -> Void)?) -> Var {
         values.append(value)
+        shapes.append(value.shape)
         heldElements += value.count
         released.append(false)
         gradients.append(nil)
@@ -101,8 +108,8 @@ public final class Tape {
     /// Adds into the gradient of `v` through `body`, which gets a zeroed buffer the first time.
     public func accumulate(_ v: Var, _ body: (UnsafeMutablePointer<Float>) -> Void) {
         if gradients[v.id] == nil {
-            gradients[v.id] = Tensor(zeros: values[v.id].shape)
-            heldElements += values[v.id].count
+            gradients[v.id] = Tensor(zeros: shapes[v.id])
+            heldElements += gradients[v.id]!.count
         }
         gradients[v.id]!.data.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
     }
@@ -113,8 +120,8 @@ public final class Tape {
     /// a zero, and saves a pass over memory per op in the backward pass.
     public func accumulate(_ v: Var, writing body: (UnsafeMutablePointer<Float>, _ add: Bool) -> Void) {
         guard gradients[v.id] != nil else {
-            gradients[v.id] = Tensor(shape: values[v.id].shape) { body($0, false) }
-            heldElements += values[v.id].count
+            gradients[v.id] = Tensor(shape: shapes[v.id]) { body($0, false) }
+            heldElements += gradients[v.id]!.count
             return
         }
         gradients[v.id]!.data.withUnsafeMutableBufferPointer { body($0.baseAddress!, true) }
@@ -147,7 +154,7 @@ public final class Tape {
             if let gradient = gradients[id] { backwards[id]!(self, gradient) }
             backwards[id] = nil
             guard !kept.contains(id) else { continue }
-            heldElements -= values[id].count + (gradients[id]?.count ?? 0)
+            heldElements -= (released[id] ? 0 : values[id].count) + (gradients[id]?.count ?? 0)
             gradients[id] = nil
             values[id] = Tensor(shape: [1], data: [0])
             released[id] = true

@@ -118,6 +118,29 @@ final class MemoryTests: XCTestCase {
         XCTAssertEqual(full.value(Classifier.forward(Layers(tape: full, store: store), full.constant(x)).logits), classifier)
     }
 
+    func testATrainingTapeLetsGoOfReleasedIntermediatesWithTheSameGradients() {
+        // An upsampled map only a concatenation reads: released at the block's end, the tape no
+        // longer holds it (nor the ReLU output, which ReLU's backward keeps for itself), and the
+        // gradients are those of a tape that held everything.
+        func run(release: Bool) -> (freed: Int, gradient: [Float]) {
+            let tape = Tape(recording: true, training: true)
+            let x = tape.constant(Tensor(shape: [1, 2, 2, 1], data: [1, -2, 3, 4]))
+            let mark = tape.nodeCount
+            let up = tape.upsample2x(tape.relu(x))
+            let joined = tape.concat([up, up])
+            let before = tape.heldElements
+            if release { tape.releaseIntermediates(since: mark, keeping: [joined]) }
+            let freed = before - tape.heldElements
+            tape.backward(from: tape.sum(tape.multiply(joined, joined)))
+            return (freed, tape.gradient(x)!.data)
+        }
+        let released = run(release: true), held = run(release: false)
+        XCTAssertEqual(released.freed, 4 + 16)
+        XCTAssertEqual(held.freed, 0)
+        XCTAssertEqual(released.gradient, held.gradient)
+        XCTAssertEqual(held.gradient, [16, 0, 48, 64])  // d/dx Σ 2·4·relu(x)² = 16·relu(x)·[x > 0]
+    }
+
     func testBackwardFreesWhatItPassedWithoutChangingGradients() {
         // Parameter gradients of a U-Net step are bitwise the same whether backward keeps every
         // node or frees each as it passes it (a closure reading a freed node would trap or differ).
