@@ -63,10 +63,13 @@ private func trainSegmenter(_ context: StageContext, run: ArtifactRun, settings:
     let config = settings.config
     let (trainRows, valRows) = try trainingRows(dataset)
     let train: SegmentationImages, val: SegmentationImages
+    let loadStarted = Date()
     do {
         train = try .load(dataset, rows: trainRows, size: config.size, interpolation: config.interpolation, threads: threads, sink: sink)
         val = try .load(dataset, rows: valRows, size: config.size, interpolation: config.interpolation, threads: threads, sink: sink)
     } catch { throw .data(error) }
+    // Decoding and resizing every train and val image once, before the first epoch.
+    let loadSeconds = (Date().timeIntervalSince(loadStarted) * 1000).rounded() / 1000
 
     var writer: ArtifactWriter
     do {
@@ -109,6 +112,7 @@ private func trainSegmenter(_ context: StageContext, run: ArtifactRun, settings:
 
     let best = try loop.finish(writer: &writer)
     var summary = loop.summary(best: best)
+    summary["loadSeconds"] = .number(loadSeconds)
     summary["loss"] = .string(settings.loss.rawValue)
     summary["size"] = .number(Double(config.size))
     summary["bestValDice"] = .number(best?.valDice ?? .nan)

@@ -39,6 +39,16 @@ public enum TrainingError: Error, CustomStringConvertible {
     }
 }
 
+/// timing.json: wall time per epoch and its parts, for the manifest (never in log.jsonl).
+struct EpochTiming: Codable {
+    var epochSeconds: [Double]
+    var stepSeconds: [Double]
+    var validationSeconds: [Double]
+}
+
+/// Seconds rounded to the millisecond.
+private func milliseconds(_ seconds: Double) -> Double { (seconds * 1000).rounded() / 1000 }
+
 /// One line of log.jsonl.
 public struct EpochRecord: Codable, Sendable {
     public var epoch: Int
@@ -117,9 +127,12 @@ public struct TrainingLoop<O: Optimizer> {
     var optimizer: O
     private(set) var state: TrainingState
     private(set) var log: [EpochRecord] = []
-    /// Wall time of each epoch in `log` (timing.json while training, the manifest's summary after:
-    /// kept out of log.jsonl so that file is byte-identical between runs).
+    /// Wall time of each epoch in `log`, and the parts of it spent in training steps (batch assembly
+    /// included) and in the validation pass (timing.json while training, the manifest's summary
+    /// after: kept out of log.jsonl so that file is byte-identical between runs).
     private(set) var epochSeconds: [Double] = []
+    private(set) var stepSeconds: [Double] = []
+    private(set) var validationSeconds: [Double] = []
     private(set) var stopped = false
     /// Test hook: called after each write of an epoch ("model", "log", "timing", "checkpoint") with
     /// the epoch's number; throwing stops the run there, as a kill would.
@@ -159,9 +172,14 @@ public struct TrainingLoop<O: Optimizer> {
                     try? JSONDecoder().decode(EpochRecord.self, from: Data($0.utf8))
                 }.prefix(state.epoch))
             }
-            if let data = FileManager.default.contents(atPath: timingPath),
-               let seconds = try? JSONDecoder().decode([Double].self, from: data) {
-                epochSeconds = Array(seconds.prefix(state.epoch))
+            if let data = FileManager.default.contents(atPath: timingPath) {
+                if let timing = try? JSONDecoder().decode(EpochTiming.self, from: data) {
+                    epochSeconds = Array(timing.epochSeconds.prefix(state.epoch))
+                    stepSeconds = Array(timing.stepSeconds.prefix(state.epoch))
+                    validationSeconds = Array(timing.validationSeconds.prefix(state.epoch))
+                } else if let seconds = try? JSONDecoder().decode([Double].self, from: data) {
+                    epochSeconds = Array(seconds.prefix(state.epoch))  // written before the parts were timed
+                }
             }
             sink(.note("resuming from \(checkpointPath) " + (state.batchInEpoch > 0
                 ? "at epoch \(state.epoch + 1), step \(state.batchInEpoch)" : "after epoch \(state.epoch)")))
@@ -205,8 +223,11 @@ public struct TrainingLoop<O: Optimizer> {
                 generators = state.generators
             }
             let task = "epoch \(state.epoch + 1)/\(epochs) [\(label)]"
+            var inSteps = 0.0
             for step in first..<steps.count {
+                let stepStarted = DispatchTime.now().uptimeNanoseconds
                 let loss = try steps.step(step, &optimizer, &generators)
+                inSteps += Double(DispatchTime.now().uptimeNanoseconds - stepStarted) / 1e9
                 guard loss.isFinite else { throw .notFinite(epoch: state.epoch, step: step, lastCheckpoint: checkpointPath) }
                 lossSum += loss
                 sink(.progress(task: task, done: step + 1, total: steps.count))
@@ -225,7 +246,9 @@ public struct TrainingLoop<O: Optimizer> {
             state.epochLossSum = nil
             state.epochStartGenerators = nil
             let trainLoss = lossSum / Double(max(steps.count, 1))
+            let validationStarted = DispatchTime.now().uptimeNanoseconds
             let validation = validate()
+            let inValidation = Double(DispatchTime.now().uptimeNanoseconds - validationStarted) / 1e9
             let watched = monitor.value(validation)
             let isBest = state.best.isBest(current: watched, epoch: state.epoch)
             do {
@@ -240,11 +263,14 @@ public struct TrainingLoop<O: Optimizer> {
                                          valAccuracy: validation.accuracy, valDice: validation.dice, valIoU: validation.iou,
                                          learningRate: Double(optimizer.learningRate), best: isBest)
                 log.append(record)
-                epochSeconds.append((Date().timeIntervalSince(started) * 1000).rounded() / 1000)
+                epochSeconds.append(milliseconds(Date().timeIntervalSince(started)))
+                stepSeconds.append(milliseconds(inSteps))
+                validationSeconds.append(milliseconds(inValidation))
                 sink(.note(describe(record, seconds: epochSeconds.last ?? 0)))
                 try writer.write(Array((log.map(jsonLine).joined(separator: "\n") + "\n").utf8), to: "log.jsonl")
                 try afterWrite?("log", epoch)
-                try writeFileAtomically(try canonicalJSON(epochSeconds), to: timingPath)
+                try writeFileAtomically(try canonicalJSON(EpochTiming(epochSeconds: epochSeconds, stepSeconds: stepSeconds,
+                                                                      validationSeconds: validationSeconds)), to: timingPath)
                 try afterWrite?("timing", epoch)
                 state.learningRate = state.plateau.update(current: watched, learningRate: optimizer.learningRate)
                 optimizer.learningRate = state.learningRate
@@ -298,7 +324,12 @@ public struct TrainingLoop<O: Optimizer> {
          "bestEpoch": .number(Double((state.best.bestEpoch ?? 0) + 1)),
          "bestValLoss": .number(best?.valLoss ?? .nan), "bestValAccuracy": .number(best?.valAccuracy ?? .nan),
          "trainingSeconds": .number(epochSeconds.reduce(0, +)),
-         "epochSeconds": .array(epochSeconds.map { .number($0) })]
+         "epochSeconds": .array(epochSeconds.map { .number($0) }),
+         // Where the epochs' time went: training steps (batch assembly included), the validation
+         // pass, and the rest (checkpoints, log, weights). Epochs resumed from an older timing file
+         // have no parts and are left out of these.
+         "epochStepSeconds": .array(stepSeconds.map { .number($0) }),
+         "epochValidationSeconds": .array(validationSeconds.map { .number($0) })]
     }
 
     private func describe(_ record: EpochRecord, seconds: Double) -> String {

@@ -1,8 +1,9 @@
 // `bench`: the engine's speed and memory on this machine as one JSON object (DESIGN §5), with the
 // shapes of ../shared/peers: classifier train and inference at 256² batch 16, U-Net train at 256²
 // batch 8 and 512² batch 4; and `evaluate` end to end on a million-row prediction file with the
-// paper profile's 2000 bootstrap resamples. Each workload runs in its own process so its peak RSS
-// is its own.
+// paper profile's 2000 bootstrap resamples; and one real epoch of `segment train` (lungs, 256²) and of
+// `classify-train` (kermany224, 224²) through the stage executables, with where the epoch's time went.
+// Each workload runs in its own process so its peak RSS is its own.
 
 import ArgumentParser
 import Engine
@@ -32,11 +33,18 @@ struct Bench: ParsableCommand {
     @Option(help: "Run only this workload and print its JSON line (used internally; also handy alone).")
     var only: String?
 
-    @Option(parsing: .upToNextOption, help: "Workloads to run (default: all): \(workloads.map(\.name).joined(separator: ", ")).")
+    @Option(parsing: .upToNextOption, help: "Workloads to run (default: all): \((workloads.map(\.name) + Self.epochWorkloads.map(\.name)).joined(separator: ", ")).")
     var workloads: [String] = []
+
+    @Option(help: "The development data folder (kermany224/, pediatric-lungs/) the epoch workloads read; they are skipped without it.")
+    var data = "../shared/data"
 
     func run() throws {
         Parallel.configure(threads: threads)
+        if let only, let epoch = Self.epochWorkloads.first(where: { $0.name == only }) {
+            print(try measureEpoch(epoch))
+            return
+        }
         if let only {
             guard let workload = Self.workloadTable.first(where: { $0.name == only }) else {
                 throw ValidationError("unknown workload \(only)")
@@ -44,13 +52,13 @@ struct Bench: ParsableCommand {
             print(measure(workload))
             return
         }
-        let names = workloads.isEmpty ? Self.workloadTable.map(\.name) : workloads
+        let names = workloads.isEmpty ? Self.workloadTable.map(\.name) + Self.epochWorkloads.map(\.name) : workloads
         var results: [String] = []
         for name in names {
             FileHandle.standardError.write(Data("bench: \(name)…\n".utf8))
             let process = Process()
             process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
-            process.arguments = ["--only", name, "--steps", "\(steps)", "--warmup", "\(warmup)", "--threads", "\(threads)"]
+            process.arguments = ["--only", name, "--steps", "\(steps)", "--warmup", "\(warmup)", "--threads", "\(threads)", "--data", data]
             let pipe = Pipe()
             process.standardOutput = pipe
             try process.run()
@@ -172,6 +180,67 @@ struct Bench: ParsableCommand {
             + "\"stepCV\": \(round3(mean > 0 ? variance.squareRoot() / mean : 0)), \"stepSeconds\": [\(times.map { "\(round3($0))" }.joined(separator: ", "))], "
             + "\"gflopPerStep\": \(round3(stepFlops / 1e9)), \"gflopPerSecond\": \(round3(stepFlops / 1e9 / median)), "
             + "\"peakRSSGiB\": \(round3(rssGiB)), \"steps\": \(times.count), \"threads\": \(threads)}"
+    }
+}
+
+/// One real training epoch through the stage executables beside `bench`.
+struct EpochWorkload: Sendable {
+    let name: String
+    /// The prepare arguments (source relative to the data folder) and the training command.
+    let source: String
+    let layout: String
+    let stage: [String]
+}
+
+extension Bench {
+    static let epochWorkloads = [
+        EpochWorkload(name: "segment_epoch_256", source: "pediatric-lungs", layout: "pairs",
+                      stage: ["segment", "train", "--loss", "focal-tversky"]),
+        EpochWorkload(name: "classify_epoch_224", source: "kermany224", layout: "kermany",
+                      stage: ["classify-train", "--loss", "cce", "--encoder", "random"]),
+    ]
+
+    /// Prepares the workload's data set into a scratch store (untimed), trains one epoch at the
+    /// `epoch` profile (timed, as the user waits for it: loading, steps, validation, writes) and
+    /// reads where the time went from the artifact's manifest.
+    func measureEpoch(_ workload: EpochWorkload) throws -> String {
+        let source = data + "/" + workload.source
+        guard FileManager.default.fileExists(atPath: source) else {
+            return "{\"skipped\": \"no \(source)\"}"
+        }
+        let bin = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.deletingLastPathComponent().path
+        let store = FileManager.default.temporaryDirectory.appendingPathComponent("cxr-bench-epoch-\(getpid())").path
+        defer { try? FileManager.default.removeItem(atPath: store) }
+        let common = ["--config", "pipeline.json", "--profile", "epoch", "--artifacts", store, "--threads", "\(threads)", "--progress", "none"]
+        func stage(_ arguments: [String]) throws -> String {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: bin + "/" + arguments[0])
+            process.arguments = Array(arguments.dropFirst()) + common
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            try process.run()
+            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            guard process.terminationStatus == 0, let last = output.split(separator: "\n").last else {
+                throw ValidationError("bench: \(arguments.joined(separator: " ")) failed (exit \(process.terminationStatus))")
+            }
+            return String(last)
+        }
+        _ = try stage(["prepare", "--layout", workload.layout, "--source", source, "--name", "data"])
+        let started = DispatchTime.now().uptimeNanoseconds
+        let folder = try stage(workload.stage + ["--data", "data"])
+        let wall = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+        guard let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder + "/manifest.json"))) as? [String: Any],
+              let summary = manifest["summary"] as? [String: Any],
+              let epoch = (summary["epochSeconds"] as? [Double])?.first, let steps = (summary["epochStepSeconds"] as? [Double])?.first,
+              let validation = (summary["epochValidationSeconds"] as? [Double])?.first, let load = summary["loadSeconds"] as? Double
+        else { throw ValidationError("bench: \(folder)/manifest.json has no epoch timing") }
+        var usage = rusage()
+        getrusage(RUSAGE_CHILDREN.rawValue, &usage)
+        return "{\"wallSeconds\": \(round3(wall)), \"loadSeconds\": \(round3(load)), \"epochSeconds\": \(round3(epoch)), "
+            + "\"stepSeconds\": \(round3(steps)), \"validationSeconds\": \(round3(validation)), "
+            + "\"outsideStepsShare\": \(round3((wall - steps) / wall)), \"outsideStepsShareAfterLoading\": \(round3((epoch - steps) / epoch)), "
+            + "\"peakRSSGiB\": \(round3(Double(usage.ru_maxrss) / 1024 / 1024)), \"threads\": \(threads)}"
     }
 }
 

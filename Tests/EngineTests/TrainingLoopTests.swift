@@ -62,6 +62,15 @@ final class TrainingLoopTests: ScratchTestCase {
             XCTAssertEqual(resumed.summary.objectValue?["epochsRun"], .number(4), point)
             guard case let .array(times)? = resumed.summary.objectValue?["epochSeconds"] else { return XCTFail(point) }
             XCTAssertEqual(times.count, 4, point)
+            // The epochs' parts (steps, validation) survive the resume too, each within its epoch.
+            guard case let .array(steps)? = resumed.summary.objectValue?["epochStepSeconds"],
+                  case let .array(validation)? = resumed.summary.objectValue?["epochValidationSeconds"] else { return XCTFail(point) }
+            XCTAssertEqual(steps.count, 4, point)
+            XCTAssertEqual(validation.count, 4, point)
+            for ((epoch, step), check) in zip(zip(times, steps), validation) {
+                guard case let .number(e) = epoch, case let .number(s) = step, case let .number(v) = check else { return XCTFail(point) }
+                XCTAssertLessThanOrEqual(s + v, e + 0.002, point)
+            }
         }
     }
 
