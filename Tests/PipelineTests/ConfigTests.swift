@@ -110,7 +110,7 @@ final class ConfigTests: XCTestCase {
     }
 
     func testUnknownProfileAndInvalidJSON() throws {
-        assertError(.unknownProfile(path: "p.json", name: "fastest", known: ["ci", "demo", "fast", "paper", "quick", "regress"]), profile: "fastest") { _ in }
+        assertError(.unknownProfile(path: "p.json", name: "fastest", known: ["ci", "demo", "epoch", "fast", "paper", "quick", "regress"]), profile: "fastest") { _ in }
         XCTAssertThrowsError(try PipelineConfig.parse(Data("{\"seed\": ".utf8), path: "p.json", profile: "paper")) { error in
             guard case .invalidJSON(path: "p.json", _) = error as? ConfigError else { return XCTFail("\(error)") }
         }
