@@ -25,7 +25,7 @@ public enum WeightLayout: String, Sendable {
     /// A vector (biases, batch-norm parameters and statistics): unchanged.
     case vector
 
-    /// The axes of the foreign layout, in our order.
+    /// The axes of the foreign layout, in our order: our axis i is the foreign axis `order[i]`.
     var order: [Int] {
         switch self {
         case .vector: [0]
@@ -34,30 +34,23 @@ public enum WeightLayout: String, Sendable {
         }
     }
 
-    /// The foreign shape of a tensor whose shape is `ours`.
-    func foreignShape(_ ours: [Int]) -> [Int] {
-        var out = ours
-        for (axis, source) in order.enumerated() where source < out.count && axis < ours.count { out[source] = ours[axis] }
+    /// Our axes in the foreign order: the inverse of `order`.
+    private var inverse: [Int] {
+        var out = order
+        for (axis, source) in order.enumerated() { out[source] = axis }
         return out
     }
 
-    /// `tensor` in our layout.
-    func importing(_ tensor: Tensor) -> Tensor {
-        switch self {
-        case .vector: tensor
-        case .convolution: tensor.permuted([2, 3, 1, 0])
-        case .depthwise: tensor.permuted([2, 3, 0, 1])
-        }
+    /// The foreign shape of a tensor whose shape is `ours` (`ours` itself if the ranks differ).
+    func foreignShape(_ ours: [Int]) -> [Int] {
+        ours.count == order.count ? inverse.map { ours[$0] } : ours
     }
 
+    /// `tensor` in our layout.
+    func importing(_ tensor: Tensor) -> Tensor { self == .vector ? tensor : tensor.permuted(order) }
+
     /// `tensor` (ours) in the foreign layout.
-    func exporting(_ tensor: Tensor) -> Tensor {
-        switch self {
-        case .vector: tensor
-        case .convolution: tensor.permuted([3, 2, 0, 1])
-        case .depthwise: tensor.permuted([2, 3, 0, 1])
-        }
-    }
+    func exporting(_ tensor: Tensor) -> Tensor { self == .vector ? tensor : tensor.permuted(inverse) }
 }
 
 /// One tensor of the mapping.

@@ -15,7 +15,8 @@ import Models
 ///   `.malformed` for a file that is not safetensors or not timm's layout.
 public func importTimmWeights(input: String, output: String) throws(StageError) -> WeightImport {
     do {
-        let file = try Safetensors.decodeForeign(try readFile(input), source: input)
+        let bytes = try readFile(input)
+        let file = try Safetensors.decodeForeign(bytes, source: input)
         guard TimmEfficientNetB0.isTimm(file.tensors.keys) else {
             throw CheckpointError.malformed(source: input, message: "no conv_stem.weight: not a timm EfficientNet state dict")
         }
@@ -27,7 +28,7 @@ public func importTimmWeights(input: String, output: String) throws(StageError) 
             throw CheckpointError.mismatch(source: input, missing: imported.missing, unused: [], misshaped: imported.misshaped)
         }
         let metadata = ["format": "multiloss-cxr/efficientnet-b0-encoder", "source": "timm " + TimmEfficientNetB0.modelName,
-                        "sourceSHA256": SHA256.hex(try readFile(input))]
+                        "sourceSHA256": SHA256.hex(bytes)]
         try writeFileAtomically(try Safetensors.encode(imported.tensors, metadata: metadata), to: output)
         return imported
     } catch {
