@@ -45,12 +45,13 @@ export CXR_TARGET_CPU := $(TARGET_CPU)
 
 DEB_PACKAGES := pkg-config libpng-dev libjpeg-dev libblis-dev libopenblas-dev
 
-.PHONY: help deps build test demo reproduce fuzz data segment crop classify ensembles table3 table4 fig6 gradcam bench bench-peers clean
+.PHONY: help deps build test demo reproduce reproduce-so-far fuzz data segment crop classify ensembles table3 table4 fig6 gradcam bench bench-peers clean
 
 help:
 	@echo "make demo     install missing C libraries, build, and run the whole study on synthetic data, ending with its report"
 	@echo "make reproduce PROFILE=paper|fast|quick   the whole study on the real data: every table and figure, and report.html (ENCODER_WEIGHTS=FILE: ImageNet start, docs/WEIGHTS.md)"
 	@echo "make reproduce-classify-LOSS PROFILE=...  (or any reproduce-STEP) rerun one stage of the reproduction; make -n reproduce prints the plan"
+	@echo "make reproduce-so-far PROFILE=...         the report of what a running or interrupted reproduction has finished so far"
 	@echo "make test     install missing C libraries, build, and run the test suite"
 	@echo "make segment  real data: prepare the lung set, train the five U-Nets, Table 1 and the top-3 (PROFILE=paper|fast)"
 	@echo "make crop     real data: the top-3 U-Nets' masks for every chest X-ray, ANDed, cropped, contrast-stretched"
@@ -188,6 +189,12 @@ reproduce-table4: reproduce-table3
 
 reproduce-fig6: reproduce-table4
 	@$(MAKE) --no-print-directory fig6 FLAGS="$(R_FLAGS)" CROPS=$(R_CROPS) LUNGS=$(R_FIG6_LUNGS) FIG6_PATHS=$(RUN)/fig6 TOPS="$(TOPS)"
+
+# The report of a reproduction still running or interrupted: Table 1 of the U-Nets and Table 2 of the
+# classifiers finished so far (under "-so-far" names, never replacing the run's own artifacts), the
+# later tables and Fig 6 once done; the report lists what it lacks. Runs here, not through LAUNCH.
+reproduce-so-far: build
+	@scripts/reproduce-so-far.sh $(RUN) $(BIN) $(PROFILE) $(R_LUNGS) "$(R_LOSSES)" $(R_FLAGS)
 
 # The reproduction as Slurm batch jobs, one per stage run, with afterok dependencies taken from this
 # Makefile's own graph (scripts/reproduce-sbatch.sh); SUBMIT=1 submits them, else run the printed

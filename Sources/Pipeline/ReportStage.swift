@@ -59,11 +59,9 @@ public func runReport(_ context: StageContext, sources: ReportSources, name: Str
     var segmentation: (String, Manifest)?
     if let folder = sources.segmentation { segmentation = (folder, try artifact(folder, stage: "segment-evaluate")) }
     var tables: [(String, String, Manifest, [PaperClassificationRow])] = []
-    for (title, folder, paper) in [("Table 2 — twelve losses", sources.table2, paperTable2),
-                                   ("Table 3 — prediction-level ensembles", sources.table3, paperTable3),
-                                   ("Table 4 — model-level ensembles and the proposed model", sources.table4, paperTable4)] {
+    for (table, folder) in zip(paperClassificationTables, [sources.table2, sources.table3, sources.table4]) {
         guard let folder else { continue }
-        tables.append((title, folder, try artifact(folder, stage: "evaluate"), paper))
+        tables.append((table.title, folder, try artifact(folder, stage: "evaluate"), table.rows))
     }
     var gradcam: [(String, Manifest)] = []
     for folder in sources.gradcam { gradcam.append((folder, try artifact(folder, stage: "gradcam"))) }

@@ -82,6 +82,13 @@ public let paperTable4: [PaperClassificationRow] = [
         [0.9391, 0.9933, 0.9881, 0.9396, 0.9391, 0.9392, 0.9068], (0.8839, 0.9297)),
 ]
 
+/// The paper's three classification tables, each with the title the report gives it.
+public let paperClassificationTables: [(title: String, rows: [PaperClassificationRow])] = [
+    ("Table 2 — twelve losses", paperTable2),
+    ("Table 3 — prediction-level ensembles", paperTable3),
+    ("Table 4 — model-level ensembles and the proposed model", paperTable4),
+]
+
 /// Table 5's literature row: Rajaraman et al. [24], the state of the art the paper compares with.
 public let paperLiteratureRow = row("rajaraman-2018", "Rajaraman et al. [24]", [0.918, 0.939, .nan, 0.92, 0.90, 0.91, 0.87],
                                     (0.8436, 0.8964))

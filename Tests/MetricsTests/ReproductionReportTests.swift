@@ -26,13 +26,13 @@ final class ReproductionReportTests: XCTestCase {
         return r
     }
 
-    private func inputs(overriding: [String: Double] = [:]) -> ReproductionInputs {
-        func table(_ title: String, _ rows: [PaperClassificationRow]) -> ClassificationTable {
+    private func inputs(overriding: [String: Double] = [:], dropping: Set<String> = []) -> ReproductionInputs {
+        let tables = paperClassificationTables.map { title, rows in
             ClassificationTable(title: title, artifact: "evaluate/x/0", split: "test",
-                                reports: rows.map { report($0.name, mcc: overriding[$0.name] ?? $0.mcc) }, paper: rows, figures: [])
+                                reports: rows.filter { !dropping.contains($0.name) }.map { report($0.name, mcc: overriding[$0.name] ?? $0.mcc) },
+                                paper: rows, figures: [])
         }
-        return ReproductionInputs(profile: "test", segmentation: nil,
-                                  tables: [table("Table 2", paperTable2), table("Table 3", paperTable3), table("Table 4", paperTable4)],
+        return ReproductionInputs(profile: "test", segmentation: nil, tables: tables,
                                   predictions: [:], gradcam: [], protocolNotes: ["a note"], provenance: [], environment: [])
     }
 
@@ -70,6 +70,33 @@ final class ReproductionReportTests: XCTestCase {
         XCTAssertFalse(markdown.contains("0.9132"))
         XCTAssertTrue(markdown.contains("| Calibrated CCE (λ=10) | "))
         XCTAssertTrue(markdown.contains("## Table 5"))
+    }
+
+    func testAPartialReproductionSaysWhichTablesAndRowsItLacks() {
+        var full = inputs()
+        let lungs = SegmentationRow(name: "bce", models: ["a"], scores: [MaskScore(predicted: [true, false], truth: [true, true])])
+        full.segmentation = (SegmentationEvaluation(formatVersion: 1, dataset: "lungs", split: "test", images: 1, comparedAt: "256²",
+                                                    threshold: 0.5, selectionMetric: .dice, models: [lungs], ranking: ["a"], ensemble: nil), "e")
+        // Four U-Nets and the AND missing from Table 1, Fig 6 missing; every classification row there.
+        XCTAssertEqual(notYetShown(full), ["Table 1 — rows not run: Weighted BCE-Dice, Focal, Tversky, Focal Tversky, Ensemble (AND of top-3)",
+                                           "Fig 6 — Grad-CAM: not given (no gradcam artifact)"])
+        // An interrupted run: two classifiers unfinished, no ensembles yet, no segmentation table.
+        var partial = inputs(dropping: ["focal", "calibrated-kl"])
+        partial.tables.removeLast(2)
+        let absent = notYetShown(partial)
+        XCTAssertEqual(absent, ["Table 1 — lung segmentation: not given (no segment-evaluate artifact)",
+                                "Table 2 — twelve losses — rows not run: Categorical focal (γ=1), Calibrated KL (λ=1)",
+                                "Table 3 — prediction-level ensembles: not given (no evaluate artifact)",
+                                "Table 4 — model-level ensembles and the proposed model: not given (no evaluate artifact)",
+                                "Table 5 — against the literature: needs the proposed model (Table 4)",
+                                "Fig 6 — Grad-CAM: not given (no gradcam artifact)"])
+        let markdown = reproductionReport(partial).markdown()
+        XCTAssertTrue(markdown.contains("## Not in this report yet"))
+        XCTAssertFalse(markdown.contains("## Table 5"))
+        // The claims that need a missing row say so instead of a verdict.
+        XCTAssertEqual(claimRows(reproductionReport(partial)).filter { $0[6] == "not run" }.count,
+                       checkClaims(partial).filter { $0.held == nil }.count)
+        XCTAssertGreaterThan(checkClaims(partial).filter { $0.held == nil }.count, 0)
     }
 
     func testTheHTMLPageIsSelfContained() {
