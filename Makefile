@@ -331,8 +331,12 @@ bench: build
 PEERS_PY ?= python3
 PEERS_DIR ?= ../shared/peers
 BENCH_ROUNDS ?= 3
+# PEERS_EPOCHS=1 adds one real epoch of each training stage against bench/peers/epoch_torch.py
+# (about 25 minutes); PEERS_STEPS=0 leaves out the step workloads.
+PEERS_STEPS ?= 1
+PEERS_EPOCHS ?= 0
 bench-peers: build
-	scripts/bench-peers.sh $(PEERS_PY) $(PEERS_DIR) $(BIN)/bench $(BENCH_ROUNDS) bench-peers.json
+	PEERS_STEPS=$(PEERS_STEPS) PEERS_EPOCHS=$(PEERS_EPOCHS) scripts/bench-peers.sh $(PEERS_PY) $(PEERS_DIR) $(BIN)/bench $(BENCH_ROUNDS) bench-peers.json
 
 clean:
 	rm -rf .build .build-* $(ARTIFACTS)

@@ -6,6 +6,8 @@
 #
 #   scripts/bench-peers.sh PEERS_PY PEERS_DIR ENGINE_BENCH [ROUNDS] [OUT]
 #
+# PEERS_STEPS=0 skips the step workloads; PEERS_EPOCHS=1 adds one real epoch of each training stage
+# against bench/peers/epoch_torch.py (DATA: the data folder, default ../shared/data).
 # PEERS_PY: a Python with torch, timm and segmentation-models-pytorch (a throw-away venv; never a
 # project dependency). Run it on a quiet machine: under load PyTorch's OpenMP threads collapse and the
 # ratios mean nothing.
@@ -32,11 +34,29 @@ engine() {  # workload
   echo "bench-peers: round $r, engine $1…" >&2
   echo "{\"round\": $r, \"side\": \"engine\", \"label\": \"$1\", \"result\": $("$bench" --only "$1" --threads "$threads" --steps 9)}" >> "$lines"
 }
-for r in $(seq 1 "$rounds"); do
-  engine classifier_train_256_b16; engine classifier_infer_256_b16; peer cls bench_cls_torch.py --iters 9
-  engine unet_train_256_b8; peer seg256 bench_seg_torch.py --size 256 --batch 8 --iters 9
-  engine unet_train_512_b4; peer seg512 bench_seg_torch.py --size 512 --batch 4 --iters 5
-done
+if [ "${PEERS_STEPS:-1}" = 1 ]; then
+  for r in $(seq 1 "$rounds"); do
+    engine classifier_train_256_b16; engine classifier_infer_256_b16; peer cls bench_cls_torch.py --iters 9
+    engine unet_train_256_b8; peer seg256 bench_seg_torch.py --size 256 --batch 8 --iters 9
+    engine unet_train_512_b4; peer seg512 bench_seg_torch.py --size 512 --batch 4 --iters 5
+  done
+fi
+# PEERS_EPOCHS=1: one real epoch each (bench's segment_epoch_256 and classify_epoch_224 against
+# bench/peers/epoch_torch.py on DATA, default ../shared/data), one round: about 25 minutes.
+if [ "${PEERS_EPOCHS:-0}" = 1 ]; then
+  data=${DATA:-../shared/data}
+  here=$(cd "$(dirname "$0")/.." && pwd)
+  sleep "$pause"; echo "bench-peers: engine segment_epoch_256…" >&2
+  echo "{\"round\": 1, \"side\": \"engine\", \"label\": \"segment_epoch\", \"result\": $("$bench" --only segment_epoch_256 --threads "$threads" --data "$data")}" >> "$lines"
+  sleep "$pause"; echo "bench-peers: PyTorch segment epoch…" >&2
+  LD_PRELOAD=$jemalloc "$py" "$here/bench/peers/epoch_torch.py" segment --data "$data" --peers "$peers" --threads "$threads" \
+    | sed -n 's/^JSON /{"round": 1, "side": "torch", "label": "segment_epoch", "result": /p' | sed 's/$/}/' >> "$lines"
+  sleep "$pause"; echo "bench-peers: engine classify_epoch_224…" >&2
+  echo "{\"round\": 1, \"side\": \"engine\", \"label\": \"classify_epoch\", \"result\": $("$bench" --only classify_epoch_224 --threads "$threads" --data "$data")}" >> "$lines"
+  sleep "$pause"; echo "bench-peers: PyTorch classify epoch…" >&2
+  LD_PRELOAD=$jemalloc "$py" "$here/bench/peers/epoch_torch.py" classify --data "$data" --peers "$peers" --threads "$threads" \
+    | sed -n 's/^JSON /{"round": 1, "side": "torch", "label": "classify_epoch", "result": /p' | sed 's/$/}/' >> "$lines"
+fi
 "$py" - "$lines" "$out" <<'PY'
 import json, statistics, sys
 runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
@@ -50,6 +70,8 @@ rows = [("classifier train 256² b16", "classifier_train_256_b16", "cls", "train
 print("| workload | engine img/s (rounds) | spread | PyTorch img/s (rounds) | spread | speed ratio | peak RSS engine / PyTorch GiB | RSS ratio |")
 print("|---|---|---|---|---|---|---|---|")
 for title, ours, theirs, speed, rss in rows:
+    if not any(r["label"] == ours for r in runs):
+        continue
     e, t = series("engine", ours, "imagesPerSecond"), series("torch", theirs, speed)
     er, tr = series("engine", ours, "peakRSSGiB"), [m / 1024 for m in series("torch", theirs, rss)]
     if not e or not t:
@@ -58,4 +80,19 @@ for title, ours, theirs, speed, rss in rows:
     me, mt, mer, mtr = statistics.median(e), statistics.median(t), statistics.median(er), statistics.median(tr)
     print(f"| {title} | {', '.join(f'{v:.2f}' for v in e)} | {spread(e)} | {', '.join(f'{v:.2f}' for v in t)} | {spread(t)} "
           f"| {me / mt:.2f}× | {mer:.2f} / {mtr:.2f} | {mer / mtr:.2f} |")
+epochs = [(title, label) for title, label in [("segment train, one epoch (lungs, 256² b4)", "segment_epoch"),
+                                             ("classify-train, one epoch (kermany224, 224² b16)", "classify_epoch")]
+          if series("engine", label, "wallSeconds") and series("torch", label, "wallSeconds")]
+if epochs:
+    print()
+    print("| one epoch | engine wall s (in steps, validation) | PyTorch wall s (in steps, waiting for data, validation) | wall ratio | epoch ratio | outside steps engine / PyTorch | peak RSS engine / PyTorch GiB |")
+    print("|---|---|---|---|---|---|---|")
+    for title, label in epochs:
+        e = next(r["result"] for r in runs if r["side"] == "engine" and r["label"] == label)
+        t = next(r["result"] for r in runs if r["side"] == "torch" and r["label"] == label)
+        print(f"| {title} | {e['wallSeconds']:.1f} ({e['stepSeconds']:.1f}, {e['validationSeconds']:.1f}) "
+              f"| {t['wallSeconds']:.1f} ({t['stepSeconds']:.1f}, {t['dataWaitSeconds']:.1f}, {t['validationSeconds']:.1f}) "
+              f"| {t['wallSeconds'] / e['wallSeconds']:.2f}× | {t['epochSeconds'] / e['epochSeconds']:.2f}× "
+              f"| {100 * e['outsideStepsShare']:.1f} % / {100 * t['outsideStepsShare']:.1f} % "
+              f"| {e['peakRSSGiB']:.2f} / {t['peakRSSGiB']:.2f} (+{t['workersPeakRSSGiB']:.2f} workers) |")
 PY

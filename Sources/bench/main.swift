@@ -2,7 +2,8 @@
 // shapes of ../shared/peers: classifier train and inference at 256² batch 16, U-Net train at 256²
 // batch 8 and 512² batch 4; and `evaluate` end to end on a million-row prediction file with the
 // paper profile's 2000 bootstrap resamples; and one real epoch of `segment train` (lungs, 256²) and of
-// `classify-train` (kermany224, 224²) through the stage executables, with where the epoch's time went.
+// `classify-train` (kermany224, 224²) through the stage executables, with where the epoch's time went;
+// and `segment predict` over every chest X-ray of kermany224 (5216 here) at 256².
 // Each workload runs in its own process so its peak RSS is its own.
 
 import ArgumentParser
@@ -33,7 +34,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Run only this workload and print its JSON line (used internally; also handy alone).")
     var only: String?
 
-    @Option(parsing: .upToNextOption, help: "Workloads to run (default: all): \((workloads.map(\.name) + Self.epochWorkloads.map(\.name)).joined(separator: ", ")).")
+    @Option(parsing: .upToNextOption, help: "Workloads to run (default: all): \((workloads.map(\.name) + Self.stageWorkloadNames).joined(separator: ", ")).")
     var workloads: [String] = []
 
     @Option(help: "The development data folder (kermany224/, pediatric-lungs/) the epoch workloads read; they are skipped without it.")
@@ -45,6 +46,10 @@ struct Bench: ParsableCommand {
             print(try measureEpoch(epoch))
             return
         }
+        if only == Self.predictWorkload {
+            print(try measureSegmentPredict())
+            return
+        }
         if let only {
             guard let workload = Self.workloadTable.first(where: { $0.name == only }) else {
                 throw ValidationError("unknown workload \(only)")
@@ -52,7 +57,7 @@ struct Bench: ParsableCommand {
             print(measure(workload))
             return
         }
-        let names = workloads.isEmpty ? Self.workloadTable.map(\.name) + Self.epochWorkloads.map(\.name) : workloads
+        let names = workloads.isEmpty ? Self.workloadTable.map(\.name) + Self.stageWorkloadNames : workloads
         var results: [String] = []
         for name in names {
             FileHandle.standardError.write(Data("bench: \(name)…\n".utf8))
@@ -84,6 +89,13 @@ struct Bench: ParsableCommand {
     static let workloadTable: [Workload] = [
         Workload(name: "classifier_train_256_b16", images: 16) {
             let (store, images, labels, _) = setup(size: 256, batch: 16, unet: false)
+            var sgd = SGD(learningRate: 1e-3, momentum: 0.9, nesterov: true, decay: 1e-6)
+            var g = SplitMix64(seed: 1)
+            return { (classifierTrainStep(store: store, optimizer: &sgd, images: images, labels: labels, generator: &g).forwardFlops, true) }
+        },
+        // The shape of the real epoch (classify_epoch_224): kermany224 at its native size.
+        Workload(name: "classifier_train_224_b16", images: 16) {
+            let (store, images, labels, _) = setup(size: 224, batch: 16, unet: false)
             var sgd = SGD(learningRate: 1e-3, momentum: 0.9, nesterov: true, decay: 1e-6)
             var g = SplitMix64(seed: 1)
             return { (classifierTrainStep(store: store, optimizer: &sgd, images: images, labels: labels, generator: &g).forwardFlops, true) }
@@ -208,39 +220,101 @@ extension Bench {
         guard FileManager.default.fileExists(atPath: source) else {
             return "{\"skipped\": \"no \(source)\"}"
         }
-        let bin = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.deletingLastPathComponent().path
-        let store = FileManager.default.temporaryDirectory.appendingPathComponent("cxr-bench-epoch-\(getpid())").path
-        defer { try? FileManager.default.removeItem(atPath: store) }
-        let common = ["--config", "pipeline.json", "--profile", "epoch", "--artifacts", store, "--threads", "\(threads)", "--progress", "none"]
-        func stage(_ arguments: [String]) throws -> String {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: bin + "/" + arguments[0])
-            process.arguments = Array(arguments.dropFirst()) + common
-            let pipe = Pipe()
-            process.standardOutput = pipe
-            try process.run()
-            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            guard process.terminationStatus == 0, let last = output.split(separator: "\n").last else {
-                throw ValidationError("bench: \(arguments.joined(separator: " ")) failed (exit \(process.terminationStatus))")
-            }
-            return String(last)
-        }
-        _ = try stage(["prepare", "--layout", workload.layout, "--source", source, "--name", "data"])
-        let started = DispatchTime.now().uptimeNanoseconds
-        let folder = try stage(workload.stage + ["--data", "data"])
-        let wall = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+        let runner = try StageRunner(threads: threads)
+        defer { runner.removeStore() }
+        _ = try runner.run(["prepare", "--layout", workload.layout, "--source", source, "--name", "data"])
+        let trained = try runner.run(workload.stage + ["--data", "data"])
+        let folder = trained.folder, wall = trained.seconds
         guard let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder + "/manifest.json"))) as? [String: Any],
               let summary = manifest["summary"] as? [String: Any],
               let epoch = (summary["epochSeconds"] as? [Double])?.first, let steps = (summary["epochStepSeconds"] as? [Double])?.first,
               let validation = (summary["epochValidationSeconds"] as? [Double])?.first, let load = summary["loadSeconds"] as? Double
         else { throw ValidationError("bench: \(folder)/manifest.json has no epoch timing") }
-        var usage = rusage()
-        getrusage(RUSAGE_CHILDREN.rawValue, &usage)
         return "{\"wallSeconds\": \(round3(wall)), \"loadSeconds\": \(round3(load)), \"epochSeconds\": \(round3(epoch)), "
             + "\"stepSeconds\": \(round3(steps)), \"validationSeconds\": \(round3(validation)), "
             + "\"outsideStepsShare\": \(round3((wall - steps) / wall)), \"outsideStepsShareAfterLoading\": \(round3((epoch - steps) / epoch)), "
-            + "\"peakRSSGiB\": \(round3(Double(usage.ru_maxrss) / 1024 / 1024)), \"threads\": \(threads)}"
+            + "\"peakRSSGiB\": \(round3(trained.peakRSSGiB)), \"threads\": \(threads)}"
+    }
+
+    static let predictWorkload = "segment_predict_cxr"
+    static var stageWorkloadNames: [String] { epochWorkloads.map(\.name) + [predictWorkload] }
+
+    /// `segment predict` of one U-Net over every image of kermany224 (5856 chest X-rays), timed as
+    /// the user waits for it: decode, resize to 256², forward, resample each probability map to its
+    /// image's size, threshold, PNG-encode and write. Set-up (untimed): the data set prepared, and a
+    /// U-Net trained one epoch on the committed lung subset (data/regress/lungs) at the `epoch`
+    /// profile — the weights change only the masks' content, not the work.
+    func measureSegmentPredict() throws -> String {
+        let source = data + "/kermany224"
+        guard FileManager.default.fileExists(atPath: source), FileManager.default.fileExists(atPath: "data/regress/lungs") else {
+            return "{\"skipped\": \"no \(source) or data/regress/lungs (run from the repository root)\"}"
+        }
+        let runner = try StageRunner(threads: threads)
+        defer { runner.removeStore() }
+        _ = try runner.run(["prepare", "--layout", "pairs", "--source", "data/regress/lungs", "--name", "lungs"])
+        let unet = try runner.run(["segment", "train", "--loss", "bce", "--data", "lungs"]).folder
+        _ = try runner.run(["prepare", "--layout", "kermany", "--source", source, "--name", "cxr"])
+        let predicted = try runner.run(["segment", "predict", "--model", unet, "--data", "cxr"])
+        guard let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: predicted.folder + "/manifest.json"))) as? [String: Any],
+              let summary = manifest["summary"] as? [String: Any], let images = summary["images"] as? Double
+        else { throw ValidationError("bench: \(predicted.folder)/manifest.json has no image count") }
+        return "{\"wallSeconds\": \(round3(predicted.seconds)), \"images\": \(Int(images)), "
+            + "\"imagesPerSecond\": \(round3(images / predicted.seconds)), \"peakRSSGiB\": \(round3(predicted.peakRSSGiB)), \"threads\": \(threads)}"
+    }
+}
+
+/// Runs the stage executables beside `bench` into a scratch store at the `epoch` profile, each as
+/// its own process whose wall time and peak RSS are its own (`wait4`, not the sum over children).
+struct StageRunner {
+    let threads: Int
+    let bin: String
+    let store: String
+
+    init(threads: Int) throws {
+        self.threads = threads
+        bin = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.deletingLastPathComponent().path
+        store = FileManager.default.temporaryDirectory.appendingPathComponent("cxr-bench-stage-\(getpid())").path
+    }
+
+    func removeStore() { try? FileManager.default.removeItem(atPath: store) }
+
+    /// Runs `bin/arguments[0]` with the rest and the common flags; returns the folder it printed
+    /// last, its wall seconds and its peak RSS.
+    func run(_ arguments: [String]) throws -> (folder: String, seconds: Double, peakRSSGiB: Double) {
+        let common = ["--config", "pipeline.json", "--profile", "epoch", "--artifacts", store, "--threads", "\(threads)", "--progress", "none"]
+        let argv = [bin + "/" + arguments[0]] + Array(arguments.dropFirst()) + common
+        var pipe: [Int32] = [0, 0]
+        guard Glibc.pipe(&pipe) == 0 else { throw ValidationError("bench: pipe failed (errno \(errno))") }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, pipe[1], 1)
+        posix_spawn_file_actions_addclose(&actions, pipe[0])
+        var cArguments = argv.map { strdup($0) } + [nil]
+        defer { for p in cArguments { free(p) } }
+        let started = DispatchTime.now().uptimeNanoseconds
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, argv[0], &actions, nil, &cArguments, environ)
+        close(pipe[1])
+        guard spawned == 0 else {
+            close(pipe[0])
+            throw ValidationError("bench: cannot start \(argv[0]) (errno \(spawned))")
+        }
+        var output: [UInt8] = [], buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = read(pipe[0], &buffer, buffer.count)
+            if n > 0 { output += buffer[0..<n] } else if n == 0 || errno != EINTR { break }
+        }
+        close(pipe[0])
+        var status: Int32 = 0, usage = rusage()
+        while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+        let text = String(decoding: output, as: UTF8.self)
+        // Exited normally (low 7 bits 0) with code 0.
+        guard status & 0x7f == 0, (status >> 8) & 0xff == 0, let last = text.split(separator: "\n").last else {
+            throw ValidationError("bench: \(arguments.joined(separator: " ")) failed (wait status \(status))")
+        }
+        return (String(last), seconds, Double(usage.ru_maxrss) / 1024 / 1024)
     }
 }
 
