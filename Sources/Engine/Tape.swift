@@ -7,12 +7,29 @@
 // for the backward pass. A backward closure captures the values it reads; the tape's own list of
 // values serves the forward pass, so a model lets go of a block's intermediates once the block is
 // done (`releaseIntermediates`) and what no closure captured is freed before the backward pass.
+//
+// Values that are cheap to rebuild from what the tape keeps anyway (batch norm's output from its
+// input, an upsampled or concatenated map from its parts) are recorded with a recipe, and the
+// closures that read them capture the recipe (`saved`) instead of the value: a training step then
+// holds the convolutions' outputs, not also every normalised, activated, upsampled and concatenated
+// copy of them, and a backward closure rebuilds its input for the moment it runs. The recipes run
+// the forward arithmetic again on the same inputs, so the rebuilt values are the same bits.
 
 import SeededRandom
 
 /// A handle to a node of a tape.
 public struct Var: Hashable, Sendable {
     public let id: Int
+}
+
+/// What a backward closure reads of a node: its value, or the recipe that rebuilds it (`Tape.saved`).
+public struct Saved {
+    private let make: () -> Tensor
+
+    init(_ make: @escaping () -> Tensor) { self.make = make }
+
+    /// The node's value, rebuilt now if it was recorded with a recipe.
+    public func callAsFunction() -> Tensor { make() }
 }
 
 /// One forward pass and, when recording, its backward pass.
@@ -31,6 +48,8 @@ public final class Tape {
     private var released: [Bool] = []
     private var gradients: [Tensor?] = []
     private var backwards: [((Tape, Tensor) -> Void)?] = []
+    /// Recipes of the nodes that have one (recording tapes only: inference keeps no closures).
+    private var recipes: [(() -> Tensor)?] = []
     private var backwardDone = false
     /// Elements in the values and gradients the tape holds now (storage shared between nodes
     /// counted per node): its share of a step's memory, which tests watch during `backward`.
@@ -95,14 +114,32 @@ public final class Tape {
 
     /// Appends a node. `backward` receives the node's gradient and adds into its inputs' gradients.
     /// Public so ops defined outside the engine (the losses) keep forward and backward together.
-    public func record(_ value: Tensor, backward: ((Tape, Tensor) -> Void)?) -> Var {
+    ///
+    /// - Parameter recompute: rebuilds `value`, bit for bit, from what the backward pass keeps
+    ///   anyway (an op's captured input, other nodes' `saved`); closures that read the node then
+    ///   capture it instead of the value (see `saved`).
+    public func record(_ value: Tensor, recompute: (() -> Tensor)? = nil, backward: ((Tape, Tensor) -> Void)?) -> Var {
         values.append(value)
         shapes.append(value.shape)
         heldElements += value.count
         released.append(false)
         gradients.append(nil)
         backwards.append(recording ? backward : nil)
+        recipes.append(recording ? recompute : nil)
         return Var(id: values.count - 1)
+    }
+
+    /// Whether every one of `inputs` has a recipe: an op whose backward does not read its inputs
+    /// (upsampling, concatenation) records a recipe only then, as one capturing a value would keep
+    /// alive what the tape could otherwise let go of.
+    func rebuildable(_ inputs: [Var]) -> Bool { inputs.allSatisfy { recipes[$0.id] != nil } }
+
+    /// What a backward closure should capture to read `v`: its recipe when it has one, else its
+    /// value. A closure that captures the recipe leaves the value free to go when the tape lets go.
+    public func saved(_ v: Var) -> Saved {
+        if let recipe = recipes[v.id] { return Saved(recipe) }
+        let value = value(v)
+        return Saved { value }
     }
 
     /// Adds into the gradient of `v` through `body`, which gets a zeroed buffer the first time.
@@ -147,12 +184,16 @@ public final class Tape {
         precondition(!backwardDone, "backward runs once per tape (it releases what it has passed)")
         backwardDone = true
         let kept = Set(keep.map(\.id) + [output.id] + (stop.map { [$0.id] } ?? []))
+        let passed = stride(from: output.id, through: (stop?.id ?? -1) + 1, by: -1)
+        // The pass will free these anyway, and whoever reads them rebuilds them.
+        release(passed.filter { recipes[$0] != nil && !kept.contains($0) }.map { Var(id: $0) })
         gradients[output.id] = seed ?? Tensor(shape: values[output.id].shape, repeating: 1)
         heldElements += values[output.id].count
-        for id in stride(from: output.id, through: (stop?.id ?? -1) + 1, by: -1) {
+        for id in passed {
             guard backwards[id] != nil else { continue }
             if let gradient = gradients[id] { backwards[id]!(self, gradient) }
             backwards[id] = nil
+            recipes[id] = nil
             guard !kept.contains(id) else { continue }
             heldElements -= (released[id] ? 0 : values[id].count) + (gradients[id]?.count ?? 0)
             gradients[id] = nil

@@ -61,9 +61,11 @@ public enum EfficientNetB0 {
                 let input = r == 0 ? stage.inputFilters : stage.outputFilters
                 let stride = r == 0 ? stage.stride : 1
                 let rate = layers.options.dropConnect * Float(blockNumber) / Float(totalBlocks)
+                let blockInput = h
                 h = mbConv(layers, h, name: name, inputFilters: input, outputFilters: stage.outputFilters,
                            expandRatio: stage.expandRatio, kernel: stage.kernel, stride: stride, dropRate: rate, keep: keep)
                 tape.releaseIntermediates(since: mark, keeping: [h] + Array(found.values))
+                if !found.values.contains(blockInput) { tape.release([blockInput]) }
                 blockNumber += 1
                 if name == stopAfter { return found }
             }

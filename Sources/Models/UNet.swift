@@ -18,7 +18,7 @@ public enum UNet {
         let features = EfficientNetB0.encode(layers, x, outputs: Set(skips + ["top_activation"]))
         guard var h = features["top_activation"] else { preconditionFailure("encoder returned no top_activation") }
         for (stage, filters) in decoderFilters.enumerated() {
-            let mark = tape.nodeCount
+            let mark = tape.nodeCount, stageInput = h
             h = tape.upsample2x(h)
             if stage < skips.count, let skip = features[skips[stage]] { h = tape.concat([h, skip]) }
             for part in ["a", "b"] {
@@ -27,6 +27,7 @@ public enum UNet {
                 h = layers.batchNorm(h, name + "_bn", activation: .relu)
             }
             tape.releaseIntermediates(since: mark, keeping: [h])
+            tape.release([stageInput])
             if stage < skips.count, let skip = features[skips[stage]] { tape.release([skip]) }
         }
         let logits = layers.conv(h, "final_conv", filters: 1, kernel: 3, bias: true, initializer: .glorotUniform)

@@ -141,6 +141,44 @@ final class MemoryTests: XCTestCase {
         XCTAssertEqual(held.gradient, [16, 0, 48, 64])  // d/dx Σ 2·4·relu(x)² = 16·relu(x)·[x > 0]
     }
 
+    func testRecipesRebuildTheForwardBitsAndBackwardLetsGoOfTheirValuesFirst() {
+        // Batch norm (with and without an activation, training statistics), the squeeze-excitation
+        // product, upsampling and concatenation record recipes; what a backward closure rebuilds
+        // from them must be the forward's value bit for bit, though the running statistics have
+        // moved since. Backward then drops the values the tape still held of every recipe node
+        // before the first closure runs (whoever reads them rebuilds them).
+        let store = ParameterStore(seed: 3)
+        let tape = Tape(recording: true, training: true)
+        let layers = Layers(tape: tape, store: store)
+        let x = tape.constant(randomTensor([2, 8, 8, 4], seed: 21))
+        let expanded = layers.batchNorm(layers.conv(x, "expand", filters: 8, kernel: 1, bias: false, initializer: .heUniform),
+                                        "expand_bn", activation: .silu)
+        let depthwise = layers.batchNorm(layers.depthwise(expanded, "dw", kernel: 3, stride: 2, initializer: .heUniform),
+                                         "dw_bn", activation: .relu)
+        let scales = tape.sigmoid(layers.dense(tape.globalAveragePool(depthwise), "se", units: 8, initializer: .glorotUniform))
+        let excited = tape.scaleChannels(depthwise, by: scales)
+        let projected = layers.batchNorm(layers.conv(excited, "project", filters: 8, kernel: 1, bias: false, initializer: .heUniform),
+                                         "project_bn")
+        let upsampled = tape.upsample2x(projected)
+        let joined = tape.concat([upsampled, expanded])
+        let rebuilt = [expanded, depthwise, excited, projected, upsampled, joined]
+        for v in rebuilt {
+            let same = tape.saved(v)().data.map(\.bitPattern) == tape.value(v).data.map(\.bitPattern)
+            XCTAssertTrue(same, "node \(v.id) of shape \(tape.shape(v)) is rebuilt with other bits")
+        }
+        XCTAssertNotEqual(store.value("expand_bn/moving_mean").data, [Float](repeating: 0, count: 8))
+
+        var heldAtProbe = 0
+        let top = tape.record(tape.value(joined)) { tape, dy in
+            heldAtProbe = tape.heldElements
+            tape.accumulate(joined) { dx in for i in 0..<dy.count { dx[i] += dy.data[i] } }
+        }
+        let before = tape.heldElements, rebuiltElements = rebuilt.map { tape.value($0).count }.reduce(0, +)
+        tape.backward(from: top)
+        XCTAssertEqual(heldAtProbe, before + tape.value(top).count - rebuiltElements)  // + the seed gradient
+        XCTAssertNotNil(tape.gradient(x))
+    }
+
     func testBackwardFreesWhatItPassedWithoutChangingGradients() {
         // Parameter gradients of a U-Net step are bitwise the same whether backward keeps every
         // node or frees each as it passes it (a closure reading a freed node would trap or differ).

@@ -38,6 +38,19 @@ public enum Activation: Sendable {
             }
         }
     }
+
+    /// dx = dy·f′(x) from the input alone (the output recomputed where f′ needs it, with the
+    /// forward's arithmetic): for a fused op that keeps its input, not its output.
+    func backward(_ g: UnsafePointer<Float>, input x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ range: Range<Int>) {
+        switch self {
+        case .relu, .silu: backward(g, x, x, dx, range, add: false)  // f′ reads x only
+        case .sigmoid:
+            for i in range {
+                let y = 1 / (1 + fastExp(-x[i]))
+                dx[i] = g[i] * y * (1 - y)
+            }
+        }
+    }
 }
 
 extension Tape {

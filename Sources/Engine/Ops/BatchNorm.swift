@@ -198,7 +198,8 @@ extension Tape {
     /// With an activation the two are one op: the normalised values are not kept on the tape but
     /// recomputed (the same arithmetic, so the same bits) where the backward pass needs them, which
     /// saves a tensor of memory and two passes over it. The result equals
-    /// `activation(batchNorm(x))` exactly.
+    /// `activation(batchNorm(x))` exactly. The output is recorded with a recipe (`Tape.saved`):
+    /// the backward pass keeps `x` and rebuilds the output where a later op's backward reads it.
     ///
     /// - Parameters:
     ///   - name: the layer name; parameters `name/gamma`, `name/beta`, `name/moving_mean`,
@@ -220,24 +221,25 @@ extension Tape {
         let affine = BatchNormAffine(mean: mean, variance: variance, gamma: gamma, beta: beta)
         let out = batchNormForward(xv, affine, activation: activation, rows: rows, channels: c)
         let training = self.training
-        return record(out) { tape, dy in
+        let recompute = { batchNormForward(xv, affine, activation: activation, rows: rows, channels: c) }
+        return record(out, recompute: recompute) { tape, dy in
             // dγ = Σ dy·x̂, dβ = Σ dy, dx from inputGradientCoefficients. With an activation, g is the
             // gradient at its input z, filled block by block into scratch from the recomputed z just
             // before the sums read it.
             func backward(_ g: UnsafePointer<Float>, _ dz: UnsafeMutablePointer<Float>?) {
-                xv.withPointer { xp in out.withPointer { yp in
+                xv.withPointer { xp in
                     var produce: ((Range<Int>) -> Void)? = nil
                     if let activation, let dz {
-                        let box = SendableBox((dz, xp, yp))
+                        let box = SendableBox((dz, xp))
                         produce = { block in
-                            let (dz, xp, yp) = box.value
+                            let (dz, xp) = box.value
                             let o = block.lowerBound * c
                             withUnsafeTemporaryAllocation(of: Float.self, capacity: block.count * c) { z in
                                 affine.scale.withUnsafeBufferPointer { s in affine.shift.withUnsafeBufferPointer { t in
                                     normalise(xp, z.baseAddress!, block, channels: c, s.baseAddress!, t.baseAddress!)
                                 } }
                                 dy.withPointer { upstream in
-                                    activation.backward(upstream + o, z.baseAddress!, yp + o, dz + o, 0..<(block.count * c), add: false)
+                                    activation.backward(upstream + o, input: z.baseAddress!, dz + o, 0..<(block.count * c))
                                 }
                             }
                         }
@@ -250,7 +252,7 @@ extension Tape {
                     let coefficients = inputGradientCoefficients(gamma: gamma, affine, sumDy: sumDy, sumDyXhat: sumDyXhat,
                                                                  rows: rows, training: training)
                     tape.accumulate(x) { dx, add in applyInputGradient(dx, add: add, g: g, x: xp, coefficients, rows: rows, channels: c) }
-                } }
+                }
             }
             if activation != nil {
                 withScratch(xv.count) { dz in backward(UnsafePointer(dz), dz) }

@@ -101,14 +101,14 @@ extension Tape {
         let s = ConvShape(input: input, kh: k[0], kw: k[1], stride: stride, padTop: padTop, padLeft: padLeft, oh: oh, ow: ow)
         let plan = ConvPlan(s, cout: k[3])
         forwardFlops += 2 * Double(input.n * oh * ow) * Double(s.patch * k[3])
-        let xv = value(x), kv = value(kernel)
+        let kv = value(kernel), savedX = saved(x)
         let out = Tensor(shape: [input.n, oh, ow, k[3]]) { y in
-            xv.withPointer { xp in kv.withPointer { w in plan.forward(xp, w, into: y) } }
+            value(x).withPointer { xp in kv.withPointer { w in plan.forward(xp, w, into: y) } }
             if let bias { addBias(y, rows: input.n * oh * ow, value(bias)) }
         }
         return record(out) { tape, dy in
             dy.withPointer { g in
-                xv.withPointer { xp in kv.withPointer { w in plan.backward(tape, x: x, kernel: kernel, xp, w, dy: g) } }
+                savedX().withPointer { xp in kv.withPointer { w in plan.backward(tape, x: x, kernel: kernel, xp, w, dy: g) } }
                 if let bias { tape.accumulate(bias) { db in sumRows(g, rows: input.n * oh * ow, columns: k[3], into: db) } }
             }
         }

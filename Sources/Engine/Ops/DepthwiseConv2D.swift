@@ -14,7 +14,7 @@ extension Tape {
         let (oh, padTop) = convGeometry(input: input.h, kernel: k[0], stride: stride, padding: padding)
         let (ow, padLeft) = convGeometry(input: input.w, kernel: k[1], stride: stride, padding: padding)
         let geometry = DepthwiseGeometry(input: input, kh: k[0], kw: k[1], stride: stride, padTop: padTop, padLeft: padLeft, oh: oh, ow: ow)
-        let xv = value(x), kv = value(kernel)
+        let xv = value(x), kv = value(kernel), savedX = saved(x)
         forwardFlops += 2 * Double(input.n * oh * ow * input.c * k[0] * k[1])
         let out = Tensor(shape: [input.n, oh, ow, input.c]) { y in
             xv.withPointer { xp in kv.withPointer { w in
@@ -25,7 +25,7 @@ extension Tape {
             } }
         }
         return record(out) { tape, dy in
-            dy.withPointer { g in xv.withPointer { xp in kv.withPointer { w in
+            dy.withPointer { g in savedX().withPointer { xp in kv.withPointer { w in
                 tape.accumulate(x) { dx in
                     let b = SendableBox((dx, g, w))
                     Parallel.forEachRange(input.n, grain: 1) { images in

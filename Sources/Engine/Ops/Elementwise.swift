@@ -22,27 +22,31 @@ extension Tape {
     }
 
     /// x [N,H,W,C] scaled per image and channel by s [N,C] (squeeze-excitation's "excite").
-    /// Images are split across threads.
+    /// Images are split across threads. The product is recorded with a recipe (`Tape.saved`).
     public func scaleChannels(_ x: Var, by s: Var) -> Var {
-        let d = NHWC(shape(x)), xv = value(x), sv = value(s)
+        let d = NHWC(shape(x)), sv = value(s)
         precondition(sv.shape == [d.n, d.c], "channel scales \(sv.shape) do not fit \(d.shape)")
         let area = d.h * d.w, c = d.c
-        let out = Tensor(shape: xv.shape) { y in
-            xv.withPointer { xp in sv.withPointer { sp in
-                let box = SendableBox((y, xp, sp))
-                Parallel.forEachRange(d.n, grain: 1) { images in
-                    let (y, xp, sp) = box.value
-                    for n in images {
-                        let scale = sp + n * c
-                        for p in 0..<area {
-                            let o = (n * area + p) * c
-                            for ch in 0..<c { y[o + ch] = xp[o + ch] * scale[ch] }
+        func product(_ xv: Tensor, _ sv: Tensor) -> Tensor {
+            Tensor(shape: xv.shape) { y in
+                xv.withPointer { xp in sv.withPointer { sp in
+                    let box = SendableBox((y, xp, sp))
+                    Parallel.forEachRange(d.n, grain: 1) { images in
+                        let (y, xp, sp) = box.value
+                        for n in images {
+                            let scale = sp + n * c
+                            for p in 0..<area {
+                                let o = (n * area + p) * c
+                                for ch in 0..<c { y[o + ch] = xp[o + ch] * scale[ch] }
+                            }
                         }
                     }
-                }
-            } }
+                } }
+            }
         }
-        return record(out) { tape, dy in
+        let savedX = saved(x), savedS = saved(s)
+        return record(product(value(x), sv), recompute: { product(savedX(), savedS()) }) { tape, dy in
+            let xv = savedX(), sv = savedS()
             dy.withPointer { g in xv.withPointer { xp in sv.withPointer { sp in
                 tape.accumulate(x) { dx, add in
                     let box = SendableBox((dx, g, sp))

@@ -54,23 +54,29 @@ extension Tape {
         }
     }
 
-    /// Keras UpSampling2D(2), nearest: each pixel becomes a 2×2 block.
+    /// Keras UpSampling2D(2), nearest: each pixel becomes a 2×2 block. Recorded with a recipe
+    /// (`Tape.saved`) when `x` has one.
     public func upsample2x(_ x: Var) -> Var {
-        let s = NHWC(shape(x)), xv = value(x)
+        let s = NHWC(shape(x))
         let oh = 2 * s.h, ow = 2 * s.w
-        var out = Tensor(zeros: [s.n, oh, ow, s.c])
         func each(_ body: (Int, Int) -> Void) {
             for n in 0..<s.n { for y in 0..<oh { for x in 0..<ow {
                 body(((n * s.h + y / 2) * s.w + x / 2) * s.c, ((n * oh + y) * ow + x) * s.c)
             } } }
         }
-        each { i, o in for ch in 0..<s.c { out.data[o + ch] = xv.data[i + ch] } }
-        return record(out) { tape, dy in
+        func upsampled(_ xv: Tensor) -> Tensor {
+            var out = Tensor(zeros: [s.n, oh, ow, s.c])
+            each { i, o in for ch in 0..<s.c { out.data[o + ch] = xv.data[i + ch] } }
+            return out
+        }
+        let savedX = saved(x)
+        return record(upsampled(value(x)), recompute: rebuildable([x]) ? { upsampled(savedX()) } : nil) { tape, dy in
             tape.accumulate(x) { dx in each { i, o in for ch in 0..<s.c { dx[i + ch] += dy.data[o + ch] } } }
         }
     }
 
-    /// Concatenation along the last axis.
+    /// Concatenation along the last axis. Recorded with a recipe (`Tape.saved`) when every part
+    /// has one.
     ///
     /// - Precondition: all leading dimensions agree.
     public func concat(_ parts: [Var]) -> Var {
@@ -79,14 +85,21 @@ extension Tape {
         precondition(shapes.allSatisfy { Array($0.dropLast()) == lead }, "concat shapes \(shapes) differ before the last axis")
         let widths = shapes.map { $0.last! }, total = widths.reduce(0, +)
         let rows = lead.reduce(1, *)
-        var out = Tensor(zeros: lead + [total])
-        var offset = 0
-        for (part, width) in zip(parts, widths) {
-            let v = value(part)
-            for r in 0..<rows { for ch in 0..<width { out.data[r * total + offset + ch] = v.data[r * width + ch] } }
-            offset += width
+        func joined(_ values: [Tensor]) -> Tensor {
+            var out = Tensor(zeros: lead + [total])
+            var offset = 0
+            out.withMutablePointer { o in
+                for (v, width) in zip(values, widths) {
+                    v.withPointer { src in
+                        for r in 0..<rows { (o + r * total + offset).update(from: src + r * width, count: width) }
+                    }
+                    offset += width
+                }
+            }
+            return out
         }
-        return record(out) { tape, dy in
+        let savedParts = parts.map { saved($0) }
+        return record(joined(parts.map { value($0) }), recompute: rebuildable(parts) ? { joined(savedParts.map { $0() }) } : nil) { tape, dy in
             var offset = 0
             for (part, width) in zip(parts, widths) {
                 tape.accumulate(part, writing: { dx, add in
