@@ -49,10 +49,12 @@ public struct Layers {
         return tape.depthwiseConv2d(x, weight, stride: stride)
     }
 
-    /// BatchNormalization over the last axis, and the activation that follows it as one op.
-    public func batchNorm(_ x: Var, _ name: String, activation: Activation? = nil) -> Var {
+    /// BatchNormalization over the last axis, and the activation that follows it as one op; its
+    /// output is rebuilt where a backward closure reads it unless `rebuilt` is false.
+    public func batchNorm(_ x: Var, _ name: String, activation: Activation? = nil, rebuilt: Bool = true) -> Var {
         store.declareBatchNorm(name, channels: tape.shape(x).last ?? 0)
-        return tape.batchNorm(x, name: name, store: store, activation: activation, momentum: options.batchNormMomentum)
+        return tape.batchNorm(x, name: name, store: store, activation: activation, momentum: options.batchNormMomentum,
+                              rebuilt: rebuilt)
     }
 
     /// A 1×1 convolution applied to a [N,C] vector (SE's reduce/expand on the squeezed tensor).

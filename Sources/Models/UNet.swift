@@ -58,7 +58,8 @@ public enum Classifier {
     public static func forward(_ layers: Layers, _ x: Var, classes: Int = 3,
                                capturing names: Set<String>) -> (logits: Var, dcl: Var, captured: [String: Var]) {
         let tape = layers.tape
-        let features = EfficientNetB0.encode(layers, x, outputs: names.union(["block5c_add"]), stopAfter: truncation)
+        let features = EfficientNetB0.encode(layers, x, outputs: names.union(["block5c_add"]), stopAfter: truncation,
+                                             rebuildingExpanded: false)
         guard let trunk = features["block5c_add"] else { preconditionFailure("encoder returned no block5c_add") }
         let dcl = tape.relu(layers.conv(tape.zeroPad(trunk), dcl, filters: 512, kernel: 3, padding: .valid,
                                         bias: true, initializer: .glorotUniform))

@@ -239,9 +239,10 @@ extension Bench {
     static let predictWorkload = "segment_predict_cxr"
     static var stageWorkloadNames: [String] { epochWorkloads.map(\.name) + [predictWorkload] }
 
-    /// `segment predict` of one U-Net over every image of kermany224 (5856 chest X-rays), timed as
-    /// the user waits for it: decode, resize to 256², forward, resample each probability map to its
-    /// image's size, threshold, PNG-encode and write. Set-up (untimed): the data set prepared, and a
+    /// `segment predict` of one U-Net over every image of kermany224 (its 5216 training images here;
+    /// the collection's 5856 include the withheld test split), timed as the user waits for it:
+    /// decode, resize to 256², forward, resample each probability map to its image's size,
+    /// threshold, PNG-encode and write. Set-up (untimed): the data set prepared, and a
     /// U-Net trained one epoch on the committed lung subset (data/regress/lungs) at the `epoch`
     /// profile — the weights change only the masks' content, not the work.
     func measureSegmentPredict() throws -> String {

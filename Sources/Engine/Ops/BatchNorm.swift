@@ -205,8 +205,10 @@ extension Tape {
     ///   - name: the layer name; parameters `name/gamma`, `name/beta`, `name/moving_mean`,
     ///     `name/moving_variance` are read from (and, in training, the moving ones written to) `store`.
     ///   - momentum: of the running statistics in training (Keras 0.99).
+    ///   - rebuilt: whether later ops' backward closures rebuild the output from `x` (false: they
+    ///     keep it, trading its memory for a pass of normalisation and activation).
     public func batchNorm(_ x: Var, name: String, store: ParameterStore, activation: Activation? = nil,
-                          momentum: Float = kerasBatchNormMomentum) -> Var {
+                          momentum: Float = kerasBatchNormMomentum, rebuilt: Bool = true) -> Var {
         let c = shape(x).last ?? 1
         let gammaVar = parameter(name + "/gamma", in: store), betaVar = parameter(name + "/beta", in: store)
         let xv = value(x), gamma = value(gammaVar).data, beta = value(betaVar).data
@@ -222,7 +224,7 @@ extension Tape {
         let out = batchNormForward(xv, affine, activation: activation, rows: rows, channels: c)
         let training = self.training
         let recompute = { batchNormForward(xv, affine, activation: activation, rows: rows, channels: c) }
-        return record(out, recompute: recompute) { tape, dy in
+        return record(out, recompute: rebuilt ? recompute : nil) { tape, dy in
             // dγ = Σ dy·x̂, dβ = Σ dy, dx from inputGradientCoefficients. With an activation, g is the
             // gradient at its input z, filled block by block into scratch from the recomputed z just
             // before the sums read it.

@@ -22,8 +22,9 @@ extension Tape {
     }
 
     /// x [N,H,W,C] scaled per image and channel by s [N,C] (squeeze-excitation's "excite").
-    /// Images are split across threads. The product is recorded with a recipe (`Tape.saved`).
-    public func scaleChannels(_ x: Var, by s: Var) -> Var {
+    /// Images are split across threads. The product is recorded with a recipe (`Tape.saved`)
+    /// unless `rebuilt` is false (its readers then keep it).
+    public func scaleChannels(_ x: Var, by s: Var, rebuilt: Bool = true) -> Var {
         let d = NHWC(shape(x)), sv = value(s)
         precondition(sv.shape == [d.n, d.c], "channel scales \(sv.shape) do not fit \(d.shape)")
         let area = d.h * d.w, c = d.c
@@ -44,9 +45,16 @@ extension Tape {
                 } }
             }
         }
-        let savedX = saved(x), savedS = saved(s)
-        return record(product(value(x), sv), recompute: { product(savedX(), savedS()) }) { tape, dy in
-            let xv = savedX(), sv = savedS()
+        // The product's one reader is the next convolution, whose backward runs just before this
+        // op's: the x its rebuild made is handed over here instead of being rebuilt a second time.
+        let savedX = saved(x), savedS = saved(s), handover = Handover()
+        let rebuild = {
+            let xv = savedX()
+            handover.value = xv
+            return product(xv, savedS())
+        }
+        return record(product(value(x), sv), recompute: rebuilt ? rebuild : nil) { tape, dy in
+            let xv = handover.take() ?? savedX(), sv = savedS()
             dy.withPointer { g in xv.withPointer { xp in sv.withPointer { sp in
                 tape.accumulate(x) { dx, add in
                     let box = SendableBox((dx, g, sp))
@@ -272,5 +280,15 @@ extension Tape {
         return record(Tensor(shape: xv.shape, data: xv.data.map { $0 + c })) { tape, dy in
             tape.accumulate(x) { dx in for i in 0..<dy.count { dx[i] += dy.data[i] } }
         }
+    }
+}
+
+/// A value one closure leaves for another that runs later, taken once.
+private final class Handover {
+    var value: Tensor?
+
+    func take() -> Tensor? {
+        defer { value = nil }
+        return value
     }
 }
