@@ -225,6 +225,9 @@ public struct ArtifactRun: Sendable {
     public let existing: StageResult?
     /// Held while this run writes the artifact (nil when it is reused).
     let lock: ArtifactLock?
+    /// When the stage located this key, before its work: the manifest's duration counts from here,
+    /// as stages that compute first and write at the end call `begin` only then.
+    let located = Date()
 
     public var folder: String { store.folder(stage: stage, variant: variant, key: key) }
 
@@ -264,13 +267,14 @@ public struct ArtifactWriter {
     public let run: ArtifactRun
     let inputs: [ManifestInput]
     let seed: UInt64
-    let started = Date()
+    let started: Date
     private(set) var outputs: [OutputFile] = []
 
     init(run: ArtifactRun, inputs: [ManifestInput], seed: UInt64) {
         self.run = run
         self.inputs = inputs
         self.seed = seed
+        started = run.located
     }
 
     public var folder: String { run.folder }

@@ -63,6 +63,15 @@ final class StoreLockingTests: ScratchTestCase {
         XCTAssertEqual(try String(contentsOfFile: next.folder + ".lock", encoding: .utf8).contains("pid \(getpid())"), true)
     }
 
+    func testTheManifestsDurationCountsFromLocatingTheKeyNotFromBeginningToWrite() throws {
+        // Stages that compute first and write at the end (segment evaluate, say) call `begin` late;
+        // their work must still show in the report's wall times.
+        let run = try locate(ArtifactStore(root: scratch, environment: environment))
+        Thread.sleep(forTimeInterval: 0.2)  // the stage's work
+        let manifest = try run.begin(inputs: [], seed: 0).finish(summary: .object([:]))
+        XCTAssertGreaterThanOrEqual(manifest.durationSeconds, 0.2)
+    }
+
     func testAHolderThatNoLongerRunsIsCalledAStaleLock() {
         let host = ProcessInfo.processInfo.hostName
         // This process runs; a pid beyond the kernel's limit never does.
