@@ -1,6 +1,7 @@
 // Optimisers with Keras (TensorFlow 2.x) semantics, over a parameter store's trainable tensors.
 // State is kept per parameter name so it can be checkpointed and restored exactly.
 
+import Artifacts
 import Foundation
 
 /// An optimiser's persistent state: named moment tensors and the step counter.
@@ -44,13 +45,16 @@ public struct SGD: Optimizer {
     public mutating func step(_ store: ParameterStore, gradients: [String: Tensor]) {
         let lr = currentLearningRate, mu = momentum, nesterov = self.nesterov
         for name in store.trainableNames {
-            guard let g = gradients[name]?.data else { continue }
+            guard let g = gradients[name] else { continue }
             let key = "momentum/" + name
-            var v = state.slots[key] ?? [Float](repeating: 0, count: g.count)
+            // Taken out of the dictionary, so that writing it does not copy it.
+            var v = state.slots.removeValue(forKey: key) ?? [Float](repeating: 0, count: g.count)
             store.update(name) { w in
-                for i in 0..<w.count {
-                    v[i] = mu * v[i] - lr * g[i]
-                    w[i] += nesterov ? mu * v[i] - lr * g[i] : v[i]
+                forEachElement(&w, &v, g.data) { w, v, g, range in
+                    for i in range {
+                        v[i] = mu * v[i] - lr * g[i]
+                        w[i] += nesterov ? mu * v[i] - lr * g[i] : v[i]
+                    }
                 }
             }
             state.slots[key] = v
@@ -77,19 +81,45 @@ public struct Adam: Optimizer {
         let lrT = Float(Double(learningRate) * (1 - pow(Double(beta2), t)).squareRoot() / (1 - pow(Double(beta1), t)))
         let (b1, b2, eps) = (beta1, beta2, epsilon)
         for name in store.trainableNames {
-            guard let g = gradients[name]?.data else { continue }
-            var m = state.slots["m/" + name] ?? [Float](repeating: 0, count: g.count)
-            var v = state.slots["v/" + name] ?? [Float](repeating: 0, count: g.count)
+            guard let g = gradients[name] else { continue }
+            var m = state.slots.removeValue(forKey: "m/" + name) ?? [Float](repeating: 0, count: g.count)
+            var v = state.slots.removeValue(forKey: "v/" + name) ?? [Float](repeating: 0, count: g.count)
+            precondition(v.count == g.count, "Adam: slot v/\(name) has \(v.count) elements, its gradient \(g.count)")
             store.update(name) { w in
-                for i in 0..<w.count {
-                    m[i] = b1 * m[i] + (1 - b1) * g[i]
-                    v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i]
-                    w[i] -= lrT * m[i] / (v[i].squareRoot() + eps)
+                v.withUnsafeMutableBufferPointer { v in
+                    let v = SendableBox(v.baseAddress!)
+                    forEachElement(&w, &m, g.data) { w, m, g, range in
+                        let v = v.value
+                        for i in range {
+                            m[i] = b1 * m[i] + (1 - b1) * g[i]
+                            v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i]
+                            w[i] -= lrT * m[i] / (v[i].squareRoot() + eps)
+                        }
+                    }
                 }
             }
             state.slots["m/" + name] = m
             state.slots["v/" + name] = v
         }
         state.iterations += 1
+    }
+}
+
+/// Calls `body(w, s, g, range)` on fixed contiguous ranges of the elements of a parameter `w`, its
+/// optimiser slot `s` and its gradient `g`, in parallel: each element's update reads only that
+/// element, so the split changes no bits.
+private func forEachElement(_ w: inout [Float], _ s: inout [Float], _ g: [Float],
+                            _ body: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, UnsafePointer<Float>, Range<Int>) -> Void) {
+    precondition(w.count == s.count && w.count == g.count, "optimiser: parameter, slot and gradient sizes \(w.count), \(s.count), \(g.count) differ")
+    w.withUnsafeMutableBufferPointer { w in
+        s.withUnsafeMutableBufferPointer { s in
+            g.withUnsafeBufferPointer { g in
+                let box = SendableBox((w.baseAddress!, s.baseAddress!, g.baseAddress!))
+                Parallel.forEachRange(w.count) { range in
+                    let (w, s, g) = box.value
+                    body(w, s, g, range)
+                }
+            }
+        }
     }
 }

@@ -36,6 +36,49 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(Double(store.value("w").data[0]), -lrT * 0.05 / ((0.00025 as Double).squareRoot() + 1e-7), accuracy: 1e-7)
     }
 
+    /// A parameter large enough that its update is split across threads: every element follows
+    /// the Keras formulas (in Double, two steps of each optimiser), and two threads give the bits of one.
+    func testOptimizersUpdateEveryElementOfASplitParameter() {
+        let count = 50_000
+        var generator = SplitMix64(seed: 40)
+        let start = (0..<count).map { _ in Float(generator.uniform(-1, 1)) }
+        let gradients = (0..<2).map { _ in (0..<count).map { _ in Float(generator.uniform(-1, 1)) } }
+        func train(_ optimizer: inout some Optimizer, threads: Int) -> [Float] {
+            withEngineThreads(threads) {
+                let store = ParameterStore(seed: 0)
+                store.declare("w", shape: [count], initializer: .zeros)
+                store.set("w", Tensor(shape: [count], data: start))
+                for g in gradients { optimizer.step(store, gradients: ["w": Tensor(shape: [count], data: g)]) }
+                return store.value("w").data
+            }
+        }
+        var adam1 = Adam(learningRate: 0.01), adam2 = Adam(learningRate: 0.01)
+        var sgd1 = SGD(learningRate: 0.1, momentum: 0.9, nesterov: true, decay: 0.5), sgd2 = sgd1
+        let adam = train(&adam1, threads: 1), sgd = train(&sgd1, threads: 1)
+        XCTAssertTrue(adam.elementsEqual(train(&adam2, threads: 2)) { $0.bitPattern == $1.bitPattern }, "Adam on two threads")
+        XCTAssertTrue(sgd.elementsEqual(train(&sgd2, threads: 2)) { $0.bitPattern == $1.bitPattern }, "SGD on two threads")
+        var worst = (adam: 0.0, sgd: 0.0)
+        for i in 0..<count {
+            var (w, m, v) = (Double(start[i]), 0.0, 0.0)
+            for (t, g) in gradients.map({ Double($0[i]) }).enumerated() {
+                m = 0.9 * m + 0.1 * g
+                v = 0.999 * v + 0.001 * g * g
+                let lrT = 0.01 * (1 - pow(0.999, Double(t + 1))).squareRoot() / (1 - pow(0.9, Double(t + 1)))
+                w -= lrT * m / (v.squareRoot() + 1e-7)
+            }
+            worst.adam = max(worst.adam, abs(w - Double(adam[i])))
+            var (s, velocity) = (Double(start[i]), 0.0)
+            for (t, g) in gradients.map({ Double($0[i]) }).enumerated() {
+                let lr = 0.1 / (1 + 0.5 * Double(t))
+                velocity = 0.9 * velocity - lr * g
+                s += 0.9 * velocity - lr * g
+            }
+            worst.sgd = max(worst.sgd, abs(s - Double(sgd[i])))
+        }
+        XCTAssertLessThan(worst.adam, 1e-5)
+        XCTAssertLessThan(worst.sgd, 1e-5)
+    }
+
     func testCallbacksFollowKeras() {
         var plateau = ReduceLROnPlateau(factor: 0.5, patience: 2, minDelta: 0.01)
         var lr: Float = 1
