@@ -2,6 +2,7 @@
 
 import XCTest
 import SeededRandom
+import TestSupport
 @testable import Engine
 
 final class OpGradientTests: XCTestCase {
@@ -27,8 +28,14 @@ final class OpGradientTests: XCTestCase {
     /// more channels than the finite-difference check affords; the wide cases span several bands
     /// of output pixels (ConvShape.bands), so the band seams are checked too, and the 97×98 case
     /// several Winograd bands of each pass (≥ 256 tiles forward, ≥ 2048 for the kernel gradient;
-    /// its 2401 tiles per image split even when each image is its own thread's part).
+    /// its 2401 tiles per image split even when each image is its own thread's part). On one thread
+    /// and on two (each image its own part: two partial kernel gradients summed).
     func testConvolutionMatchesADirectSumInDouble() {
+        withEngineThreads(1) { checkConvolutionAgainstADirectSum(threads: 1) }
+        withEngineThreads(2) { checkConvolutionAgainstADirectSum(threads: 2) }
+    }
+
+    func checkConvolutionAgainstADirectSum(threads: Int) {
         let cases: [(k: Int, stride: Int, padding: Padding, h: Int, w: Int, cin: Int, cout: Int, bands: Int)] = [
             (3, 1, .same, 7, 5, 13, 6, 1), (3, 1, .valid, 6, 9, 13, 6, 1), (3, 1, .same, 1, 4, 13, 6, 1),
             (3, 2, .same, 8, 7, 5, 3, 1), (3, 1, .same, 9, 11, 470, 3, 2), (5, 2, .same, 17, 17, 200, 2, 2),
@@ -75,7 +82,7 @@ final class OpGradientTests: XCTestCase {
                         }
                     }
                 }
-                let label = "\(c) winograd=\(winograd)"
+                let label = "\(c) winograd=\(winograd) threads=\(threads)"
                 let tolerance = 1e-5 * Double(c.cin).squareRoot()
                 for (a, b) in zip(tape.value(y).data, direct) { XCTAssertEqual(Double(a), b, accuracy: tolerance * max(1, abs(b)), "forward \(label)") }
                 let dx = tape.gradient(xv), dk = tape.gradient(kv)
@@ -118,6 +125,32 @@ final class OpGradientTests: XCTestCase {
         assertGradients(gradientCheck(inputs: [awayFromZero]) { t, v in t.add(t.relu(v[0]), t.relu(v[0])) }, "relu read twice")
     }
 
+    /// Ops that split their elements, rows or channel pairs across threads compute each element
+    /// exactly as one thread does: the same bits on two threads as on one, for shapes large enough
+    /// to split (a part skipped, done twice or offset would differ).
+    func testOpsSplitAcrossTwoThreadsGiveTheBitsOfOne() {
+        let x = randomTensor([3, 24, 26, 40], seed: 30), skip = randomTensor([3, 48, 52, 24], seed: 31)
+        let k = randomTensor([3, 3, 64, 72], seed: 32), image = randomTensor([1, 12, 10, 64], seed: 33)
+        func run() -> [Tensor] {
+            let tape = Tape(recording: true, training: true)
+            let xv = tape.constant(x), sv = tape.constant(skip), kv = tape.constant(k), iv = tape.constant(image)
+            let joined = tape.concat([tape.upsample2x(xv), sv])
+            let convolved = tape.conv2d(iv, kv)
+            let seedJoined = randomTensor(tape.shape(joined), seed: 34), seedConv = randomTensor(tape.shape(convolved), seed: 35)
+            let loss = tape.add(tape.sum(tape.multiply(joined, tape.constant(seedJoined))),
+                                tape.sum(tape.multiply(convolved, tape.constant(seedConv))))
+            let values = [tape.value(joined), tape.value(convolved)]
+            tape.backward(from: loss)
+            return values + [xv, sv, kv, iv].map { tape.gradient($0)! }
+        }
+        let one = withWinograd(true) { withEngineThreads(1) { run() } }
+        let two = withWinograd(true) { withEngineThreads(2) { run() } }
+        for (name, (a, b)) in zip(["concat(upsample, skip)", "3×3 conv", "d upsampled", "d skip", "d kernel", "d image"], zip(one, two)) {
+            XCTAssertEqual(a.shape, b.shape, name)
+            XCTAssertTrue(a.data.elementsEqual(b.data) { $0.bitPattern == $1.bitPattern }, "\(name) differs on two threads")
+        }
+    }
+
     func testSamePaddingMatchesTensorFlowGeometry() {
         // Stride 2 on even input: k=3 pads 0 before (1 after); k=5 pads 1 before (2 after).
         XCTAssertEqual(convGeometry(input: 8, kernel: 3, stride: 2, padding: .same).padBefore, 0)
@@ -143,34 +176,49 @@ final class OpGradientTests: XCTestCase {
         }
     }
 
-    /// The depthwise forward (eight channels at a time, then the rest) against a direct sum in
-    /// Double, with channel counts on and off the vector width and taps cut by every border.
+    /// The depthwise forward and kernel gradient (32 channels at a time, then eight, then the
+    /// rest) and input gradient against direct sums in Double, with channel counts on and off the
+    /// vector widths and taps cut by every border (the 1×1 inputs: taps outside on both sides).
     func testDepthwiseMatchesADirectSumInDouble() {
-        for (k, stride, h, w, c) in [(3, 1, 5, 7, 8), (3, 2, 8, 7, 12), (5, 2, 9, 6, 19), (5, 1, 4, 4, 16), (3, 2, 1, 1, 3)] {
+        let cases = [(3, 1, 5, 7, 8), (3, 2, 8, 7, 12), (5, 2, 9, 6, 19), (5, 1, 4, 4, 16), (3, 2, 1, 1, 3),
+                     (3, 1, 6, 5, 45), (5, 2, 7, 9, 72), (5, 2, 1, 1, 40), (5, 1, 2, 3, 33)]
+        for (k, stride, h, w, c) in cases {
             let x = randomTensor([2, h, w, c], seed: 25), kernel = randomTensor([k, k, c], seed: 26)
-            let tape = Tape(recording: false, training: false)
-            let y = tape.value(tape.depthwiseConv2d(tape.constant(x), tape.constant(kernel), stride: stride))
             let (oh, padTop) = convGeometry(input: h, kernel: k, stride: stride, padding: .same)
             let (ow, padLeft) = convGeometry(input: w, kernel: k, stride: stride, padding: .same)
+            let dy = randomTensor([2, oh, ow, c], seed: 27)
+            let tape = Tape(recording: true, training: true)
+            let xv = tape.constant(x), kv = tape.constant(kernel)
+            let yv = tape.depthwiseConv2d(xv, kv, stride: stride)
+            let y = tape.value(yv)
+            tape.backward(from: yv, seed: dy)
+            let dx = tape.gradient(xv)!, dk = tape.gradient(kv)!
             XCTAssertEqual(y.shape, [2, oh, ow, c])
+            var input = [Double](repeating: 0, count: x.count), weights = [Double](repeating: 0, count: kernel.count)
+            let label = "\(k)×\(k) stride \(stride) \(h)×\(w)×\(c)"
             for n in 0..<2 {
                 for oy in 0..<oh {
                     for ox in 0..<ow {
                         for ch in 0..<c {
                             var sum = 0.0
+                            let o = ((n * oh + oy) * ow + ox) * c + ch
                             for ky in 0..<k {
                                 for kx in 0..<k {
                                     let iy = oy * stride + ky - padTop, ix = ox * stride + kx - padLeft
                                     guard iy >= 0 && iy < h && ix >= 0 && ix < w else { continue }
-                                    sum += Double(x.data[((n * h + iy) * w + ix) * c + ch]) * Double(kernel.data[(ky * k + kx) * c + ch])
+                                    let i = ((n * h + iy) * w + ix) * c + ch, t = (ky * k + kx) * c + ch
+                                    sum += Double(x.data[i]) * Double(kernel.data[t])
+                                    input[i] += Double(dy.data[o]) * Double(kernel.data[t])
+                                    weights[t] += Double(dy.data[o]) * Double(x.data[i])
                                 }
                             }
-                            let got = Double(y.data[((n * oh + oy) * ow + ox) * c + ch])
-                            XCTAssertEqual(got, sum, accuracy: 1e-5, "\(k)×\(k) stride \(stride) \(h)×\(w)×\(c) at \(n),\(oy),\(ox),\(ch)")
+                            XCTAssertEqual(Double(y.data[o]), sum, accuracy: 1e-5, "\(label) at \(n),\(oy),\(ox),\(ch)")
                         }
                     }
                 }
             }
+            for (i, (got, want)) in zip(dx.data, input).enumerated() { XCTAssertEqual(Double(got), want, accuracy: 1e-5, "dx \(label) [\(i)]") }
+            for (i, (got, want)) in zip(dk.data, weights).enumerated() { XCTAssertEqual(Double(got), want, accuracy: 1e-4, "dkernel \(label) [\(i)]") }
         }
     }
 

@@ -55,28 +55,55 @@ extension Tape {
     }
 
     /// Keras UpSampling2D(2), nearest: each pixel becomes a 2×2 block. Recorded with a recipe
-    /// (`Tape.saved`) when `x` has one.
+    /// (`Tape.saved`) when `x` has one. Rows are split across threads.
     public func upsample2x(_ x: Var) -> Var {
-        let s = NHWC(shape(x))
+        let s = NHWC(shape(x)), c = s.c
         let oh = 2 * s.h, ow = 2 * s.w
-        func each(_ body: (Int, Int) -> Void) {
-            for n in 0..<s.n { for y in 0..<oh { for x in 0..<ow {
-                body(((n * s.h + y / 2) * s.w + x / 2) * s.c, ((n * oh + y) * ow + x) * s.c)
-            } } }
-        }
         func upsampled(_ xv: Tensor) -> Tensor {
-            var out = Tensor(zeros: [s.n, oh, ow, s.c])
-            each { i, o in for ch in 0..<s.c { out.data[o + ch] = xv.data[i + ch] } }
-            return out
+            Tensor(shape: [s.n, oh, ow, c]) { out in
+                xv.withPointer { src in
+                    let box = SendableBox((out, src))
+                    Parallel.forEachRange(s.n * oh, grain: 8) { rows in
+                        let (out, src) = box.value
+                        for row in rows {  // output row (n, y) repeats input row (n, y / 2)
+                            let from = src + (row / oh * s.h + row % oh / 2) * s.w * c, to = out + row * ow * c
+                            for x in 0..<s.w {
+                                let p = from + x * c, q = to + 2 * x * c
+                                for ch in 0..<c { q[ch] = p[ch]; q[c + ch] = p[ch] }
+                            }
+                        }
+                    }
+                }
+            }
         }
         let savedX = saved(x)
         return record(upsampled(value(x)), recompute: rebuildable([x]) ? { upsampled(savedX()) } : nil) { tape, dy in
-            tape.accumulate(x) { dx in each { i, o in for ch in 0..<s.c { dx[i + ch] += dy.data[o + ch] } } }
+            // dx[y][x] += dy[2y][2x], dy[2y][2x+1], dy[2y+1][2x], dy[2y+1][2x+1], in that order.
+            tape.accumulate(x, writing: { dx, add in
+                dy.withPointer { g in
+                    let box = SendableBox((dx, g))
+                    Parallel.forEachRange(s.n * s.h, grain: 4) { rows in
+                        let (dx, g) = box.value
+                        for row in rows {
+                            let top = g + (row / s.h * oh + 2 * (row % s.h)) * ow * c, bottom = top + ow * c
+                            let to = dx + row * s.w * c
+                            for x in 0..<s.w {
+                                let a = top + 2 * x * c, b = bottom + 2 * x * c, d = to + x * c
+                                if add {
+                                    for ch in 0..<c { d[ch] = d[ch] + a[ch] + a[c + ch] + b[ch] + b[c + ch] }
+                                } else {
+                                    for ch in 0..<c { d[ch] = a[ch] + a[c + ch] + b[ch] + b[c + ch] }
+                                }
+                            }
+                        }
+                    }
+                }
+            })
         }
     }
 
     /// Concatenation along the last axis. Recorded with a recipe (`Tape.saved`) when every part
-    /// has one.
+    /// has one. Rows are split across threads.
     ///
     /// - Precondition: all leading dimensions agree.
     public func concat(_ parts: [Var]) -> Var {
@@ -84,33 +111,36 @@ extension Tape {
         let lead = Array(shapes[0].dropLast())
         precondition(shapes.allSatisfy { Array($0.dropLast()) == lead }, "concat shapes \(shapes) differ before the last axis")
         let widths = shapes.map { $0.last! }, total = widths.reduce(0, +)
+        let offsets = widths.indices.map { widths[..<$0].reduce(0, +) }
         let rows = lead.reduce(1, *)
         func joined(_ values: [Tensor]) -> Tensor {
-            var out = Tensor(zeros: lead + [total])
-            var offset = 0
-            out.withMutablePointer { o in
-                for (v, width) in zip(values, widths) {
+            Tensor(shape: lead + [total]) { o in
+                for ((v, width), offset) in zip(zip(values, widths), offsets) {
                     v.withPointer { src in
-                        for r in 0..<rows { (o + r * total + offset).update(from: src + r * width, count: width) }
+                        let box = SendableBox((o, src))
+                        Parallel.forEachRange(rows, grain: max(1, (1 << 14) / width)) { range in
+                            let (o, src) = box.value
+                            for r in range { (o + r * total + offset).update(from: src + r * width, count: width) }
+                        }
                     }
-                    offset += width
                 }
             }
-            return out
         }
         let savedParts = parts.map { saved($0) }
         return record(joined(parts.map { value($0) }), recompute: rebuildable(parts) ? { joined(savedParts.map { $0() }) } : nil) { tape, dy in
-            var offset = 0
-            for (part, width) in zip(parts, widths) {
+            for ((part, width), offset) in zip(zip(parts, widths), offsets) {
                 tape.accumulate(part, writing: { dx, add in
                     dy.withPointer { g in
-                        for r in 0..<rows {
-                            let src = g + r * total + offset, dst = dx + r * width
-                            if add { for ch in 0..<width { dst[ch] += src[ch] } } else { for ch in 0..<width { dst[ch] = src[ch] } }
+                        let box = SendableBox((dx, g))
+                        Parallel.forEachRange(rows, grain: max(1, (1 << 14) / width)) { range in
+                            let (dx, g) = box.value
+                            for r in range {
+                                let src = g + r * total + offset, dst = dx + r * width
+                                if add { for ch in 0..<width { dst[ch] += src[ch] } } else { dst.update(from: src, count: width) }
+                            }
                         }
                     }
                 })
-                offset += width
             }
         }
     }

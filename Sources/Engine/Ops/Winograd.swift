@@ -25,33 +25,30 @@ func winogradFilters(_ kernel: UnsafePointer<Float>, cin: Int, cout: Int, rotate
     // In the rotated pass the roles swap: rows of U are the original output channels.
     let rows = rotated ? cout : cin, columns = rotated ? cin : cout
     var u = [Float](repeating: 0, count: 16 * rows * columns + BLAS.readSlack)
-    let g = UnsafeMutablePointer<Float>.allocate(capacity: 9), gg = UnsafeMutablePointer<Float>.allocate(capacity: 12)
-    defer { g.deallocate(); gg.deallocate() }
     u.withUnsafeMutableBufferPointer { u in
-        let stride = rows * columns
-        for r in 0..<rows {
-            for c in 0..<columns {
-                for ky in 0..<3 {
-                    for kx in 0..<3 {
-                        g[ky * 3 + kx] = rotated ? kernel[(((2 - ky) * 3 + (2 - kx)) * cin + c) * cout + r]
-                            : kernel[((ky * 3 + kx) * cin + r) * cout + c]
+        let stride = rows * columns, box = SendableBox(u.baseAddress!)
+        // Tap (ky, kx) of pair (r, c): kernel[tap·step + r·rowStep + c·columnStep].
+        let (step, rowStep, columnStep) = rotated ? (-cin * cout, 1, cout) : (cin * cout, cout, 1)
+        let origin = rotated ? 8 * cin * cout : 0
+        Parallel.forEachRange(rows, grain: max(1, 2048 / columns)) { range in
+            let u = box.value
+            for r in range {
+                for c in 0..<columns {
+                    let g = kernel + origin + r * rowStep + c * columnStep
+                    // G·g: 4×3, by columns kx; then each row a of it ·Gᵀ: 4 values.
+                    @inline(__always) func column(_ kx: Int) -> (Float, Float, Float, Float) {
+                        let g0 = g[kx * step], g1 = g[(3 + kx) * step], g2 = g[(6 + kx) * step]
+                        return (g0, 0.5 * (g0 + g1 + g2), 0.5 * (g0 - g1 + g2), g2)
                     }
-                }
-                // G·g: 4×3, then (G·g)·Gᵀ: 4×4.
-                for kx in 0..<3 {
-                    let g0 = g[kx], g1 = g[3 + kx], g2 = g[6 + kx]
-                    gg[kx] = g0
-                    gg[3 + kx] = 0.5 * (g0 + g1 + g2)
-                    gg[6 + kx] = 0.5 * (g0 - g1 + g2)
-                    gg[9 + kx] = g2
-                }
-                for a in 0..<4 {
-                    let g0 = gg[a * 3], g1 = gg[a * 3 + 1], g2 = gg[a * 3 + 2]
-                    let base = a * 4 * stride + r * columns + c
-                    u[base] = g0
-                    u[base + stride] = 0.5 * (g0 + g1 + g2)
-                    u[base + 2 * stride] = 0.5 * (g0 - g1 + g2)
-                    u[base + 3 * stride] = g2
+                    let k0 = column(0), k1 = column(1), k2 = column(2)
+                    @inline(__always) func row(_ a: Int, _ g0: Float, _ g1: Float, _ g2: Float) {
+                        let base = u + a * 4 * stride + r * columns + c
+                        base[0] = g0
+                        base[stride] = 0.5 * (g0 + g1 + g2)
+                        base[2 * stride] = 0.5 * (g0 - g1 + g2)
+                        base[3 * stride] = g2
+                    }
+                    row(0, k0.0, k1.0, k2.0); row(1, k0.1, k1.1, k2.1); row(2, k0.2, k1.2, k2.2); row(3, k0.3, k1.3, k2.3)
                 }
             }
         }
@@ -107,9 +104,18 @@ private struct WinogradTiles {
         withScratch(cin) { zero in
             zero.initialize(repeating: 0, count: cin)
             withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: 16) { d in
+                // The tile columns whose 4×4 pixels lie inside the image: 2·tx − padLeft ≥ 0 and ≤ w − 4.
+                let first = min(tw, (padLeft + 1) / 2), end = w + padLeft >= 4 ? min(tw, (w + padLeft - 4) / 2 + 1) : 0
+                let inner = first..<max(first, end)
                 forEachRow(band) { n, ty, slot in
-                    let image = x + n * h * w * cin
+                    let image = x + n * h * w * cin, top = 2 * ty - padTop
+                    let rowInside = top >= 0 && top + 4 <= h
                     for tx in 0..<tw {
+                        if rowInside && inner.contains(tx) {
+                            transformInputTile(at: image + (top * w + 2 * tx - padLeft) * cin, rowStride: w * cin,
+                                               into: v + (slot + tx) * 16 * cin, plane: cin, channels: cin)
+                            continue
+                        }
                         for r in 0..<4 {
                             let iy = 2 * ty + r - padTop
                             for q in 0..<4 {
@@ -179,12 +185,18 @@ func winogradKernelGradient(_ x: UnsafePointer<Float>, _ input: NHWC, padTop: In
                                       cout: cout, images: images)
             winogradKernelGradient(x, tiles, dy: dy, into: p + part * size)
         }
-        let du = p.baseAddress!
-        for part in 1..<parts {
-            let from = du + part * size
-            for i in 0..<size { du[i] += from[i] }
+        // Both element by element, so splitting them across threads changes no bits.
+        let sums = SendableBox((p.baseAddress!, dw))
+        Parallel.forEachRange(cin * cout, grain: 1024) { pairs in
+            let (du, dw) = sums.value
+            for part in 1..<parts {
+                for xi in 0..<16 {
+                    let to = du + xi * cin * cout, from = to + part * size
+                    for j in pairs { to[j] += from[j] }
+                }
+            }
+            addKernelGradient(du, cin: cin, cout: cout, pairs: pairs, into: dw)
         }
-        addKernelGradient(du, cin: cin, cout: cout, into: dw)
     }
 }
 
@@ -210,10 +222,10 @@ private func winogradKernelGradient(_ x: UnsafePointer<Float>, _ t: WinogradTile
     }
 }
 
-/// dw[ky][kx][i][o] += (Gᵀ·dU[·][i][o]·G)[ky][kx], with Gᵀ = [1 ½ ½ 0; 0 ½ −½ 0; 0 ½ ½ 1].
-private func addKernelGradient(_ du: UnsafePointer<Float>, cin: Int, cout: Int, into dw: UnsafeMutablePointer<Float>) {
+/// dw[ky][kx][i][o] += (Gᵀ·dU[·][i][o]·G)[ky][kx] for the channel pairs j = i·Cout + o in `pairs`, with Gᵀ = [1 ½ ½ 0; 0 ½ −½ 0; 0 ½ ½ 1].
+private func addKernelGradient(_ du: UnsafePointer<Float>, cin: Int, cout: Int, pairs: Range<Int>, into dw: UnsafeMutablePointer<Float>) {
     let stride = cin * cout
-    for j in 0..<stride {
+    for j in pairs {
         var t = (SIMD4<Float>(), SIMD4<Float>(), SIMD4<Float>())  // Gᵀ·dU: 3×4, by rows
         for b in 0..<4 {
             let u0 = du[b * stride + j], u1 = du[(4 + b) * stride + j], u2 = du[(8 + b) * stride + j], u3 = du[(12 + b) * stride + j]

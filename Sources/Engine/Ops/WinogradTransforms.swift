@@ -25,21 +25,49 @@ extension SIMD8: Lanes where Scalar == Float {
     @inline(__always) func store(to p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: self, as: SIMD8<Float>.self) }
 }
 
+/// Where the 16 input pixels of a tile are: pixel (r, q) = k = 4r + q at `pointer(k)`.
+private protocol TilePixels {
+    func pointer(_ k: Int) -> UnsafePointer<Float>
+}
+
+/// Any tile: a table of 16 pointers (a zero row for pixels outside the image).
+private struct PixelTable: TilePixels {
+    let d: UnsafeMutablePointer<UnsafePointer<Float>>
+    @inline(__always) func pointer(_ k: Int) -> UnsafePointer<Float> { d[k] }
+}
+
+/// A tile inside the image: pixel (r, q) at origin + r·rowStride + q·pixelStride (after inlining,
+/// four row pointers and constant offsets, where a table of 16 pointers does not fit in registers).
+private struct PixelGrid: TilePixels {
+    let origin: UnsafePointer<Float>
+    let rowStride, pixelStride: Int
+    @inline(__always) func pointer(_ k: Int) -> UnsafePointer<Float> { origin + (k >> 2) * rowStride + (k & 3) * pixelStride }
+}
+
 /// V = Bᵀ·d·B for one tile, every channel: d[r·4 + q] points at the channels of input pixel
 /// (r, q); the 16 results go to out[ξ·plane + c].
 func transformInputTile(_ d: UnsafeMutablePointer<UnsafePointer<Float>>, into out: UnsafeMutablePointer<Float>,
                                 plane: Int, channels: Int) {
-    let simd = channels / 8 * 8
-    transformInput(SIMD8<Float>.self, d, out, plane, 0, simd)
-    transformInput(Float.self, d, out, plane, simd, channels)
+    let simd = channels / 8 * 8, pixels = PixelTable(d: d)
+    transformInput(SIMD8<Float>.self, pixels, out, plane, 0, simd)
+    transformInput(Float.self, pixels, out, plane, simd, channels)
+}
+
+/// `transformInputTile` of a tile inside the image whose pixel (0, 0) is at `origin`, rows
+/// `rowStride` apart and pixels `channels` apart.
+func transformInputTile(at origin: UnsafePointer<Float>, rowStride: Int, into out: UnsafeMutablePointer<Float>,
+                        plane: Int, channels: Int) {
+    let simd = channels / 8 * 8, pixels = PixelGrid(origin: origin, rowStride: rowStride, pixelStride: channels)
+    transformInput(SIMD8<Float>.self, pixels, out, plane, 0, simd)
+    transformInput(Float.self, pixels, out, plane, simd, channels)
 }
 
 @inline(__always)
-private func transformInput<V: Lanes>(_: V.Type, _ d: UnsafeMutablePointer<UnsafePointer<Float>>, _ out: UnsafeMutablePointer<Float>,
-                                      _ plane: Int, _ from: Int, _ to: Int) {
+private func transformInput<V: Lanes, P: TilePixels>(_: V.Type, _ d: P, _ out: UnsafeMutablePointer<Float>,
+                                                     _ plane: Int, _ from: Int, _ to: Int) {
     var c = from
     while c < to {
-        @inline(__always) func at(_ k: Int) -> V { V(loading: d[k] + c) }
+        @inline(__always) func at(_ k: Int) -> V { V(loading: d.pointer(k) + c) }
         @inline(__always) func put(_ k: Int, _ v: V) { v.store(to: out + k * plane + c) }
         // Bᵀ·d: rows.
         let d00 = at(0), d01 = at(1), d02 = at(2), d03 = at(3), d10 = at(4), d11 = at(5), d12 = at(6), d13 = at(7)
