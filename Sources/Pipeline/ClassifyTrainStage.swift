@@ -102,6 +102,10 @@ private func trainClassifier(_ context: StageContext, run: ArtifactRun, settings
     let lossSettings = config.codeCompat ? ClassificationLossSettings.codeCompat : ClassificationLossSettings()
     let stepsPerEpoch = max(1, train.count / config.batchSize)  // Keras: n // batch
 
+    // This process's validation passes, epoch firstValidated + 1 onwards: the best epoch's are the
+    // best weights' predictions of the validation split (the same weights, the same arithmetic).
+    let firstValidated = loop.epochsCompleted
+    var validations: [Predictions] = []
     try loop.run(writer: &writer, sink: sink, continueAfter: continueAfter, epoch: { _, generators in
         var order = Array(0..<train.count)
         seededShuffle(&order, &generators["shuffle", default: SplitMix64(seed: settings.seed, stream: 1)])
@@ -116,14 +120,17 @@ private func trainClassifier(_ context: StageContext, run: ArtifactRun, settings
         // Unweighted loss, the mean of batch losses weighted by batch size.
         let (valLoss, predictions, _) = evaluateClassifier(parameters, images: val, loss: settings.loss, settings: lossSettings,
                                                         batchSize: config.batchSize)
+        validations.append(predictions)
         return Validation(loss: valLoss, accuracy: Double(zip(predictions.predicted, val.labels).filter { $0 == $1 }.count) / Double(val.count))
     })
 
-    // The best weights predict the validation and test splits.
+    // The best weights predict the validation and test splits (the validation split's predictions
+    // are its pass in the best epoch unless that ran before a resume).
     let best = try loop.finish(writer: &writer)
     do {
-        let valPredictions = evaluateClassifier(parameters, images: val, loss: settings.loss, settings: lossSettings,
-                                                batchSize: config.batchSize).predictions
+        let bestPass = (best?.epoch ?? 0) - firstValidated - 1
+        let valPredictions = validations.indices.contains(bestPass) ? validations[bestPass]
+            : evaluateClassifier(parameters, images: val, loss: settings.loss, settings: lossSettings, batchSize: config.batchSize).predictions
         try writer.write(Array(predictionCSV(valPredictions).utf8), to: "predictions-val.csv")
         if !testRows.isEmpty {
             let test = try ClassificationImages.load(dataset, rows: testRows, size: config.size, interpolation: interpolation,

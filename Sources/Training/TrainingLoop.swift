@@ -127,6 +127,9 @@ public struct TrainingLoop<O: Optimizer> {
     var optimizer: O
     private(set) var state: TrainingState
     private(set) var log: [EpochRecord] = []
+    /// Epochs completed so far (those of a resumed run included): the next validation pass is
+    /// epoch `epochsCompleted + 1`'s.
+    public var epochsCompleted: Int { state.epoch }
     /// Wall time of each epoch in `log`, and the parts of it spent in training steps (batch assembly
     /// included) and in the validation pass (timing.json while training, the manifest's summary
     /// after: kept out of log.jsonl so that file is byte-identical between runs).
