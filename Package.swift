@@ -68,7 +68,8 @@ let package = Package(
 
         // Libraries, bottom to top (docs/ARCHITECTURE.md): each imports only those above it.
         .target(name: "SeededRandom", swiftSettings: swiftSettings),
-        .target(name: "Artifacts", swiftSettings: swiftSettings),
+        .target(name: "CSHA"),
+        .target(name: "Artifacts", dependencies: ["CSHA"], swiftSettings: swiftSettings),
         .target(name: "Imaging", dependencies: ["CCodecs", "Artifacts"], swiftSettings: swiftSettings),
         .target(name: "Engine", dependencies: ["CBLAS", "CBLASRuntime", "SeededRandom", "Artifacts"], swiftSettings: swiftSettings),
         .target(name: "Losses", dependencies: ["Engine"], swiftSettings: swiftSettings),

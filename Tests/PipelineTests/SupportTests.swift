@@ -6,7 +6,29 @@ import XCTest
 @testable import Datasets
 
 final class SupportTests: XCTestCase {
+    /// Through the SHA extensions (where this CPU has them) and the portable code, and the two agree
+    /// on every length around the block and padding boundaries, fed whole or in pieces.
     func testSHA256MatchesTheFIPSVectors() {
+        let hardware = SHA256.hardware
+        defer { SHA256.hardware = hardware }
+        var digests: [[String]] = []
+        for useHardware in hardware ? [true, false] : [false] {
+            SHA256.hardware = useHardware
+            checkFIPSVectors()
+            var g = SplitMix64(seed: 9)
+            let bytes = (0..<300).map { _ in UInt8(truncatingIfNeeded: g.next()) }
+            digests.append((0...bytes.count).map { n in
+                var pieces = SHA256()
+                pieces.update(bytes[0..<n / 3])
+                pieces.update(bytes[(n / 3)..<n])
+                XCTAssertEqual(pieces.hexDigest(), SHA256.hex(bytes[0..<n]), "\(n) bytes in two pieces")
+                return SHA256.hex(bytes[0..<n])
+            })
+        }
+        if digests.count == 2 { XCTAssertEqual(digests[0], digests[1], "SHA extensions against the portable code") }
+    }
+
+    func checkFIPSVectors() {
         XCTAssertEqual(SHA256.hex([UInt8]()), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
         XCTAssertEqual(SHA256.hex(Array("abc".utf8)), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
         XCTAssertEqual(SHA256.hex(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)),
