@@ -49,7 +49,11 @@ public enum Safetensors {
         out.append(contentsOf: json)
         for name in names {
             tensors[name]?.data.withUnsafeBufferPointer { buffer in
+                #if _endian(little)
+                out.append(contentsOf: UnsafeRawBufferPointer(buffer))  // already little-endian F32: one copy
+                #else
                 for value in buffer { withUnsafeBytes(of: value.bitPattern.littleEndian) { out.append(contentsOf: $0) } }
+                #endif
             }
         }
         return out
