@@ -83,7 +83,9 @@ public struct SHA256: Sendable {
     /// the state in locals and the message schedule on the stack.
     private mutating func compress(_ p: UnsafePointer<UInt8>, blocks: Int) {
         if Self.hardware {
-            state.withUnsafeMutableBufferPointer { cxr_sha256_compress_hardware($0.baseAddress!, p, blocks) }
+            state.withUnsafeMutableBufferPointer { state in
+                Self.k.withUnsafeBufferPointer { cxr_sha256_compress_hardware(state.baseAddress!, p, blocks, $0.baseAddress!) }
+            }
             return
         }
         var (h0, h1, h2, h3, h4, h5, h6, h7) = (state[0], state[1], state[2], state[3], state[4], state[5], state[6], state[7])
