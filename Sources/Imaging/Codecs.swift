@@ -78,24 +78,26 @@ extension GrayImage {
         let width = Int(raster.width), height = Int(raster.height)
         let channels = Int(raster.channels), depth = Int(raster.bit_depth)
         let count = width * height
-        var gray = [Float](repeating: 0, count: count)
-        func convert<T: BinaryInteger>(_ samples: UnsafePointer<T>) {
-            for i in 0..<count {
-                let base = i * channels
-                if channels <= 2 {
-                    gray[i] = Float(samples[base])
-                } else {
-                    let r = samples[base], g = samples[base + 1], b = samples[base + 2]
-                    gray[i] = (r == g && g == b)
-                        ? Float(r) : 0.299 * Float(r) + 0.587 * Float(g) + 0.114 * Float(b)
+        // One loop per channel count, over raw pointers, so the common gray case vectorises.
+        func convert<T: BinaryInteger>(_ samples: UnsafePointer<T>) -> [Float] {
+            [Float](unsafeUninitializedCapacity: count) { gray, initialized in
+                let gray = gray.baseAddress!
+                switch channels {
+                case 1: for i in 0..<count { gray[i] = Float(samples[i]) }
+                case 2: for i in 0..<count { gray[i] = Float(samples[2 * i]) }
+                default:
+                    for i in 0..<count {
+                        let base = i * channels
+                        let r = samples[base], g = samples[base + 1], b = samples[base + 2]
+                        gray[i] = (r == g && g == b)
+                            ? Float(r) : 0.299 * Float(r) + 0.587 * Float(g) + 0.114 * Float(b)
+                    }
                 }
+                initialized = count
             }
         }
-        if depth == 16 {
-            convert(raster.pixels.assumingMemoryBound(to: UInt16.self))
-        } else {
-            convert(raster.pixels.assumingMemoryBound(to: UInt8.self))
-        }
+        let gray = depth == 16 ? convert(raster.pixels.assumingMemoryBound(to: UInt16.self))
+            : convert(raster.pixels.assumingMemoryBound(to: UInt8.self))
         let image = GrayImage(width: width, height: height, bitDepth: depth == 16 ? 16 : 8, pixels: gray)
         return (image, DecodedInfo(format: format, channels: channels, bitDepth: depth))
     }

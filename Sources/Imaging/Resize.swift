@@ -55,40 +55,43 @@ extension GrayImage {
             horizontal = ResampleTable(method, source: width, target: newWidth)
             vertical = ResampleTable(method, source: height, target: newHeight)
         }
-        // Horizontal pass: height × newWidth.
+        // Horizontal pass: height × newWidth, over the source rows the vertical taps read.
+        var needed = [Bool](repeating: false, count: height)
+        for index in vertical.indices { needed[index] = true }
         var rows = [Float](repeating: 0, count: height * newWidth)
-        pixels.withUnsafeBufferPointer { src in
-            rows.withUnsafeMutableBufferPointer { dst in
-                for y in 0..<height {
+        pixels.withUnsafeBufferPointer { src in rows.withUnsafeMutableBufferPointer { dst in
+            horizontal.withPointers { starts, indices, weights in
+                for y in 0..<height where needed[y] {
                     let s = src.baseAddress! + y * width
                     let d = dst.baseAddress! + y * newWidth
                     for x in 0..<newWidth {
                         var sum: Float = 0
-                        for t in horizontal.starts[x]..<horizontal.starts[x + 1] {
-                            sum += s[horizontal.indices[t]] * horizontal.weights[t]
-                        }
+                        for t in starts[x]..<starts[x + 1] { sum += s[indices[t]] * weights[t] }
                         d[x] = sum
                     }
                 }
             }
-        }
-        // Vertical pass: newHeight × newWidth.
-        var out = [Float](repeating: 0, count: newHeight * newWidth)
-        rows.withUnsafeBufferPointer { src in
-            out.withUnsafeMutableBufferPointer { dst in
-                for y in 0..<newHeight {
-                    let d = dst.baseAddress! + y * newWidth
-                    for t in vertical.starts[y]..<vertical.starts[y + 1] {
-                        let s = src.baseAddress! + vertical.indices[t] * newWidth
-                        let w = vertical.weights[t]
-                        if t == vertical.starts[y] {
-                            for x in 0..<newWidth { d[x] = s[x] * w }
-                        } else {
-                            for x in 0..<newWidth { d[x] += s[x] * w }
+        } }
+        // Vertical pass: newHeight × newWidth, each output row written by its first tap.
+        let out = [Float](unsafeUninitializedCapacity: newHeight * newWidth) { dst, initialized in
+            rows.withUnsafeBufferPointer { src in
+                vertical.withPointers { starts, indices, weights in
+                    for y in 0..<newHeight {
+                        let d = dst.baseAddress! + y * newWidth
+                        for t in starts[y]..<starts[y + 1] {
+                            let s = src.baseAddress! + indices[t] * newWidth
+                            let w = weights[t]
+                            if t == starts[y] {
+                                for x in 0..<newWidth { d[x] = s[x] * w }
+                            } else {
+                                for x in 0..<newWidth { d[x] += s[x] * w }
+                            }
                         }
+                        if starts[y] == starts[y + 1] { d.initialize(repeating: 0, count: newWidth) }
                     }
                 }
             }
+            initialized = newHeight * newWidth
         }
         return GrayImage(width: newWidth, height: newHeight, bitDepth: bitDepth, pixels: out)
     }
@@ -100,6 +103,13 @@ struct ResampleTable {
     var starts: [Int] = [0]
     var indices: [Int] = []
     var weights: [Float] = []
+
+    /// The three arrays as pointers, for the resampling loops (no bounds checks per tap).
+    func withPointers<R>(_ body: (UnsafePointer<Int>, UnsafePointer<Int>, UnsafePointer<Float>) -> R) -> R {
+        starts.withUnsafeBufferPointer { s in indices.withUnsafeBufferPointer { i in weights.withUnsafeBufferPointer { w in
+            body(s.baseAddress!, i.baseAddress ?? UnsafePointer(bitPattern: 8)!, w.baseAddress ?? UnsafePointer(bitPattern: 8)!)
+        } } }
+    }
 
     private mutating func append(_ taps: [(Int, Float)]) {
         for (index, weight) in taps {
