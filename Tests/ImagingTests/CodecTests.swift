@@ -154,4 +154,22 @@ final class CodecTests: XCTestCase {
             XCTAssertEqual(error as? ImagingError, .io(path: folder + "/missing.png", message: "no such file"))
         }
     }
+
+    func testReadFileReturnsEveryByteOfFilesOfAnySize() throws {
+        let folder = NSTemporaryDirectory() + "read-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        // Around the 64 KiB pieces a file is read in past its reported size.
+        for count in [0, 1, 4095, 65_536, 65_537, 300_001] {
+            let bytes = (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 7) }
+            try writeFileAtomically(bytes, to: folder + "/\(count).bin")
+            XCTAssertEqual(try readFile(folder + "/\(count).bin"), bytes, "\(count) bytes")
+        }
+        // A file whose size the system reports as 0 but which has content.
+        let status = try readFile("/proc/self/status")
+        XCTAssertTrue(String(decoding: status, as: UTF8.self).contains("\nPid:"), "read \(status.count) bytes of /proc/self/status")
+        XCTAssertThrowsError(try readFile(folder)) { error in
+            XCTAssertEqual((error as? FileError)?.path, folder)
+            XCTAssertTrue((error as? FileError)?.message.hasPrefix("read failed") ?? false, "\(error)")
+        }
+    }
 }
