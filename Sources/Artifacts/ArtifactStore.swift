@@ -286,6 +286,12 @@ public struct ArtifactWriter {
         } catch {
             throw .io(path: folder + "/" + path, message: error.message)
         }
+        record(bytes, writtenTo: path)
+    }
+
+    /// Records `bytes`, the content of `path` (relative to the artifact folder) as this run wrote
+    /// it earlier and has just read it back, as an output without writing it again.
+    public mutating func record(_ bytes: [UInt8], writtenTo path: String) {
         outputs.removeAll { $0.path == path }
         outputs.append(OutputFile(path: path, sha256: SHA256.hex(bytes), bytes: bytes.count))
     }

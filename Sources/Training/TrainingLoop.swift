@@ -282,10 +282,13 @@ public struct TrainingLoop<O: Optimizer> {
             } catch {
                 throw .wrapping(error, folder: folder)
             }
+            // After the last epoch `finish` follows and drops the checkpoint: none is written (a run
+            // killed before its manifest resumes from the previous one and redoes the last epoch).
+            guard state.epoch < epochs && !stopped else { break }
             try writeCheckpoint()
             do { try afterWrite?("checkpoint", state.epoch) } catch { throw .wrapping(error, folder: folder) }
             let boundary = TrainingPosition(epoch: state.epoch, step: 0)
-            if (Interruption.requested || !continueAfter(boundary)) && state.epoch < epochs && !stopped {
+            if Interruption.requested || !continueAfter(boundary) {
                 throw .interrupted(epoch: state.epoch, step: 0, checkpoint: checkpointPath)
             }
         }
@@ -313,8 +316,9 @@ public struct TrainingLoop<O: Optimizer> {
             try parameters.load(try Safetensors.decode(bytes, source: path).tensors, source: path)
             try? FileManager.default.removeItem(atPath: checkpointPath)
             try? FileManager.default.removeItem(atPath: timingPath)
-            try writer.write(bytes, to: "model.safetensors")
-            try writer.write(try readFile(folder + "/log.jsonl"), to: "log.jsonl")
+            // Both files are this run's, written atomically after the epochs that made them.
+            writer.record(bytes, writtenTo: "model.safetensors")
+            writer.record(try readFile(folder + "/log.jsonl"), writtenTo: "log.jsonl")
         } catch {
             throw .wrapping(error, folder: folder)
         }

@@ -14,9 +14,11 @@ final class TrainingLoopTests: ScratchTestCase {
     struct Killed: Error {}
 
     /// Fits w toward 3 with noisy SGD (three steps an epoch, the noise drawn from the run's generator)
-    /// for four epochs in `folder`'s artifact; `kill` stops the run after that write of epoch 2,
-    /// `stopAt` at that position. Returns the artifact's log.jsonl, manifest summary and weights.
-    func run(_ root: String, kill: String? = nil, stopAt: TrainingPosition? = nil) throws -> (log: String, summary: JSONValue, weights: Data?) {
+    /// for four epochs in `folder`'s artifact; `kill` stops the run after that write of epoch
+    /// `killEpoch`, `stopAt` at that position. Returns the artifact's log.jsonl, manifest summary and weights.
+    func run(_ root: String, kill: String? = nil, killEpoch: Int = 2, stopAt: TrainingPosition? = nil) throws
+        -> (log: String, summary: JSONValue, weights: Data?)
+    {
         let store = ArtifactStore(root: root, environment: RunEnvironment(threads: 1, blasProvider: "test", convolution: "test"))
         let artifact = try store.locate(stage: "toy", variant: "v", settings: ["toy": 1], inputKeys: [], formatVersion: 1, force: false)
         let resuming = FileManager.default.fileExists(atPath: artifact.folder + "/training.safetensors")
@@ -27,7 +29,11 @@ final class TrainingLoopTests: ScratchTestCase {
         var loop = try TrainingLoop(folder: artifact.folder, parameters: parameters, optimizer: SGD(learningRate: 0.1), epochs: 4,
                                     callbacks: callbacks, generators: ["g": SplitMix64(seed: 2)], label: "toy",
                                     weightsMetadata: [:], resuming: resuming, sink: { _ in })
-        loop.afterWrite = { file, epoch in if file == kill && epoch == 2 { throw Killed() } }
+        var writes: [String] = []
+        loop.afterWrite = { file, epoch in
+            writes.append("\(file)\(epoch)")
+            if file == kill && epoch == killEpoch { throw Killed() }
+        }
         try loop.run(writer: &writer, sink: { _ in }, continueAfter: { $0 != stopAt }, epoch: { _, generators in
             let scale = Float(generators["g", default: SplitMix64(seed: 2)].unit())  // one draw per epoch: the "batch order"
             return EpochSteps(count: 3) { _, sgd, generators throws(TrainingError) in
@@ -40,6 +46,9 @@ final class TrainingLoopTests: ScratchTestCase {
             let w = parameters.value("w").data[0]
             return Validation(loss: (w - 3) * (w - 3), accuracy: 0.5)
         })
+        // Each epoch this process ran wrote its log line, and its checkpoint unless it was the last
+        // (which `finish` follows).
+        XCTAssertEqual(writes.filter { $0.hasPrefix("checkpoint") }, writes.filter { $0.hasPrefix("log") && $0 != "log4" }.map { "checkpoint" + $0.dropFirst(3) })
         let best = try loop.finish(writer: &writer)
         let manifest = try writer.finish(summary: .object(loop.summary(best: best)))
         return (try String(contentsOfFile: artifact.folder + "/log.jsonl", encoding: .utf8), manifest.summary,
@@ -54,9 +63,10 @@ final class TrainingLoopTests: ScratchTestCase {
         guard case let .array(seconds)? = straight.summary.objectValue?["epochSeconds"] else { return XCTFail("no epochSeconds") }
         XCTAssertEqual(seconds.count, 4)
         XCTAssertEqual(try run(scratch + "/again").log, straight.log)
-        for point in ["model", "log", "timing", "checkpoint"] {
-            let root = scratch + "/killed-after-\(point)"
-            XCTAssertThrowsError(try run(root, kill: point), point)
+        // Killed after any write of epoch 2, or of the last epoch (4), which writes no checkpoint.
+        for (point, epoch) in [("model", 2), ("log", 2), ("timing", 2), ("checkpoint", 2), ("model", 4), ("log", 4), ("timing", 4)] {
+            let root = scratch + "/killed-after-\(point)-\(epoch)"
+            XCTAssertThrowsError(try run(root, kill: point, killEpoch: epoch), point)
             let resumed = try run(root)
             XCTAssertEqual(resumed.log, straight.log, "killed after the \(point) write")
             XCTAssertEqual(resumed.summary.objectValue?["epochsRun"], .number(4), point)
