@@ -32,23 +32,35 @@ func winogradFilters(_ kernel: UnsafePointer<Float>, cin: Int, cout: Int, rotate
         let origin = rotated ? 8 * cin * cout : 0
         Parallel.forEachRange(rows, grain: max(1, 2048 / columns)) { range in
             let u = box.value
-            for r in range {
-                for c in 0..<columns {
-                    let g = kernel + origin + r * rowStep + c * columnStep
-                    // G·g: 4×3, by columns kx; then each row a of it ·Gᵀ: 4 values.
-                    @inline(__always) func column(_ kx: Int) -> (Float, Float, Float, Float) {
-                        let g0 = g[kx * step], g1 = g[(3 + kx) * step], g2 = g[(6 + kx) * step]
-                        return (g0, 0.5 * (g0 + g1 + g2), 0.5 * (g0 - g1 + g2), g2)
+            // Blocks of 64 pairs of a row: their 16 outputs go to a small buffer first, then each
+            // of the 16 matrices gets its 64 values in one copy (16 interleaved streams of single
+            // stores across matrices megabytes apart missed cache on the large decoder layers).
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: 16 * 64) { block in
+                let block = block.baseAddress!
+                for r in range {
+                    for first in Swift.stride(from: 0, to: columns, by: 64) {
+                        let count = min(64, columns - first)
+                        for j in 0..<count {
+                            let g = kernel + origin + r * rowStep + (first + j) * columnStep
+                            // G·g: 4×3, by columns kx; then each row a of it ·Gᵀ: 4 values.
+                            @inline(__always) func column(_ kx: Int) -> (Float, Float, Float, Float) {
+                                let g0 = g[kx * step], g1 = g[(3 + kx) * step], g2 = g[(6 + kx) * step]
+                                return (g0, 0.5 * (g0 + g1 + g2), 0.5 * (g0 - g1 + g2), g2)
+                            }
+                            let k0 = column(0), k1 = column(1), k2 = column(2)
+                            @inline(__always) func row(_ a: Int, _ g0: Float, _ g1: Float, _ g2: Float) {
+                                let base = block + a * 4 * 64 + j
+                                base[0] = g0
+                                base[64] = 0.5 * (g0 + g1 + g2)
+                                base[2 * 64] = 0.5 * (g0 - g1 + g2)
+                                base[3 * 64] = g2
+                            }
+                            row(0, k0.0, k1.0, k2.0); row(1, k0.1, k1.1, k2.1); row(2, k0.2, k1.2, k2.2); row(3, k0.3, k1.3, k2.3)
+                        }
+                        for xi in 0..<16 {
+                            (u + xi * stride + r * columns + first).update(from: block + xi * 64, count: count)
+                        }
                     }
-                    let k0 = column(0), k1 = column(1), k2 = column(2)
-                    @inline(__always) func row(_ a: Int, _ g0: Float, _ g1: Float, _ g2: Float) {
-                        let base = u + a * 4 * stride + r * columns + c
-                        base[0] = g0
-                        base[stride] = 0.5 * (g0 + g1 + g2)
-                        base[2 * stride] = 0.5 * (g0 - g1 + g2)
-                        base[3 * stride] = g2
-                    }
-                    row(0, k0.0, k1.0, k2.0); row(1, k0.1, k1.1, k2.1); row(2, k0.2, k1.2, k2.2); row(3, k0.3, k1.3, k2.3)
                 }
             }
         }
