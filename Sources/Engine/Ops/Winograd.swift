@@ -207,7 +207,7 @@ func winogradKernelGradient(_ x: UnsafePointer<Float>, _ input: NHWC, padTop: In
                     for j in pairs { to[j] += from[j] }
                 }
             }
-            addKernelGradient(du, cin: cin, cout: cout, pairs: pairs, into: dw)
+            transformKernelGradient(du, stride: cin * cout, pairs: pairs, into: dw)
         }
     }
 }
@@ -231,25 +231,5 @@ private func winogradKernelGradient(_ x: UnsafePointer<Float>, _ t: WinogradTile
                        a: v + xi * cin, lda: 16 * cin, b: m + xi * cout, ldb: 16 * cout, beta: 1,
                        c: du + xi * cin * cout, ldc: cout)
         }
-    }
-}
-
-/// dw[ky][kx][i][o] += (Gᵀ·dU[·][i][o]·G)[ky][kx] for the channel pairs j = i·Cout + o in `pairs`, with Gᵀ = [1 ½ ½ 0; 0 ½ −½ 0; 0 ½ ½ 1].
-private func addKernelGradient(_ du: UnsafePointer<Float>, cin: Int, cout: Int, pairs: Range<Int>, into dw: UnsafeMutablePointer<Float>) {
-    let stride = cin * cout
-    for j in pairs {
-        var t = (SIMD4<Float>(), SIMD4<Float>(), SIMD4<Float>())  // Gᵀ·dU: 3×4, by rows
-        for b in 0..<4 {
-            let u0 = du[b * stride + j], u1 = du[(4 + b) * stride + j], u2 = du[(8 + b) * stride + j], u3 = du[(12 + b) * stride + j]
-            t.0[b] = u0 + 0.5 * (u1 + u2)
-            t.1[b] = 0.5 * (u1 - u2)
-            t.2[b] = 0.5 * (u1 + u2) + u3
-        }
-        @inline(__always) func add(_ row: SIMD4<Float>, ky: Int) {
-            dw[(ky * 3) * stride + j] += row[0] + 0.5 * (row[1] + row[2])
-            dw[(ky * 3 + 1) * stride + j] += 0.5 * (row[1] - row[2])
-            dw[(ky * 3 + 2) * stride + j] += 0.5 * (row[1] + row[2]) + row[3]
-        }
-        add(t.0, ky: 0); add(t.1, ky: 1); add(t.2, ky: 2)
     }
 }

@@ -1,6 +1,7 @@
 // The per-tile transforms of Winograd F(2×2, 3×3) (Winograd.swift): V = Bᵀ·d·B of an input tile,
 // Y = Aᵀ·M·A back to 2×2 outputs, and A·dY·Aᵀ of an output-gradient tile, every channel of a tile
-// at once, eight channels at a time in explicit SIMD and the rest one by one.
+// at once, eight channels at a time in explicit SIMD and the rest one by one; and Gᵀ·dU·G, a
+// transform-domain kernel gradient back to 3×3 taps, eight channel pairs at a time.
 
 /// Float, or eight of them: the transforms run eight channels at a time (explicit SIMD, since the
 /// 32 pointers of a tile keep the compiler from proving the loops safe to vectorise), then one.
@@ -9,6 +10,7 @@ private protocol Lanes {
     static var zero: Self { get }
     static func + (a: Self, b: Self) -> Self
     static func - (a: Self, b: Self) -> Self
+    static func * (a: Float, b: Self) -> Self
     init(loading p: UnsafePointer<Float>)
     func store(to p: UnsafeMutablePointer<Float>)
 }
@@ -141,5 +143,42 @@ private func transformGradient<V: Lanes>(_: V.Type, _ dy: UnsafePointer<Float>, 
         put(8, r2a); put(9, r2a + r2b); put(10, r2a - r2b); put(11, zero - r2b)
         put(12, zero - y10); put(13, zero - y10 - y11); put(14, y11 - y10); put(15, y11)
         o += V.width
+    }
+}
+
+/// dw[ky][kx][j] += (Gᵀ·dU[·][j]·G)[ky][kx] for the channel pairs j in `pairs`, dU ξ-major (ξ = 4a + b,
+/// `stride` floats apart) and dw tap-major (also `stride` apart), with Gᵀ = [1 ½ ½ 0; 0 ½ −½ 0; 0 ½ ½ 1].
+func transformKernelGradient(_ du: UnsafePointer<Float>, stride: Int, pairs: Range<Int>, into dw: UnsafeMutablePointer<Float>) {
+    let simd = pairs.lowerBound + pairs.count / 8 * 8
+    transformKernelGradient(SIMD8<Float>.self, du, stride, dw, pairs.lowerBound, simd)
+    transformKernelGradient(Float.self, du, stride, dw, simd, pairs.upperBound)
+}
+
+@inline(__always)
+private func transformKernelGradient<V: Lanes>(_: V.Type, _ du: UnsafePointer<Float>, _ stride: Int,
+                                               _ dw: UnsafeMutablePointer<Float>, _ from: Int, _ to: Int) {
+    var j = from
+    while j < to {
+        @inline(__always) func u(_ xi: Int) -> V { V(loading: du + xi * stride + j) }
+        // Gᵀ·dU: 3 rows of 4, column b from dU's column b (rows a = 0…3).
+        @inline(__always) func column(_ b: Int) -> (V, V, V) {
+            let u0 = u(b), u1 = u(4 + b), u2 = u(8 + b), u3 = u(12 + b)
+            return (u0 + 0.5 * (u1 + u2), 0.5 * (u1 - u2), 0.5 * (u1 + u2) + u3)
+        }
+        let c0 = column(0), c1 = column(1), c2 = column(2), c3 = column(3)
+        // Each row ·G: 3 taps, added to the kernel gradient.
+        @inline(__always) func add(_ r0: V, _ r1: V, _ r2: V, _ r3: V, ky: Int) {
+            @inline(__always) func accumulate(_ kx: Int, _ v: V) {
+                let p = dw + (ky * 3 + kx) * stride + j
+                (V(loading: p) + v).store(to: p)
+            }
+            accumulate(0, r0 + 0.5 * (r1 + r2))
+            accumulate(1, 0.5 * (r1 - r2))
+            accumulate(2, 0.5 * (r1 + r2) + r3)
+        }
+        add(c0.0, c1.0, c2.0, c3.0, ky: 0)
+        add(c0.1, c1.1, c2.1, c3.1, ky: 1)
+        add(c0.2, c1.2, c2.2, c3.2, ky: 2)
+        j += V.width
     }
 }
