@@ -1,7 +1,7 @@
 // k×k convolution (NHWC input, HWIO kernel), forward and backward, with TensorFlow's padding rules.
 // `conv2d` is a small dispatcher over three plans, each with its forward and backward side by side:
 // a 1×1 stride-1 convolution is one GEMM over all pixels; a stride-1 3×3 one runs Winograd
-// F(2×2, 3×3) (Winograd.swift); other shapes gather the patches of a band of one image's output
+// F(4×4, 3×3) (Winograd.swift); other shapes gather the patches of a band of one image's output
 // pixels at a time (im2col) and multiply, so the patch matrix stays in cache between being written
 // and being read, and the scratch is one band per thread.
 
@@ -116,7 +116,7 @@ extension Tape {
 }
 
 /// How one convolution is computed: a 1×1 stride-1 convolution is one GEMM over all pixels;
-/// a stride-1 3×3 one goes through Winograd F(2×2, 3×3) (unless `CXR_WINOGRAD=0`); any other
+/// a stride-1 3×3 one goes through Winograd F(4×4, 3×3) (unless `CXR_WINOGRAD=0`); any other
 /// gathers patches (im2col) and multiplies.
 struct ConvPlan {
     enum Method { case pointwise, winograd, patches }
@@ -176,7 +176,7 @@ struct ConvPlan {
         }
     }
 
-    // MARK: Winograd F(2×2, 3×3) — all three passes in the transform domain (Winograd.swift)
+    // MARK: Winograd F(4×4, 3×3) — all three passes in the transform domain (Winograd.swift)
 
     private func winogradForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) {
         let s = shape

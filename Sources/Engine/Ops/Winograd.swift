@@ -1,10 +1,8 @@
-// Winograd F(2×2, 3×3) for stride-1 3×3 convolutions (Lavin & Gray, "Fast Algorithms for
-// Convolutional Neural Networks", CVPR 2016): every 4×4 input tile (stride 2) and every 3×3 filter
-// go to a 4×4 transform domain, where the convolution becomes 16 independent GEMMs
-// (tiles × Cin by Cin × Cout) — 16 multiplies per 2×2 outputs instead of 36, 2.25× fewer — and the
-// 2×2 outputs come back through Aᵀ·M·A. Transforms (all exact in binary floating point but G's ½):
-//   Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1]   G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1]
-//   Aᵀ = [1 1 1 0; 0 1 −1 −1]
+// Winograd F(4×4, 3×3) for stride-1 3×3 convolutions (Lavin & Gray, "Fast Algorithms for
+// Convolutional Neural Networks", CVPR 2016): every 6×6 input tile (stride 4) and every 3×3 filter
+// go to a 6×6 transform domain, where the convolution becomes 36 independent GEMMs
+// (tiles × Cin by Cin × Cout) — 36 multiplies per 4×4 outputs instead of 144, 4× fewer — and the
+// 4×4 outputs come back through Aᵀ·M·A (the matrices: WinogradTransforms.swift).
 // The U-Net decoder's and the classifier head's 3×3 convolutions run all three passes here: the
 // input gradient is the same convolution of dy with the kernel rotated by 180° and its channel
 // axes swapped; the kernel gradient is a GEMM over tiles in the transform domain, brought back
@@ -19,45 +17,30 @@ public enum Winograd {
     nonisolated(unsafe) public static var enabled = ProcessInfo.processInfo.environment["CXR_WINOGRAD"] != "0"
 }
 
-/// The 16 transformed filters U[ξ] = (G·g·Gᵀ)[ξ], each a [Cin × Cout] matrix, from an HWIO 3×3
+/// The 36 transformed filters U[ξ] = (G·g·Gᵀ)[ξ], each a [Cin × Cout] matrix, from an HWIO 3×3
 /// kernel; `rotated` gives those of the input-gradient pass: g'[ky][kx][o][i] = g[2−ky][2−kx][i][o].
 func winogradFilters(_ kernel: UnsafePointer<Float>, cin: Int, cout: Int, rotated: Bool) -> [Float] {
     // In the rotated pass the roles swap: rows of U are the original output channels.
     let rows = rotated ? cout : cin, columns = rotated ? cin : cout
-    var u = [Float](repeating: 0, count: 16 * rows * columns + BLAS.readSlack)
+    var u = [Float](repeating: 0, count: 36 * rows * columns + BLAS.readSlack)
     u.withUnsafeMutableBufferPointer { u in
         let stride = rows * columns, box = SendableBox(u.baseAddress!)
-        // Tap (ky, kx) of pair (r, c): kernel[tap·step + r·rowStep + c·columnStep].
+        // Tap k = 3·ky + kx of pair (r, c): kernel[origin + k·step + r·rowStep + c·columnStep].
         let (step, rowStep, columnStep) = rotated ? (-cin * cout, 1, cout) : (cin * cout, cout, 1)
         let origin = rotated ? 8 * cin * cout : 0
         Parallel.forEachRange(rows, grain: max(1, 2048 / columns)) { range in
             let u = box.value
-            // Blocks of 64 pairs of a row: their 16 outputs go to a small buffer first, then each
-            // of the 16 matrices gets its 64 values in one copy (16 interleaved streams of single
-            // stores across matrices megabytes apart missed cache on the large decoder layers).
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: 16 * 64) { block in
+            // Blocks of 64 pairs of a row: their 36 outputs go to a small buffer first, then each
+            // of the 36 matrices gets its 64 values in one copy (36 interleaved streams of single
+            // stores across matrices megabytes apart miss cache on the large decoder layers).
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: 36 * 64) { block in
                 let block = block.baseAddress!
                 for r in range {
                     for first in Swift.stride(from: 0, to: columns, by: 64) {
                         let count = min(64, columns - first)
-                        for j in 0..<count {
-                            let g = kernel + origin + r * rowStep + (first + j) * columnStep
-                            // G·g: 4×3, by columns kx; then each row a of it ·Gᵀ: 4 values.
-                            @inline(__always) func column(_ kx: Int) -> (Float, Float, Float, Float) {
-                                let g0 = g[kx * step], g1 = g[(3 + kx) * step], g2 = g[(6 + kx) * step]
-                                return (g0, 0.5 * (g0 + g1 + g2), 0.5 * (g0 - g1 + g2), g2)
-                            }
-                            let k0 = column(0), k1 = column(1), k2 = column(2)
-                            @inline(__always) func row(_ a: Int, _ g0: Float, _ g1: Float, _ g2: Float) {
-                                let base = block + a * 4 * 64 + j
-                                base[0] = g0
-                                base[64] = 0.5 * (g0 + g1 + g2)
-                                base[2 * 64] = 0.5 * (g0 - g1 + g2)
-                                base[3 * 64] = g2
-                            }
-                            row(0, k0.0, k1.0, k2.0); row(1, k0.1, k1.1, k2.1); row(2, k0.2, k1.2, k2.2); row(3, k0.3, k1.3, k2.3)
-                        }
-                        for xi in 0..<16 {
+                        transformFilters(kernel + origin + r * rowStep + first * columnStep, tapStride: step,
+                                         pairStride: columnStep, count: count, into: block, plane: 64)
+                        for xi in 0..<36 {
                             (u + xi * stride + r * columns + first).update(from: block + xi * 64, count: count)
                         }
                     }
@@ -69,21 +52,23 @@ func winogradFilters(_ kernel: UnsafePointer<Float>, cin: Int, cout: Int, rotate
 }
 
 /// The tiles of a run of images, one sequence of tile rows (image after image), cut into bands of
-/// whole rows that the transforms and the 16 GEMMs take in turn. Each output tile is 2×2 pixels;
-/// tile (ty, tx) reads the 4×4 input pixels from row 2·ty − padTop and column 2·tx − padLeft.
+/// whole rows that the transforms and the 36 GEMMs take in turn. Each output tile is 4×4 pixels;
+/// tile (ty, tx) reads the 6×6 input pixels from row 4·ty − padTop and column 4·tx − padLeft.
 private struct WinogradTiles {
     let h, w, cin, padTop, padLeft, oh, ow, cout: Int
     let images: Range<Int>
-    var th: Int { (oh + 1) / 2 }
-    var tw: Int { (ow + 1) / 2 }
+    var th: Int { (oh + 3) / 4 }
+    var tw: Int { (ow + 3) / 4 }
     var rows: Int { images.count * th }
 
     /// Tile rows per band: at least `minimumTiles` tiles (GEMMs much shorter than that spend their
     /// time packing operands), else about 512 KiB of transformed values, so that they are still in
     /// cache when the GEMMs read them; never more than there are. Fixed sizes, so results do not
-    /// depend on the thread count.
+    /// depend on the thread count. (Longer bands, 256 tiles forward and 2048 for the kernel
+    /// gradient, left the wide decoder layers' transforms — 36·Cin floats a tile, 47 MB a band at
+    /// 128² × 160 channels — to stream through memory: 27 % more time in these convolutions.)
     func bandRows(minimumTiles: Int) -> Int {
-        min(rows, max((minimumTiles + tw - 1) / tw, (1 << 17) / (16 * tw * (cin + cout))))
+        min(rows, max((minimumTiles + tw - 1) / tw, (1 << 17) / (36 * tw * (cin + cout))))
     }
 
     /// Calls `body(n, ty, slot)` for every tile row of `band`: its image, its row within
@@ -98,8 +83,8 @@ private struct WinogradTiles {
     func forEachBand(of x: UnsafePointer<Float>, minimumTiles: Int,
                      _ body: (Range<Int>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void) {
         let bandRows = bandRows(minimumTiles: minimumTiles)
-        withScratch(16 * bandRows * tw * cin) { v in
-            withScratch(16 * bandRows * tw * cout) { m in
+        withScratch(36 * bandRows * tw * cin) { v in
+            withScratch(36 * bandRows * tw * cout) { m in
                 for first in stride(from: 0, to: rows, by: bandRows) {
                     let band = first..<min(first + bandRows, rows)
                     gatherInput(x, band: band, into: v)
@@ -109,33 +94,33 @@ private struct WinogradTiles {
         }
     }
 
-    /// V = Bᵀ·d·B of every tile of `band`, tile-major into v: tile t's 16 transformed values of every
+    /// V = Bᵀ·d·B of every tile of `band`, tile-major into v: tile t's 36 transformed values of every
     /// channel are contiguous, so the transforms stream through memory and each GEMM reads every
-    /// 16th block (lda = 16·Cin).
+    /// 36th block (lda = 36·Cin).
     func gatherInput(_ x: UnsafePointer<Float>, band: Range<Int>, into v: UnsafeMutablePointer<Float>) {
         withScratch(cin) { zero in
             zero.initialize(repeating: 0, count: cin)
-            withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: 16) { d in
-                // The tile columns whose 4×4 pixels lie inside the image: 2·tx − padLeft ≥ 0 and ≤ w − 4.
-                let first = min(tw, (padLeft + 1) / 2), end = w + padLeft >= 4 ? min(tw, (w + padLeft - 4) / 2 + 1) : 0
+            withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: 36) { d in
+                // The tile columns whose 6×6 pixels lie inside the image: 4·tx − padLeft ≥ 0 and ≤ w − 6.
+                let first = min(tw, (padLeft + 3) / 4), end = w + padLeft >= 6 ? min(tw, (w + padLeft - 6) / 4 + 1) : 0
                 let inner = first..<max(first, end)
                 forEachRow(band) { n, ty, slot in
-                    let image = x + n * h * w * cin, top = 2 * ty - padTop
-                    let rowInside = top >= 0 && top + 4 <= h
+                    let image = x + n * h * w * cin, top = 4 * ty - padTop
+                    let rowInside = top >= 0 && top + 6 <= h
                     for tx in 0..<tw {
                         if rowInside && inner.contains(tx) {
-                            transformInputTile(at: image + (top * w + 2 * tx - padLeft) * cin, rowStride: w * cin,
-                                               into: v + (slot + tx) * 16 * cin, plane: cin, channels: cin)
+                            transformInputTile(at: image + (top * w + 4 * tx - padLeft) * cin, rowStride: w * cin,
+                                               into: v + (slot + tx) * 36 * cin, plane: cin, channels: cin)
                             continue
                         }
-                        for r in 0..<4 {
-                            let iy = 2 * ty + r - padTop
-                            for q in 0..<4 {
-                                let ix = 2 * tx + q - padLeft
-                                d[r * 4 + q] = iy >= 0 && iy < h && ix >= 0 && ix < w ? image + (iy * w + ix) * cin : UnsafePointer(zero)
+                        for r in 0..<6 {
+                            let iy = 4 * ty + r - padTop
+                            for q in 0..<6 {
+                                let ix = 4 * tx + q - padLeft
+                                d[r * 6 + q] = iy >= 0 && iy < h && ix >= 0 && ix < w ? image + (iy * w + ix) * cin : UnsafePointer(zero)
                             }
                         }
-                        transformInputTile(d.baseAddress!, into: v + (slot + tx) * 16 * cin, plane: cin, channels: cin)
+                        transformInputTile(d.baseAddress!, into: v + (slot + tx) * 36 * cin, plane: cin, channels: cin)
                     }
                 }
             }
@@ -162,19 +147,19 @@ func winogradConvolveImages(_ x: UnsafePointer<Float>, _ input: NHWC, padTop: In
 private func winogradConvolve(_ x: UnsafePointer<Float>, _ t: WinogradTiles, filters u: UnsafePointer<Float>,
                               into y: UnsafeMutablePointer<Float>, accumulate: Bool) {
     let cin = t.cin, cout = t.cout
-    t.forEachBand(of: x, minimumTiles: 256) { band, v, m in
-        for xi in 0..<16 {
+    t.forEachBand(of: x, minimumTiles: 64) { band, v, m in
+        for xi in 0..<36 {
             BLAS.sgemm(transposeA: false, transposeB: false, m: band.count * t.tw, n: cout, k: cin, alpha: 1,
-                       a: v + xi * cin, lda: 16 * cin, b: u + xi * cin * cout, ldb: cout, beta: 0,
-                       c: m + xi * cout, ldc: 16 * cout)
+                       a: v + xi * cin, lda: 36 * cin, b: u + xi * cin * cout, ldb: cout, beta: 0,
+                       c: m + xi * cout, ldc: 36 * cout)
         }
         t.forEachRow(band) { n, ty, slot in
-            let image = y + n * t.oh * t.ow * cout, oy = 2 * ty
+            let image = y + n * t.oh * t.ow * cout, oy = 4 * ty
             for tx in 0..<t.tw {
-                let ox = 2 * tx
-                transformOutputTile(m + (slot + tx) * 16 * cout, plane: cout, channels: cout,
+                let ox = 4 * tx
+                transformOutputTile(m + (slot + tx) * 36 * cout, plane: cout, channels: cout,
                                     into: image + (oy * t.ow + ox) * cout, rowStride: t.ow * cout,
-                                    right: ox + 1 < t.ow, below: oy + 1 < t.oh, accumulate: accumulate)
+                                    rows: min(4, t.oh - oy), columns: min(4, t.ow - ox), accumulate: accumulate)
             }
         }
     }
@@ -186,7 +171,7 @@ private func winogradConvolve(_ x: UnsafePointer<Float>, _ t: WinogradTiles, fil
 /// Images are split across threads, each summing its own dU; the parts are added in order.
 func winogradKernelGradient(_ x: UnsafePointer<Float>, _ input: NHWC, padTop: Int, padLeft: Int, dy: UnsafePointer<Float>,
                             oh: Int, ow: Int, cout: Int, into dw: UnsafeMutablePointer<Float>) {
-    let cin = input.c, size = 16 * cin * cout
+    let cin = input.c, size = 36 * cin * cout
     let parts = Parallel.parts(input.n, grain: 1)
     var partials = [Float](repeating: 0, count: parts * size + BLAS.readSlack)
     partials.withUnsafeMutableBufferPointer { p in
@@ -202,7 +187,7 @@ func winogradKernelGradient(_ x: UnsafePointer<Float>, _ input: NHWC, padTop: In
         Parallel.forEachRange(cin * cout, grain: 1024) { pairs in
             let (du, dw) = sums.value
             for part in 1..<parts {
-                for xi in 0..<16 {
+                for xi in 0..<36 {
                     let to = du + xi * cin * cout, from = to + part * size
                     for j in pairs { to[j] += from[j] }
                 }
@@ -212,23 +197,23 @@ func winogradKernelGradient(_ x: UnsafePointer<Float>, _ input: NHWC, padTop: In
     }
 }
 
-/// dU (16 × Cin × Cout, ξ-major) += the transform-domain kernel gradient of the tiles' images.
+/// dU (36 × Cin × Cout, ξ-major) += the transform-domain kernel gradient of the tiles' images.
 private func winogradKernelGradient(_ x: UnsafePointer<Float>, _ t: WinogradTiles, dy: UnsafePointer<Float>,
                                     into du: UnsafeMutablePointer<Float>) {
     let cin = t.cin, cout = t.cout
-    // Each GEMM adds into all of dU, so long bands (k = tiles) keep that traffic small.
-    t.forEachBand(of: x, minimumTiles: 2048) { band, v, m in
+    // Each GEMM adds into all of dU, so longer bands (k = tiles) keep that traffic smaller.
+    t.forEachBand(of: x, minimumTiles: 256) { band, v, m in
         t.forEachRow(band) { n, ty, slot in
-            let image = dy + n * t.oh * t.ow * cout, oy = 2 * ty
+            let image = dy + n * t.oh * t.ow * cout, oy = 4 * ty
             for tx in 0..<t.tw {
-                let ox = 2 * tx
+                let ox = 4 * tx
                 transformGradientTile(image + (oy * t.ow + ox) * cout, rowStride: t.ow * cout, channels: cout,
-                                      right: ox + 1 < t.ow, below: oy + 1 < t.oh, into: m + (slot + tx) * 16 * cout)
+                                      rows: min(4, t.oh - oy), columns: min(4, t.ow - ox), into: m + (slot + tx) * 36 * cout)
             }
         }
-        for xi in 0..<16 {
+        for xi in 0..<36 {
             BLAS.sgemm(transposeA: true, transposeB: false, m: cin, n: cout, k: band.count * t.tw, alpha: 1,
-                       a: v + xi * cin, lda: 16 * cin, b: m + xi * cout, ldb: 16 * cout, beta: 1,
+                       a: v + xi * cin, lda: 36 * cin, b: m + xi * cout, ldb: 36 * cout, beta: 1,
                        c: du + xi * cin * cout, ldc: cout)
         }
     }
