@@ -122,7 +122,7 @@ final class OpGradientTests: XCTestCase {
     func testGradientsOfAnInputReadTwice() {
         let x = randomTensor([2, 4, 4, 3], seed: 16, range: 2), s = randomTensor([2, 3], seed: 17)
         let k = randomTensor([1, 1, 3, 5], seed: 18), y = randomTensor([2, 4, 4, 2], seed: 19)
-        let k3 = randomTensor([3, 3, 3, 5], seed: 21)
+        let k3 = randomTensor([3, 3, 3, 5], seed: 21), dw = randomTensor([3, 3, 3], seed: 22)
         let store = ParameterStore(seed: 1)
         store.declareBatchNorm("bn", channels: 3)
         store.set("bn/gamma", randomTensor([3], seed: 20, range: 2))
@@ -131,14 +131,14 @@ final class OpGradientTests: XCTestCase {
             ("batch norm", { t, x, _ in t.batchNorm(x, name: "bn", store: store) }),
             ("concat", { t, x, v in t.concat([x, v[2]]) }), ("scale channels", { t, x, v in t.scaleChannels(x, by: v[1]) }),
             ("1×1 conv", { t, x, v in t.conv2d(x, v[3]) }), ("add", { t, x, _ in t.add(x, x) }),
-            ("3×3 conv", { t, x, v in t.conv2d(x, v[4]) }),
+            ("3×3 conv", { t, x, v in t.conv2d(x, v[4]) }), ("depthwise", { t, x, v in t.depthwiseConv2d(x, v[5], stride: 2) }),
         ]
         for winograd in [false, true] {
             let before = Winograd.enabled
             Winograd.enabled = winograd
             defer { Winograd.enabled = before }
             for (name, op) in ops {
-                assertGradients(gradientCheck(inputs: [x, s, y, k, k3], store: store) { t, v in
+                assertGradients(gradientCheck(inputs: [x, s, y, k, k3, dw], store: store) { t, v in
                     t.add(op(t, v[0], v), t.multiply(op(t, v[0], v), op(t, v[0], v)))
                 }, "\(name) read three times, winograd=\(winograd)")
             }
@@ -198,12 +198,15 @@ final class OpGradientTests: XCTestCase {
         }
     }
 
-    /// The depthwise forward and kernel gradient (32 channels at a time, then eight, then the
-    /// rest) and input gradient against direct sums in Double, with channel counts on and off the
-    /// vector widths and taps cut by every border (the 1×1 inputs: taps outside on both sides).
+    /// The depthwise forward and kernel gradient (interior columns four at a time, 16 channels at a
+    /// time; the rest 32, eight, one) and input gradient against direct sums in Double, with channel
+    /// counts on and off the vector widths and taps cut by every border (the 1×1 inputs: taps
+    /// outside on both sides). The forward and input gradient also bit for bit against Float sums
+    /// in the documented order (taps in order; output pixels in order), whatever the blocking.
     func testDepthwiseMatchesADirectSumInDouble() {
         let cases = [(3, 1, 5, 7, 8), (3, 2, 8, 7, 12), (5, 2, 9, 6, 19), (5, 1, 4, 4, 16), (3, 2, 1, 1, 3),
-                     (3, 1, 6, 5, 45), (5, 2, 7, 9, 72), (5, 2, 1, 1, 40), (5, 1, 2, 3, 33)]
+                     (3, 1, 6, 5, 45), (5, 2, 7, 9, 72), (5, 2, 1, 1, 40), (5, 1, 2, 3, 33),
+                     (3, 1, 4, 13, 32), (5, 1, 6, 14, 56), (3, 2, 5, 17, 16), (5, 2, 11, 21, 41)]
         for (k, stride, h, w, c) in cases {
             let x = randomTensor([2, h, w, c], seed: 25), kernel = randomTensor([k, k, c], seed: 26)
             let (oh, padTop) = convGeometry(input: h, kernel: k, stride: stride, padding: .same)
@@ -217,6 +220,7 @@ final class OpGradientTests: XCTestCase {
             let dx = tape.gradient(xv)!, dk = tape.gradient(kv)!
             XCTAssertEqual(y.shape, [2, oh, ow, c])
             var input = [Double](repeating: 0, count: x.count), weights = [Double](repeating: 0, count: kernel.count)
+            var forwardInOrder = [Float](repeating: 0, count: y.count), inputInOrder = [Float](repeating: 0, count: x.count)
             let label = "\(k)×\(k) stride \(stride) \(h)×\(w)×\(c)"
             for n in 0..<2 {
                 for oy in 0..<oh {
@@ -230,6 +234,8 @@ final class OpGradientTests: XCTestCase {
                                     guard iy >= 0 && iy < h && ix >= 0 && ix < w else { continue }
                                     let i = ((n * h + iy) * w + ix) * c + ch, t = (ky * k + kx) * c + ch
                                     sum += Double(x.data[i]) * Double(kernel.data[t])
+                                    forwardInOrder[o] += x.data[i] * kernel.data[t]
+                                    inputInOrder[i] += dy.data[o] * kernel.data[t]
                                     input[i] += Double(dy.data[o]) * Double(kernel.data[t])
                                     weights[t] += Double(dy.data[o]) * Double(x.data[i])
                                 }
@@ -240,6 +246,8 @@ final class OpGradientTests: XCTestCase {
                 }
             }
             for (i, (got, want)) in zip(dx.data, input).enumerated() { XCTAssertEqual(Double(got), want, accuracy: 1e-5, "dx \(label) [\(i)]") }
+            XCTAssertEqual(y.data, forwardInOrder, "forward in order \(label)")
+            XCTAssertEqual(dx.data, inputInOrder, "dx in order \(label)")
             for (i, (got, want)) in zip(dk.data, weights).enumerated() { XCTAssertEqual(Double(got), want, accuracy: 1e-4, "dkernel \(label) [\(i)]") }
         }
     }

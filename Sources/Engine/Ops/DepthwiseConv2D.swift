@@ -1,6 +1,6 @@
 // Depthwise convolution (NHWC input, HWC kernel: one k×k filter per channel, depth multiplier 1),
 // forward and backward, as loops over contiguous channels that the compiler vectorises. Forward and
-// the input gradient split output rows / images across threads; the kernel gradient sums
+// the input gradient split output / input rows across threads; the kernel gradient sums
 // per-thread partials in thread order, so results do not depend on scheduling.
 
 import Artifacts
@@ -26,12 +26,12 @@ extension Tape {
         }
         return record(out) { tape, dy in
             dy.withPointer { g in savedX().withPointer { xp in kv.withPointer { w in
-                tape.accumulate(x) { dx in
+                tape.accumulate(x, writing: { dx, add in
                     let b = SendableBox((dx, g, w))
-                    Parallel.forEachRange(input.n, grain: 1) { images in
-                        for n in images { geometry.inputGradient(image: n, b.value.1, b.value.2, b.value.0) }
+                    Parallel.forEachRange(input.n * input.h, grain: 8) { rows in
+                        for row in rows { geometry.inputGradientRow(row, b.value.1, b.value.2, b.value.0, add: add) }
                     }
-                }
+                })
                 tape.accumulate(kernel) { dw in
                     let size = geometry.kh * geometry.kw * input.c
                     let parts = Parallel.parts(input.n * oh, grain: 8)
@@ -70,54 +70,148 @@ struct DepthwiseGeometry: Sendable {
         }
     }
 
+    /// The output columns whose every tap column falls inside the input: 0 ≤ ox·stride − padLeft
+    /// and ox·stride + kw − 1 − padLeft < w.
+    var interiorColumns: Range<Int> {
+        let first = (padLeft + stride - 1) / stride
+        let last = input.w - kw + padLeft  // ox·stride ≤ last
+        guard last >= 0 else { return 0..<0 }
+        return min(first, ow)..<max(min(first, ow), min(ow, last / stride + 1))
+    }
+
     /// Output row `row` (= n·oh + oy): y[n, oy, ox, c] = Σ_taps x[n, iy, ix, c]·w[ky, kx, c], the
-    /// taps added in order to a zero. Channels 32 at a time, their sums held in registers across
-    /// the taps (the same additions in the same order as through memory, without the round trips).
+    /// taps added in order to a zero, their sums held in registers across the taps (the same
+    /// additions in the same order as through memory, without the round trips). Interior columns
+    /// go four at a time, 16 channels at a time, each weight vector loaded once for the four;
+    /// border columns and the channels past the last 16 go pixel by pixel.
     @inline(__always)
     func forwardRow(_ row: Int, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
         let c = input.c, n = row / oh, oy = row % oh
-        for ox in 0..<ow {
+        let interior = interiorColumns, wide = c / 16 * 16
+        let top = padTop - oy * stride  // tap row ky reads input row ky − top
+        let rows = max(0, top)..<max(max(0, top), min(kh, input.h + top))
+        var ox = 0
+        while ox < ow {
+            guard interior.contains(ox) && ox + 4 <= interior.upperBound && wide > 0 else {
+                forwardPixel(n: n, oy: oy, ox: ox, from: 0, x, w, y + (row * ow + ox) * c)
+                ox += 1
+                continue
+            }
             let o = y + (row * ow + ox) * c
-            var ch = 0
-            while ch + 32 <= c {
-                var sums = (Lanes8(), Lanes8(), Lanes8(), Lanes8())
-                forEachTap(image: n, oy: oy, ox: ox) { pixel, tap in
-                    let i = x + pixel + ch, t = w + tap + ch
-                    sums.0 += Lanes8(i) * Lanes8(t)
-                    sums.1 += Lanes8(i + 8) * Lanes8(t + 8)
-                    sums.2 += Lanes8(i + 16) * Lanes8(t + 16)
-                    sums.3 += Lanes8(i + 24) * Lanes8(t + 24)
+            let step = stride * c  // from one output column's input pixel to the next's
+            for ch in Swift.stride(from: 0, to: wide, by: 16) {
+                var s0 = (Lanes8(), Lanes8()), s1 = s0, s2 = s0, s3 = s0
+                for ky in rows {
+                    let iy = oy * stride + ky - padTop
+                    var i = x + ((n * input.h + iy) * input.w + ox * stride - padLeft) * c + ch
+                    var t = w + ky * kw * c + ch
+                    for _ in 0..<kw {
+                        let t0 = Lanes8(t), t1 = Lanes8(t + 8)
+                        s0.0 += Lanes8(i) * t0; s0.1 += Lanes8(i + 8) * t1
+                        s1.0 += Lanes8(i + step) * t0; s1.1 += Lanes8(i + step + 8) * t1
+                        s2.0 += Lanes8(i + 2 * step) * t0; s2.1 += Lanes8(i + 2 * step + 8) * t1
+                        s3.0 += Lanes8(i + 3 * step) * t0; s3.1 += Lanes8(i + 3 * step + 8) * t1
+                        i += c
+                        t += c
+                    }
                 }
-                sums.0.store(o + ch); sums.1.store(o + ch + 8); sums.2.store(o + ch + 16); sums.3.store(o + ch + 24)
-                ch += 32
+                s0.0.store(o + ch); s0.1.store(o + ch + 8)
+                s1.0.store(o + c + ch); s1.1.store(o + c + ch + 8)
+                s2.0.store(o + 2 * c + ch); s2.1.store(o + 2 * c + ch + 8)
+                s3.0.store(o + 3 * c + ch); s3.1.store(o + 3 * c + ch + 8)
             }
-            while ch + 8 <= c {
-                var sum = Lanes8()
-                forEachTap(image: n, oy: oy, ox: ox) { pixel, tap in sum += Lanes8(x + pixel + ch) * Lanes8(w + tap + ch) }
-                sum.store(o + ch)
-                ch += 8
+            if wide < c {
+                for p in 0..<4 { forwardPixel(n: n, oy: oy, ox: ox + p, from: wide, x, w, o + p * c) }
             }
-            if ch < c {
-                let rest = o + ch
-                rest.update(repeating: 0, count: c - ch)
-                forEachTap(image: n, oy: oy, ox: ox) { pixel, tap in
-                    let i = x + pixel, t = w + tap
-                    for k in ch..<c { o[k] += i[k] * t[k] }
-                }
+            ox += 4
+        }
+    }
+
+    /// Channels `from`… of output pixel (oy, ox) of image `n` at `o`: 32 channels at a time, then
+    /// eight, then one.
+    @inline(__always)
+    func forwardPixel(n: Int, oy: Int, ox: Int, from start: Int, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
+                      _ o: UnsafeMutablePointer<Float>) {
+        let c = input.c
+        var ch = start
+        while ch + 32 <= c {
+            var sums = (Lanes8(), Lanes8(), Lanes8(), Lanes8())
+            forEachTap(image: n, oy: oy, ox: ox) { pixel, tap in
+                let i = x + pixel + ch, t = w + tap + ch
+                sums.0 += Lanes8(i) * Lanes8(t)
+                sums.1 += Lanes8(i + 8) * Lanes8(t + 8)
+                sums.2 += Lanes8(i + 16) * Lanes8(t + 16)
+                sums.3 += Lanes8(i + 24) * Lanes8(t + 24)
+            }
+            sums.0.store(o + ch); sums.1.store(o + ch + 8); sums.2.store(o + ch + 16); sums.3.store(o + ch + 24)
+            ch += 32
+        }
+        while ch + 8 <= c {
+            var sum = Lanes8()
+            forEachTap(image: n, oy: oy, ox: ox) { pixel, tap in sum += Lanes8(x + pixel + ch) * Lanes8(w + tap + ch) }
+            sum.store(o + ch)
+            ch += 8
+        }
+        if ch < c {
+            (o + ch).update(repeating: 0, count: c - ch)
+            forEachTap(image: n, oy: oy, ox: ox) { pixel, tap in
+                let i = x + pixel, t = w + tap
+                for k in ch..<c { o[k] += i[k] * t[k] }
             }
         }
     }
 
-    /// dx of image `n`: each output pixel's gradient spread back over its taps.
+    /// Calls `body` for each output pixel of image `n` that reads input pixel (iy, ix), with the
+    /// offsets of that output pixel and of the tap through which it reads (channel 0 of each), in
+    /// the order of the output pixels (row-major): taps from last to first.
     @inline(__always)
-    func inputGradient(image n: Int, _ g: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>) {
+    func forEachReader(image n: Int, iy: Int, ix: Int, _ body: (_ pixel: Int, _ tap: Int) -> Void) {
         let c = input.c
-        for oy in 0..<oh {
-            for ox in 0..<ow {
-                let go = g + ((n * oh + oy) * ow + ox) * c
-                forEachTap(image: n, oy: oy, ox: ox) { pixel, tap in
-                    let d = dx + pixel, t = w + tap
-                    for ch in 0..<c { d[ch] += go[ch] * t[ch] }
+        for ky in (0..<kh).reversed() {
+            let sy = iy + padTop - ky
+            guard sy >= 0 && sy % stride == 0 && sy / stride < oh else { continue }
+            for kx in (0..<kw).reversed() {
+                let sx = ix + padLeft - kx
+                guard sx >= 0 && sx % stride == 0 && sx / stride < ow else { continue }
+                body(((n * oh + sy / stride) * ow + sx / stride) * c, (ky * kw + kx) * c)
+            }
+        }
+    }
+
+    /// dx of input row `row` (= n·h + iy): each pixel gathers dy·w over the output pixels that
+    /// read it, added in the order of those pixels to dx's value (to zero unless `add`): the
+    /// additions, in the same order, of spreading each output pixel's gradient back over its taps,
+    /// with the sums held in registers, 32 channels at a time.
+    @inline(__always)
+    func inputGradientRow(_ row: Int, _ g: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, add: Bool) {
+        let c = input.c, n = row / input.h, iy = row % input.h
+        @inline(__always) func start(_ p: UnsafeMutablePointer<Float>) -> Lanes8 { add ? Lanes8(p) : Lanes8() }
+        for ix in 0..<input.w {
+            let d = dx + (row * input.w + ix) * c
+            var ch = 0
+            while ch + 32 <= c {
+                var sums = (start(d + ch), start(d + ch + 8), start(d + ch + 16), start(d + ch + 24))
+                forEachReader(image: n, iy: iy, ix: ix) { pixel, tap in
+                    let o = g + pixel + ch, t = w + tap + ch
+                    sums.0 += Lanes8(o) * Lanes8(t)
+                    sums.1 += Lanes8(o + 8) * Lanes8(t + 8)
+                    sums.2 += Lanes8(o + 16) * Lanes8(t + 16)
+                    sums.3 += Lanes8(o + 24) * Lanes8(t + 24)
+                }
+                sums.0.store(d + ch); sums.1.store(d + ch + 8); sums.2.store(d + ch + 16); sums.3.store(d + ch + 24)
+                ch += 32
+            }
+            while ch + 8 <= c {
+                var sum = start(d + ch)
+                forEachReader(image: n, iy: iy, ix: ix) { pixel, tap in sum += Lanes8(g + pixel + ch) * Lanes8(w + tap + ch) }
+                sum.store(d + ch)
+                ch += 8
+            }
+            if ch < c {
+                if !add { (d + ch).update(repeating: 0, count: c - ch) }
+                forEachReader(image: n, iy: iy, ix: ix) { pixel, tap in
+                    let o = g + pixel, t = w + tap
+                    for k in ch..<c { d[k] += o[k] * t[k] }
                 }
             }
         }
