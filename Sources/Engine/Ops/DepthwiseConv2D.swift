@@ -127,38 +127,11 @@ struct DepthwiseGeometry: Sendable {
         }
     }
 
-    /// Channels `from`… of output pixel (oy, ox) of image `n` at `o`: 32 channels at a time, then
-    /// eight, then one.
+    /// Channels `from`… of output pixel (oy, ox) of image `n` at `o`.
     @inline(__always)
     func forwardPixel(n: Int, oy: Int, ox: Int, from start: Int, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
                       _ o: UnsafeMutablePointer<Float>) {
-        let c = input.c
-        var ch = start
-        while ch + 32 <= c {
-            var sums = (Lanes8(), Lanes8(), Lanes8(), Lanes8())
-            forEachTap(image: n, oy: oy, ox: ox) { pixel, tap in
-                let i = x + pixel + ch, t = w + tap + ch
-                sums.0 += Lanes8(i) * Lanes8(t)
-                sums.1 += Lanes8(i + 8) * Lanes8(t + 8)
-                sums.2 += Lanes8(i + 16) * Lanes8(t + 16)
-                sums.3 += Lanes8(i + 24) * Lanes8(t + 24)
-            }
-            sums.0.store(o + ch); sums.1.store(o + ch + 8); sums.2.store(o + ch + 16); sums.3.store(o + ch + 24)
-            ch += 32
-        }
-        while ch + 8 <= c {
-            var sum = Lanes8()
-            forEachTap(image: n, oy: oy, ox: ox) { pixel, tap in sum += Lanes8(x + pixel + ch) * Lanes8(w + tap + ch) }
-            sum.store(o + ch)
-            ch += 8
-        }
-        if ch < c {
-            (o + ch).update(repeating: 0, count: c - ch)
-            forEachTap(image: n, oy: oy, ox: ox) { pixel, tap in
-                let i = x + pixel, t = w + tap
-                for k in ch..<c { o[k] += i[k] * t[k] }
-            }
-        }
+        sumProducts(into: o, from: start, channels: input.c, add: false, x, w) { forEachTap(image: n, oy: oy, ox: ox, $0) }
     }
 
     /// Calls `body` for each output pixel of image `n` that reads input pixel (iy, ix), with the
@@ -185,34 +158,9 @@ struct DepthwiseGeometry: Sendable {
     @inline(__always)
     func inputGradientRow(_ row: Int, _ g: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, add: Bool) {
         let c = input.c, n = row / input.h, iy = row % input.h
-        @inline(__always) func start(_ p: UnsafeMutablePointer<Float>) -> Lanes8 { add ? Lanes8(p) : Lanes8() }
         for ix in 0..<input.w {
-            let d = dx + (row * input.w + ix) * c
-            var ch = 0
-            while ch + 32 <= c {
-                var sums = (start(d + ch), start(d + ch + 8), start(d + ch + 16), start(d + ch + 24))
-                forEachReader(image: n, iy: iy, ix: ix) { pixel, tap in
-                    let o = g + pixel + ch, t = w + tap + ch
-                    sums.0 += Lanes8(o) * Lanes8(t)
-                    sums.1 += Lanes8(o + 8) * Lanes8(t + 8)
-                    sums.2 += Lanes8(o + 16) * Lanes8(t + 16)
-                    sums.3 += Lanes8(o + 24) * Lanes8(t + 24)
-                }
-                sums.0.store(d + ch); sums.1.store(d + ch + 8); sums.2.store(d + ch + 16); sums.3.store(d + ch + 24)
-                ch += 32
-            }
-            while ch + 8 <= c {
-                var sum = start(d + ch)
-                forEachReader(image: n, iy: iy, ix: ix) { pixel, tap in sum += Lanes8(g + pixel + ch) * Lanes8(w + tap + ch) }
-                sum.store(d + ch)
-                ch += 8
-            }
-            if ch < c {
-                if !add { (d + ch).update(repeating: 0, count: c - ch) }
-                forEachReader(image: n, iy: iy, ix: ix) { pixel, tap in
-                    let o = g + pixel, t = w + tap
-                    for k in ch..<c { d[k] += o[k] * t[k] }
-                }
+            sumProducts(into: dx + (row * input.w + ix) * c, from: 0, channels: c, add: add, g, w) {
+                forEachReader(image: n, iy: iy, ix: ix, $0)
             }
         }
     }
@@ -257,6 +205,42 @@ struct DepthwiseGeometry: Sendable {
                     for ox in first..<end { t[k] += outputRow[ox * c + k] * pixel(ox)[k] }
                 }
             }
+        }
+    }
+}
+
+/// o[ch] = (o[ch] if `add`, else 0) + Σ a[pixel + ch]·w[tap + ch] for channels `start`..<`c`, the
+/// products added in the order `terms` gives the (pixel, tap) offsets: 32 channels at a time in
+/// registers, then eight, then one.
+@inline(__always)
+private func sumProducts(into o: UnsafeMutablePointer<Float>, from start: Int, channels c: Int, add: Bool,
+                         _ a: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
+                         terms: (_ body: (_ pixel: Int, _ tap: Int) -> Void) -> Void) {
+    @inline(__always) func initial(_ p: UnsafeMutablePointer<Float>) -> Lanes8 { add ? Lanes8(p) : Lanes8() }
+    var ch = start
+    while ch + 32 <= c {
+        var sums = (initial(o + ch), initial(o + ch + 8), initial(o + ch + 16), initial(o + ch + 24))
+        terms { pixel, tap in
+            let i = a + pixel + ch, t = w + tap + ch
+            sums.0 += Lanes8(i) * Lanes8(t)
+            sums.1 += Lanes8(i + 8) * Lanes8(t + 8)
+            sums.2 += Lanes8(i + 16) * Lanes8(t + 16)
+            sums.3 += Lanes8(i + 24) * Lanes8(t + 24)
+        }
+        sums.0.store(o + ch); sums.1.store(o + ch + 8); sums.2.store(o + ch + 16); sums.3.store(o + ch + 24)
+        ch += 32
+    }
+    while ch + 8 <= c {
+        var sum = initial(o + ch)
+        terms { pixel, tap in sum += Lanes8(a + pixel + ch) * Lanes8(w + tap + ch) }
+        sum.store(o + ch)
+        ch += 8
+    }
+    if ch < c {
+        if !add { (o + ch).update(repeating: 0, count: c - ch) }
+        terms { pixel, tap in
+            let i = a + pixel, t = w + tap
+            for k in ch..<c { o[k] += i[k] * t[k] }
         }
     }
 }
