@@ -23,14 +23,19 @@ for s in bench_cls_torch.py bench_seg_torch.py; do [ -f "$peers/$s" ] || { echo 
 export OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads
 lines=$(mktemp)
 trap 'rm -f "$lines"' EXIT
+probe() {  # the machine probe, just before the run it is labelled with
+  echo "{\"round\": $r, \"side\": \"probe\", \"label\": \"$1\", \"result\": $("$bench" --only machine_probe --threads "$threads")}" >> "$lines"
+}
 peer() {  # label, script args…
   local label=$1; shift
   sleep "$pause"
+  probe "torch $label"
   echo "bench-peers: round $r, PyTorch $label…" >&2
   LD_PRELOAD=$jemalloc "$py" "$peers/$@" --channels-last 2>/dev/null | sed -n 's/^JSON /{"round": '"$r"', "side": "torch", "label": "'"$label"'", "result": /p' | sed 's/$/}/' >> "$lines"
 }
 engine() {  # workload
   sleep "$pause"
+  probe "engine $1"
   echo "bench-peers: round $r, engine $1…" >&2
   echo "{\"round\": $r, \"side\": \"engine\", \"label\": \"$1\", \"result\": $("$bench" --only "$1" --threads "$threads" --steps 9)}" >> "$lines"
 }
@@ -46,14 +51,15 @@ fi
 if [ "${PEERS_EPOCHS:-0}" = 1 ]; then
   data=${DATA:-../shared/data}
   here=$(cd "$(dirname "$0")/.." && pwd)
-  sleep "$pause"; echo "bench-peers: engine segment_epoch_256…" >&2
+  r=1
+  sleep "$pause"; probe "engine segment_epoch"; echo "bench-peers: engine segment_epoch_256…" >&2
   echo "{\"round\": 1, \"side\": \"engine\", \"label\": \"segment_epoch\", \"result\": $("$bench" --only segment_epoch_256 --threads "$threads" --data "$data")}" >> "$lines"
-  sleep "$pause"; echo "bench-peers: PyTorch segment epoch…" >&2
+  sleep "$pause"; probe "torch segment_epoch"; echo "bench-peers: PyTorch segment epoch…" >&2
   LD_PRELOAD=$jemalloc "$py" "$here/bench/peers/epoch_torch.py" segment --data "$data" --peers "$peers" --threads "$threads" \
     | sed -n 's/^JSON /{"round": 1, "side": "torch", "label": "segment_epoch", "result": /p' | sed 's/$/}/' >> "$lines"
-  sleep "$pause"; echo "bench-peers: engine classify_epoch_224…" >&2
+  sleep "$pause"; probe "engine classify_epoch"; echo "bench-peers: engine classify_epoch_224…" >&2
   echo "{\"round\": 1, \"side\": \"engine\", \"label\": \"classify_epoch\", \"result\": $("$bench" --only classify_epoch_224 --threads "$threads" --data "$data")}" >> "$lines"
-  sleep "$pause"; echo "bench-peers: PyTorch classify epoch…" >&2
+  sleep "$pause"; probe "torch classify_epoch"; echo "bench-peers: PyTorch classify epoch…" >&2
   LD_PRELOAD=$jemalloc "$py" "$here/bench/peers/epoch_torch.py" classify --data "$data" --peers "$peers" --threads "$threads" \
     | sed -n 's/^JSON /{"round": 1, "side": "torch", "label": "classify_epoch", "result": /p' | sed 's/$/}/' >> "$lines"
 fi
@@ -95,4 +101,13 @@ if epochs:
               f"| {t['wallSeconds'] / e['wallSeconds']:.2f}× | {t['epochSeconds'] / e['epochSeconds']:.2f}× "
               f"| {100 * e['outsideStepsShare']:.1f} % / {100 * t['outsideStepsShare']:.1f} % "
               f"| {e['peakRSSGiB']:.2f} / {t['peakRSSGiB']:.2f} (+{t['workersPeakRSSGiB']:.2f} workers) |")
+probes = [r["result"] for r in runs if r["side"] == "probe"]
+if probes:
+    spread = lambda key: 100 * (max(p[key] for p in probes) / min(p[key] for p in probes) - 1)
+    compute, memory = spread("computeSeconds"), spread("memorySeconds")
+    print()
+    print(f"Machine probe before each of the {len(probes)} runs (bench --only machine_probe): compute {compute:.1f} %, "
+          f"memory {memory:.1f} % spread (slowest over fastest).")
+    if max(compute, memory) > 5:
+        print("The machine itself moved by more than 5 % during this run: the ratios above carry that much noise.")
 PY

@@ -20,7 +20,9 @@ struct Bench: ParsableCommand {
         abstract: "Measure training and inference speed and peak memory; prints one JSON object.",
         discussion: "Images per second are the median over --steps timed steps after --warmup untimed ones, on random data; "
             + "each workload also reports its fastest and slowest step, every step's seconds and their coefficient of variation "
-            + "(stepCV). scripts/bench-peers.sh (make bench-peers) alternates these with the PyTorch peers.")
+            + "(stepCV). scripts/bench-peers.sh (make bench-peers) alternates these with the PyTorch peers. "
+            + "--only machine_probe times two fixed kernels (multiply-adds in registers; a stream through 128 MiB per thread): "
+            + "run between measurements, its spread shows how much the machine itself moved.")
 
     @Option(help: "Timed steps per workload (the median is reported).")
     var steps = 5
@@ -46,6 +48,11 @@ struct Bench: ParsableCommand {
             print(try measureEpoch(epoch))
             return
         }
+        if only == Self.probeWorkload {
+            let probe = MachineProbe.measure(threads: threads)
+            print("{\"computeSeconds\": \(round3(probe.computeSeconds)), \"memorySeconds\": \(round3(probe.memorySeconds)), \"threads\": \(threads)}")
+            return
+        }
         if only == Self.predictWorkload {
             print(try measureSegmentPredict())
             return
@@ -58,21 +65,42 @@ struct Bench: ParsableCommand {
             return
         }
         let names = workloads.isEmpty ? Self.workloadTable.map(\.name) + Self.stageWorkloadNames : workloads
-        var results: [String] = []
+        // The machine probe before the first workload and after each one: its spread says how
+        // much of the workloads' spread was the machine's.
+        var results: [String] = [], probes: [String] = [try runOnly(Self.probeWorkload)]
         for name in names {
             FileHandle.standardError.write(Data("bench: \(name)…\n".utf8))
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
-            process.arguments = ["--only", name, "--steps", "\(steps)", "--warmup", "\(warmup)", "--threads", "\(threads)", "--data", data]
-            let pipe = Pipe()
-            process.standardOutput = pipe
-            try process.run()
-            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            results.append("    \"\(name)\": " + output.trimmingCharacters(in: .whitespacesAndNewlines))
+            results.append("    \"\(name)\": " + (try runOnly(name)))
+            probes.append(try runOnly(Self.probeWorkload))
         }
         print("{\n  \"blas\": \"\(BLAS.provider)\",\n  \"blasVersion\": \"\(BLAS.version)\",\n  \"threads\": \(threads),\n"
-              + "  \"workloads\": {\n" + results.joined(separator: ",\n") + "\n  }\n}")
+              + "  \"workloads\": {\n" + results.joined(separator: ",\n") + "\n  },\n"
+              + "  \"machineProbe\": {\"runs\": [\n    " + probes.joined(separator: ",\n    ") + "\n  ], "
+              + probeSpread(probes) + "}\n}")
+    }
+
+    /// The JSON line of `bench --only name` run as a child process with this run's options.
+    private func runOnly(_ name: String) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
+        process.arguments = ["--only", name, "--steps", "\(steps)", "--warmup", "\(warmup)", "--threads", "\(threads)", "--data", data]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return output.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// The probe runs' spreads (slowest over fastest, minus one) as JSON fields.
+    private func probeSpread(_ probes: [String]) -> String {
+        let runs = probes.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Double] }
+        func spread(_ key: String) -> Double {
+            let values = runs.compactMap { $0[key] }
+            guard let low = values.min(), let high = values.max(), low > 0 else { return 0 }
+            return round3(high / low - 1)
+        }
+        return "\"computeSpread\": \(spread("computeSeconds")), \"memorySpread\": \(spread("memorySeconds"))"
     }
 
     struct Workload: Sendable {
@@ -237,6 +265,7 @@ extension Bench {
     }
 
     static let predictWorkload = "segment_predict_cxr"
+    static let probeWorkload = "machine_probe"
     static var stageWorkloadNames: [String] { epochWorkloads.map(\.name) + [predictWorkload] }
 
     /// `segment predict` of one U-Net over every image of kermany224 (its 5216 training images here;
