@@ -9,11 +9,39 @@ import Foundation
 public enum Activation: Sendable {
     case relu, sigmoid, silu
 
+    @inline(__always) private static func sigmoid(_ x: Float) -> Float { 1 / (1 + fastExp(-x)) }
+
+    @inline(__always) private static func silu(_ x: Float) -> Float { x / (1 + fastExp(-x)) }
+
+    /// dy·silu′(x) with σ recomputed from x (exact at x = 0, where y/x is not): σ·(1 + x·(1 − σ)).
+    @inline(__always) private static func siluGradient(_ g: Float, _ x: Float) -> Float {
+        let s = sigmoid(x)
+        return g * s * (1 + x * (1 - s))
+    }
+
     func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ range: Range<Int>) {
         switch self {
         case .relu: for i in range { y[i] = max(x[i], 0) }
-        case .sigmoid: for i in range { y[i] = 1 / (1 + fastExp(-x[i])) }
-        case .silu: for i in range { y[i] = x[i] / (1 + fastExp(-x[i])) }
+        case .sigmoid: for i in range { y[i] = Self.sigmoid(x[i]) }
+        case .silu: for i in range { y[i] = Self.silu(x[i]) }
+        }
+    }
+
+    /// y = f(x·s + t) per channel over `rows` of x [*, c] (y indexed like x): batch norm's affine
+    /// map and the activation in one pass over memory, with the arithmetic of the two done apart,
+    /// so the same bits.
+    func forward(normalising x: UnsafePointer<Float>, scale s: UnsafePointer<Float>, shift t: UnsafePointer<Float>,
+                 into y: UnsafeMutablePointer<Float>, rows: Range<Int>, channels c: Int) {
+        @inline(__always) func each(_ f: (Float) -> Float) {
+            for r in rows {
+                let xr = x + r * c, yr = y + r * c
+                for ch in 0..<c { yr[ch] = f(xr[ch] * s[ch] + t[ch]) }
+            }
+        }
+        switch self {
+        case .relu: each { max($0, 0) }
+        case .sigmoid: each(Self.sigmoid)
+        case .silu: each(Self.silu)
         }
     }
 
@@ -25,30 +53,30 @@ public enum Activation: Sendable {
         case (.relu, false): for i in range { dx[i] = x[i] > 0 ? g[i] : 0 }
         case (.sigmoid, true): for i in range { dx[i] += g[i] * y[i] * (1 - y[i]) }
         case (.sigmoid, false): for i in range { dx[i] = g[i] * y[i] * (1 - y[i]) }
-        // σ = y/x where x ≠ 0; recomputed to stay exact at x = 0: f′ = σ·(1 + x·(1 − σ)).
-        case (.silu, true):
-            for i in range {
-                let s = 1 / (1 + fastExp(-x[i]))
-                dx[i] += g[i] * s * (1 + x[i] * (1 - s))
-            }
-        case (.silu, false):
-            for i in range {
-                let s = 1 / (1 + fastExp(-x[i]))
-                dx[i] = g[i] * s * (1 + x[i] * (1 - s))
-            }
+        case (.silu, true): for i in range { dx[i] += Self.siluGradient(g[i], x[i]) }
+        case (.silu, false): for i in range { dx[i] = Self.siluGradient(g[i], x[i]) }
         }
     }
 
-    /// dx = dy·f′(x) from the input alone (the output recomputed where f′ needs it, with the
-    /// forward's arithmetic): for a fused op that keeps its input, not its output.
-    func backward(_ g: UnsafePointer<Float>, input x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ range: Range<Int>) {
-        switch self {
-        case .relu, .silu: backward(g, x, x, dx, range, add: false)  // f′ reads x only
-        case .sigmoid:
-            for i in range {
-                let y = 1 / (1 + fastExp(-x[i]))
-                dx[i] = g[i] * y * (1 - y)
+    /// dx = dy·f′(z) with z = x·s + t per channel over `rows` of x [*, c] (g and dx indexed like x):
+    /// the backward of `forward(normalising:)`, z and the output recomputed where f′ needs them with
+    /// the forward's arithmetic.
+    func backward(_ g: UnsafePointer<Float>, normalising x: UnsafePointer<Float>, scale s: UnsafePointer<Float>,
+                  shift t: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, rows: Range<Int>, channels c: Int) {
+        @inline(__always) func each(_ f: (Float, Float) -> Float) {
+            for r in rows {
+                let xr = x + r * c, gr = g + r * c, dxr = dx + r * c
+                for ch in 0..<c { dxr[ch] = f(gr[ch], xr[ch] * s[ch] + t[ch]) }
             }
+        }
+        switch self {
+        case .relu: each { g, z in z > 0 ? g : 0 }
+        case .sigmoid:
+            each { g, z in
+                let y = Self.sigmoid(z)
+                return g * y * (1 - y)
+            }
+        case .silu: each(Self.siluGradient)
         }
     }
 }

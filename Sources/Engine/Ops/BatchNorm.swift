@@ -132,22 +132,17 @@ private func normalise(_ xp: UnsafePointer<Float>, _ z: UnsafeMutablePointer<Flo
     }
 }
 
-/// The forward pass: `affine` applied to x, then `activation` when given. The activation reads z from
-/// a scratch block of 64 rows (in cache, and not in place: its loops vectorise only when input and
-/// output do not overlap).
+/// The forward pass: `affine` applied to x, then `activation` when given, in one pass.
 private func batchNormForward(_ xv: Tensor, _ affine: BatchNormAffine, activation: Activation?, rows: Int, channels c: Int) -> Tensor {
     Tensor(shape: xv.shape) { y in
         xv.withPointer { xp in affine.scale.withUnsafeBufferPointer { s in affine.shift.withUnsafeBufferPointer { t in
             let b = SendableBox((y, xp, s.baseAddress!, t.baseAddress!))
             Parallel.forEachRange(rows, grain: 256) { range in
                 let (y, xp, s, t) = b.value
-                guard let activation else { normalise(xp, y + range.lowerBound * c, range, channels: c, s, t); return }
-                withUnsafeTemporaryAllocation(of: Float.self, capacity: 64 * c) { z in
-                    for start in Swift.stride(from: range.lowerBound, to: range.upperBound, by: 64) {
-                        let block = start..<min(start + 64, range.upperBound)
-                        normalise(xp, z.baseAddress!, block, channels: c, s, t)
-                        activation.forward(z.baseAddress!, y + start * c, 0..<(block.count * c))
-                    }
+                if let activation {
+                    activation.forward(normalising: xp, scale: s, shift: t, into: y, rows: range, channels: c)
+                } else {
+                    normalise(xp, y + range.lowerBound * c, range, channels: c, s, t)
                 }
             }
         } } }
@@ -180,11 +175,12 @@ private func applyInputGradient(_ dx: UnsafeMutablePointer<Float>, add: Bool, g:
         Parallel.forEachRange(rows, grain: 256) { range in
             let (dx, g, xp, a, bb, d) = box.value
             for r in range {
-                let o = r * c
+                // Row pointers, not dx[r·c + ch]: the checked index arithmetic keeps a loop scalar.
+                let dxr = dx + r * c, gr = g + r * c, xr = xp + r * c
                 if add {
-                    for ch in 0..<c { dx[o + ch] += a[ch] * g[o + ch] + bb[ch] * xp[o + ch] + d[ch] }
+                    for ch in 0..<c { dxr[ch] += a[ch] * gr[ch] + bb[ch] * xr[ch] + d[ch] }
                 } else {
-                    for ch in 0..<c { dx[o + ch] = a[ch] * g[o + ch] + bb[ch] * xp[o + ch] + d[ch] }
+                    for ch in 0..<c { dxr[ch] = a[ch] * gr[ch] + bb[ch] * xr[ch] + d[ch] }
                 }
             }
         }
@@ -226,8 +222,8 @@ extension Tape {
         let recompute = { batchNormForward(xv, affine, activation: activation, rows: rows, channels: c) }
         return record(out, recompute: rebuilt ? recompute : nil) { tape, dy in
             // dγ = Σ dy·x̂, dβ = Σ dy, dx from inputGradientCoefficients. With an activation, g is the
-            // gradient at its input z, filled block by block into scratch from the recomputed z just
-            // before the sums read it.
+            // gradient at its input z = x·scale + shift, filled into scratch block by block, z
+            // recomputed on the fly, just before the sums read the block.
             func backward(_ g: UnsafePointer<Float>, _ dz: UnsafeMutablePointer<Float>?) {
                 xv.withPointer { xp in
                     var produce: ((Range<Int>) -> Void)? = nil
@@ -235,15 +231,10 @@ extension Tape {
                         let box = SendableBox((dz, xp))
                         produce = { block in
                             let (dz, xp) = box.value
-                            let o = block.lowerBound * c
-                            withUnsafeTemporaryAllocation(of: Float.self, capacity: block.count * c) { z in
-                                affine.scale.withUnsafeBufferPointer { s in affine.shift.withUnsafeBufferPointer { t in
-                                    normalise(xp, z.baseAddress!, block, channels: c, s.baseAddress!, t.baseAddress!)
-                                } }
-                                dy.withPointer { upstream in
-                                    activation.backward(upstream + o, input: z.baseAddress!, dz + o, 0..<(block.count * c))
-                                }
-                            }
+                            affine.scale.withUnsafeBufferPointer { s in affine.shift.withUnsafeBufferPointer { t in dy.withPointer { upstream in
+                                activation.backward(upstream, normalising: xp, scale: s.baseAddress!, shift: t.baseAddress!, dz,
+                                                    rows: block, channels: c)
+                            } } }
                         }
                     }
                     // Σ dy and Σ dy·x̂ = invStd·Σ dy·(x − μ), in one pass.

@@ -47,22 +47,12 @@ struct ConvShape {
 /// `cols` (one row of kh·kw·c per pixel), zeros where padding.
 func im2col(_ x: UnsafePointer<Float>, _ s: ConvShape, image n: Int, pixels: Range<Int>,
             into cols: UnsafeMutablePointer<Float>) {
-    let c = s.input.c
-    for pixel in pixels {
-        let oy = pixel / s.ow, ox = pixel % s.ow
-        var dst = cols + (pixel - pixels.lowerBound) * s.patch
-        for ky in 0..<s.kh {
-            let iy = oy * s.stride + ky - s.padTop
-            for kx in 0..<s.kw {
-                let ix = ox * s.stride + kx - s.padLeft
-                if iy >= 0 && iy < s.input.h && ix >= 0 && ix < s.input.w {
-                    let src = x + ((n * s.input.h + iy) * s.input.w + ix) * c
-                    for i in 0..<c { dst[i] = src[i] }  // inline: c is small, a memmove call is not
-                } else {
-                    for i in 0..<c { dst[i] = 0 }
-                }
-                dst += c
-            }
+    s.walkPatches(image: n, pixels: pixels, patches: cols) { offset, dst, count in
+        if let offset {
+            let src = x + offset
+            for i in 0..<count { dst[i] = src[i] }  // inline: runs are short, a memmove call is not
+        } else {
+            for i in 0..<count { dst[i] = 0 }
         }
     }
 }
@@ -70,20 +60,44 @@ func im2col(_ x: UnsafePointer<Float>, _ s: ConvShape, image n: Int, pixels: Ran
 /// Adds the patch gradients `cols` of image `n`'s output pixels `pixels` back onto the input gradient.
 func col2im(_ cols: UnsafePointer<Float>, _ s: ConvShape, image n: Int, pixels: Range<Int>,
             into dx: UnsafeMutablePointer<Float>) {
-    let c = s.input.c
-    for pixel in pixels {
-        let oy = pixel / s.ow, ox = pixel % s.ow
-        var src = cols + (pixel - pixels.lowerBound) * s.patch
-        for ky in 0..<s.kh {
-            let iy = oy * s.stride + ky - s.padTop
-            for kx in 0..<s.kw {
-                let ix = ox * s.stride + kx - s.padLeft
-                if iy >= 0 && iy < s.input.h && ix >= 0 && ix < s.input.w {
-                    let dst = dx + ((n * s.input.h + iy) * s.input.w + ix) * c
-                    for i in 0..<c { dst[i] += src[i] }
+    s.walkPatches(image: n, pixels: pixels, patches: UnsafeMutablePointer(mutating: cols)) { offset, src, count in
+        guard let offset else { return }
+        let dst = dx + offset
+        for i in 0..<count { dst[i] += src[i] }
+    }
+}
+
+extension ConvShape {
+    /// Walks the patch rows of image `n`'s output pixels `pixels`, laid out from `patches` on, in
+    /// order, as runs: `visit(offset, run, count)` pairs `count` patch elements at `run` with as
+    /// many contiguous input elements from `offset` (elements from the start of x), or with padding
+    /// where `offset` is nil. A kernel row inside the image is one run of kw·c; at the border each
+    /// tap is a run of c. Output coordinates step along, with no division per pixel.
+    @inline(__always)
+    func walkPatches(image n: Int, pixels: Range<Int>, patches: UnsafeMutablePointer<Float>,
+                     _ visit: (_ offset: Int?, _ run: UnsafeMutablePointer<Float>, _ count: Int) -> Void) {
+        let c = input.c, rowRun = kw * c
+        var dst = patches
+        var oy = pixels.lowerBound / ow, ox = pixels.lowerBound % ow
+        for _ in pixels {
+            let iy0 = oy * stride - padTop, ix0 = ox * stride - padLeft
+            let inside = iy0 >= 0 && iy0 + kh <= input.h && ix0 >= 0 && ix0 + kw <= input.w
+            for ky in 0..<kh {
+                let iy = iy0 + ky
+                if inside {
+                    visit(((n * input.h + iy) * input.w + ix0) * c, dst, rowRun)
+                    dst += rowRun
+                    continue
                 }
-                src += c
+                for kx in 0..<kw {
+                    let ix = ix0 + kx
+                    let valid = iy >= 0 && iy < input.h && ix >= 0 && ix < input.w
+                    visit(valid ? ((n * input.h + iy) * input.w + ix) * c : nil, dst, c)
+                    dst += c
+                }
             }
+            ox += 1
+            if ox == ow { ox = 0; oy += 1 }
         }
     }
 }

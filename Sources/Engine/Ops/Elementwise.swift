@@ -37,8 +37,8 @@ extension Tape {
                         for n in images {
                             let scale = sp + n * c
                             for p in 0..<area {
-                                let o = (n * area + p) * c
-                                for ch in 0..<c { y[o + ch] = xp[o + ch] * scale[ch] }
+                                let yr = y + (n * area + p) * c, xr = xp + (n * area + p) * c
+                                for ch in 0..<c { yr[ch] = xr[ch] * scale[ch] }
                             }
                         }
                     }
@@ -63,11 +63,11 @@ extension Tape {
                         for n in images {
                             let scale = sp + n * c
                             for p in 0..<area {
-                                let o = (n * area + p) * c
+                                let dxr = dx + (n * area + p) * c, gr = g + (n * area + p) * c
                                 if add {
-                                    for ch in 0..<c { dx[o + ch] += g[o + ch] * scale[ch] }
+                                    for ch in 0..<c { dxr[ch] += gr[ch] * scale[ch] }
                                 } else {
-                                    for ch in 0..<c { dx[o + ch] = g[o + ch] * scale[ch] }
+                                    for ch in 0..<c { dxr[ch] = gr[ch] * scale[ch] }
                                 }
                             }
                         }
@@ -80,8 +80,8 @@ extension Tape {
                         for n in images {
                             let row = ds + n * c
                             for p in 0..<area {
-                                let o = (n * area + p) * c
-                                for ch in 0..<c { row[ch] += g[o + ch] * xp[o + ch] }
+                                let gr = g + (n * area + p) * c, xr = xp + (n * area + p) * c
+                                for ch in 0..<c { row[ch] += gr[ch] * xr[ch] }
                             }
                         }
                     }

@@ -67,9 +67,9 @@ extension Tape {
                         let (out, src) = box.value
                         for row in rows {  // output row (n, y) repeats input row (n, y / 2)
                             let from = src + (row / oh * s.h + row % oh / 2) * s.w * c, to = out + row * ow * c
-                            for x in 0..<s.w {
-                                let p = from + x * c, q = to + 2 * x * c
-                                for ch in 0..<c { q[ch] = p[ch]; q[c + ch] = p[ch] }
+                            for x in 0..<s.w {  // pointers, not q[c + ch]: a checked index keeps a loop scalar
+                                let p = from + x * c, q = to + 2 * x * c, q2 = q + c
+                                for ch in 0..<c { q[ch] = p[ch]; q2[ch] = p[ch] }
                             }
                         }
                     }
@@ -89,10 +89,11 @@ extension Tape {
                             let to = dx + row * s.w * c
                             for x in 0..<s.w {
                                 let a = top + 2 * x * c, b = bottom + 2 * x * c, d = to + x * c
+                                let a2 = a + c, b2 = b + c
                                 if add {
-                                    for ch in 0..<c { d[ch] = d[ch] + a[ch] + a[c + ch] + b[ch] + b[c + ch] }
+                                    for ch in 0..<c { d[ch] = d[ch] + a[ch] + a2[ch] + b[ch] + b2[ch] }
                                 } else {
-                                    for ch in 0..<c { d[ch] = a[ch] + a[c + ch] + b[ch] + b[c + ch] }
+                                    for ch in 0..<c { d[ch] = a[ch] + a2[ch] + b[ch] + b2[ch] }
                                 }
                             }
                         }

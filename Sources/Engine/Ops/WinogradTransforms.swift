@@ -1,7 +1,7 @@
 // The per-tile transforms of Winograd F(4×4, 3×3) (Winograd.swift): V = Bᵀ·d·B of a 6×6 input tile,
 // Y = Aᵀ·M·A back to 4×4 outputs, A·dY·Aᵀ of a 4×4 output-gradient tile, every channel of a tile at
 // once, eight channels at a time in explicit SIMD and the rest one by one; U = G·g·Gᵀ of a 3×3
-// filter; and Gᵀ·dU·G, a transform-domain kernel gradient back to 3×3 taps, eight channel pairs at a
+// filter and Gᵀ·dU·G, a transform-domain kernel gradient back to 3×3 taps, eight channel pairs at a
 // time. Each 2-D transform is the 1-D one on the columns, then on the rows, through a stack buffer.
 
 /// Float, or eight of them: the transforms run eight channels at a time (explicit SIMD, since the
@@ -13,18 +13,25 @@ private protocol Lanes {
     static func - (a: Self, b: Self) -> Self
     static func * (a: Float, b: Self) -> Self
     init(loading p: UnsafePointer<Float>)
+    /// Lanes from `stride` floats apart.
+    init(loading p: UnsafePointer<Float>, stride: Int)
     func store(to p: UnsafeMutablePointer<Float>)
 }
 
 extension Float: Lanes {
     static var width: Int { 1 }
     @inline(__always) init(loading p: UnsafePointer<Float>) { self = p.pointee }
+    @inline(__always) init(loading p: UnsafePointer<Float>, stride: Int) { self = p.pointee }
     @inline(__always) func store(to p: UnsafeMutablePointer<Float>) { p.pointee = self }
 }
 
 extension SIMD8: Lanes where Scalar == Float {
     static var width: Int { 8 }
     @inline(__always) init(loading p: UnsafePointer<Float>) { self = UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
+    @inline(__always) init(loading p: UnsafePointer<Float>, stride: Int) {
+        if stride == 1 { self.init(loading: p); return }
+        self.init(p[0], p[stride], p[2 * stride], p[3 * stride], p[4 * stride], p[5 * stride], p[6 * stride], p[7 * stride])
+    }
     @inline(__always) func store(to p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: self, as: SIMD8<Float>.self) }
 }
 
@@ -228,10 +235,20 @@ private func transformGradient<V: Lanes>(_: V.Type, _ dy: UnsafePointer<Float>, 
 /// transform value ξ = 6a + b of pair j to u[ξ·plane + j].
 func transformFilters(_ g: UnsafePointer<Float>, tapStride: Int, pairStride: Int, count: Int,
                       into u: UnsafeMutablePointer<Float>, plane: Int) {
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: 18) { s in
+    let simd = count / 8 * 8
+    transformFilters(SIMD8<Float>.self, g, tapStride, pairStride, u, plane, 0, simd)
+    transformFilters(Float.self, g, tapStride, pairStride, u, plane, simd, count)
+}
+
+@inline(__always)
+private func transformFilters<V: Lanes>(_: V.Type, _ g: UnsafePointer<Float>, _ tapStride: Int, _ pairStride: Int,
+                                        _ u: UnsafeMutablePointer<Float>, _ plane: Int, _ from: Int, _ to: Int) {
+    guard from < to else { return }
+    withUnsafeTemporaryAllocation(of: V.self, capacity: 18) { s in
         let s = s.baseAddress!
-        for j in 0..<count {
-            @inline(__always) func tap(_ k: Int) -> Float { g[k * tapStride + j * pairStride] }
+        var j = from
+        while j < to {
+            @inline(__always) func tap(_ k: Int) -> V { V(loading: g + k * tapStride + j * pairStride, stride: pairStride) }
             // G·g: each column kx of the taps into column kx of s (6 rows).
             @inline(__always) func column(_ kx: Int) {
                 let t = filterTransform(tap(kx), tap(3 + kx), tap(6 + kx))
@@ -242,9 +259,11 @@ func transformFilters(_ g: UnsafePointer<Float>, tapStride: Int, pairStride: Int
             @inline(__always) func row(_ a: Int) {
                 let t = filterTransform(s[3 * a], s[3 * a + 1], s[3 * a + 2])
                 let p = u + 6 * a * plane + j
-                p[0] = t.0; p[plane] = t.1; p[2 * plane] = t.2; p[3 * plane] = t.3; p[4 * plane] = t.4; p[5 * plane] = t.5
+                t.0.store(to: p); t.1.store(to: p + plane); t.2.store(to: p + 2 * plane)
+                t.3.store(to: p + 3 * plane); t.4.store(to: p + 4 * plane); t.5.store(to: p + 5 * plane)
             }
             row(0); row(1); row(2); row(3); row(4); row(5)
+            j += V.width
         }
     }
 }
