@@ -38,10 +38,15 @@ STAGE = $(strip $(LAUNCH) $(BIN))
 STAGE_FLAGS = --config $(CONFIG) --profile $(PROFILE) --artifacts $(ARTIFACTS)
 DEMO_FLAGS = --config $(CONFIG) --profile $(DEMO_PROFILE) --artifacts $(ARTIFACTS)
 export CXR_BLAS := $(BLAS)
-# Instruction set of the numeric code (Package.swift): AVX2 with FMA where this CPU has both, else
-# the x86-64 baseline; `make build TARGET_CPU=` builds the baseline anywhere.
-TARGET_CPU ?= $(shell grep -qw avx2 /proc/cpuinfo 2>/dev/null && grep -qw fma /proc/cpuinfo 2>/dev/null && echo haswell)
+# Instruction set of the numeric code (Package.swift): AVX-512 (F, CD, BW, DQ, VL) with 512-bit loops
+# where this CPU has it, else AVX2 with FMA where it has both, else the x86-64 baseline;
+# `make build TARGET_CPU=` builds the baseline anywhere, `VECTOR_BITS=256` keeps AVX-512 code at
+# 256-bit vectors (LLVM's own preference for these CPUs).
+HAS_FLAGS = $(shell for f in $(1); do grep -qw $$f /proc/cpuinfo 2>/dev/null || exit; done; echo yes)
+TARGET_CPU ?= $(if $(call HAS_FLAGS,avx512f avx512cd avx512bw avx512dq avx512vl),skylake-avx512,$(if $(call HAS_FLAGS,avx2 fma),haswell))
+VECTOR_BITS ?= $(if $(filter skylake-avx512,$(TARGET_CPU)),512)
 export CXR_TARGET_CPU := $(TARGET_CPU)
+export CXR_VECTOR_BITS := $(VECTOR_BITS)
 
 DEB_PACKAGES := pkg-config libpng-dev libjpeg-dev libblis-dev libopenblas-dev
 

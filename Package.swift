@@ -9,7 +9,8 @@ import Foundation
 /// The BLAS provider is chosen at build time: `CXR_BLAS=blis` (default, fastest on the skinny
 /// GEMM shapes of EfficientNet, DESIGN §5) or `CXR_BLAS=openblas`. The Makefile builds each
 /// provider in its own scratch folder so switching never reuses stale objects.
-let blasProvider = ProcessInfo.processInfo.environment["CXR_BLAS"] ?? "blis"
+let environment = ProcessInfo.processInfo.environment
+let blasProvider = environment["CXR_BLAS"] ?? "blis"
 let blasLibrary: String
 let blasDefine: String
 switch blasProvider {
@@ -22,14 +23,19 @@ default:
 }
 
 /// The instruction set the numeric code is compiled for: `CXR_TARGET_CPU` (an LLVM CPU name such as
-/// `haswell`, AVX2 with FMA). The Makefile sets it to `haswell` when this machine's CPU has AVX2 and FMA;
-/// unset, the compiler's baseline (x86-64 with SSE2) is used. Swift never contracts a·b + c into an FMA
-/// nor reorders sums on its own, so the wider vectors change speed only, not one bit of a result.
-let targetCPU = ProcessInfo.processInfo.environment["CXR_TARGET_CPU"].flatMap { $0.isEmpty ? nil : $0 }
+/// `haswell`, AVX2 with FMA, or `skylake-avx512`). The Makefile sets it from this machine's CPU; unset,
+/// the compiler's baseline (x86-64 with SSE2) is used. `CXR_VECTOR_BITS=512` lets loops vectorise
+/// 16 floats wide on AVX-512 CPUs, for which LLVM otherwise stays at 256 bits (its `prefer-256-bit`
+/// tuning, removed through Clang's target features, which Swift's code generation shares). Swift
+/// never contracts a·b + c into an FMA nor reorders sums on its own, so the wider vectors change
+/// speed only, not one bit of a result.
+let targetCPU = environment["CXR_TARGET_CPU"].flatMap { $0.isEmpty ? nil : $0 }
+let wideVectors = environment["CXR_VECTOR_BITS"] == "512"
 
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
 ] + (targetCPU.map { [.unsafeFlags(["-target-cpu", $0])] } ?? [])
+  + (wideVectors ? [.unsafeFlags(["-Xcc", "-Xclang", "-Xcc", "-target-feature", "-Xcc", "-Xclang", "-Xcc", "-prefer-256-bit"])] : [])
 
 let package = Package(
     name: "MultiLossCXR",
