@@ -60,7 +60,7 @@ let package = Package(
     targets: [
         // C libraries, reached through module maps (CBLAS has no `link`: the provider is linked below).
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
-        // Header only: compiler intrinsics (prefetch) for the bootstrap's curve pass.
+        // Header only: compiler intrinsics (prefetch for the bootstrap's curve pass, vector square roots for Adam).
         .systemLibrary(name: "CIntrinsics", path: "Sources/CIntrinsics"),
         .systemLibrary(name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng",
                        providers: [.apt(["libpng-dev"])]),
@@ -77,7 +77,7 @@ let package = Package(
         .target(name: "CSHA"),
         .target(name: "Artifacts", dependencies: ["CSHA"], swiftSettings: swiftSettings),
         .target(name: "Imaging", dependencies: ["CCodecs", "Artifacts"], swiftSettings: swiftSettings),
-        .target(name: "Engine", dependencies: ["CBLAS", "CBLASRuntime", "SeededRandom", "Artifacts"], swiftSettings: swiftSettings),
+        .target(name: "Engine", dependencies: ["CBLAS", "CBLASRuntime", "CIntrinsics", "SeededRandom", "Artifacts"], swiftSettings: swiftSettings),
         .target(name: "Losses", dependencies: ["Engine"], swiftSettings: swiftSettings),
         .target(name: "Models", dependencies: ["Engine", "SeededRandom"], swiftSettings: swiftSettings),
         .target(name: "Metrics", dependencies: ["Artifacts", "CIntrinsics", "SeededRandom"], swiftSettings: swiftSettings),

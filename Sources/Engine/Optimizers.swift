@@ -2,6 +2,7 @@
 // State is kept per parameter name so it can be checkpointed and restored exactly.
 
 import Artifacts
+import CIntrinsics
 import Foundation
 
 /// An optimiser's persistent state: named moment tensors and the step counter.
@@ -90,10 +91,22 @@ public struct Adam: Optimizer {
                     let v = SendableBox(v.baseAddress!)
                     forEachElement(&w, &m, g.data) { w, m, g, range in
                         let v = v.value
-                        for i in range {
-                            m[i] = b1 * m[i] + (1 - b1) * g[i]
-                            v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i]
-                            w[i] -= lrT * m[i] / (v[i].squareRoot() + eps)
+                        // In blocks of 1024: the moments, then their square roots through a C
+                        // intrinsic (Swift's squareRoot() is a libm call on Linux, which keeps a loop
+                        // scalar), then the step, each loop vectorised; element by element the same
+                        // arithmetic as one loop.
+                        withUnsafeTemporaryAllocation(of: Float.self, capacity: 1024) { roots in
+                            let roots = roots.baseAddress!
+                            for start in Swift.stride(from: range.lowerBound, to: range.upperBound, by: 1024) {
+                                let count = min(1024, range.upperBound - start)
+                                let w = w + start, m = m + start, v = v + start, g = g + start
+                                for i in 0..<count {
+                                    m[i] = b1 * m[i] + (1 - b1) * g[i]
+                                    v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i]
+                                }
+                                cxr_square_roots(v, roots, count)
+                                for i in 0..<count { w[i] -= lrT * m[i] / (roots[i] + eps) }
+                            }
                         }
                     }
                 }

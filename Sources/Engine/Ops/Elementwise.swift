@@ -5,16 +5,33 @@ import Artifacts
 import Foundation
 
 extension Tape {
-    /// a + b, same shapes.
+    /// a + b, same shapes; fixed parts of the arrays in parallel.
     public func add(_ a: Var, _ b: Var) -> Var {
         let av = value(a), bv = value(b)
         precondition(av.shape == bv.shape, "add shapes \(av.shape) and \(bv.shape) differ")
-        let out = Tensor(shape: av.shape, data: zip(av.data, bv.data).map(+))
+        let count = av.count
+        let out = Tensor(shape: av.shape) { y in
+            av.withPointer { ap in bv.withPointer { bp in
+                let box = SendableBox((y, ap, bp))
+                Parallel.forEachRange(count) { range in
+                    let (y, ap, bp) = box.value
+                    for i in range { y[i] = ap[i] + bp[i] }
+                }
+            } }
+        }
         return record(out) { tape, dy in
             for v in [a, b] {
                 tape.accumulate(v) { dx, add in
                     dy.withPointer { g in
-                        if add { for i in 0..<dy.count { dx[i] += g[i] } } else { dx.update(from: g, count: dy.count) }
+                        let box = SendableBox((dx, g))
+                        Parallel.forEachRange(count) { range in
+                            let (dx, g) = box.value
+                            if add {
+                                for i in range { dx[i] += g[i] }
+                            } else {
+                                (dx + range.lowerBound).update(from: g + range.lowerBound, count: range.count)
+                            }
+                        }
                     }
                 }
             }
