@@ -30,6 +30,8 @@ final class OpGradientTests: XCTestCase {
     /// several Winograd bands of each pass (20 of its 25 rows of 4×4 tiles: about 512 KiB of
     /// transforms; its 625 tiles per image split even when each image is its own thread's part).
     /// On one thread and on two (each image its own part: two partial kernel gradients summed).
+    /// Winograd's filter transform runs eight channel pairs at a time along the rows of U: gathered
+    /// (rows of the rotated filters, cin ≥ 8) and contiguous (cout = 19: two of eight, three alone).
     /// Each value may differ from the exact sum by units · u · Σ|terms| (u = 2⁻²⁴), the form of a
     /// float32 sum's error bound: a tolerance relative to the result itself fails on cancelling
     /// sums, such as the 97×98 kernel gradient (19 012 random-sign terms, result ≈ Σ|terms| / 100),
@@ -48,7 +50,7 @@ final class OpGradientTests: XCTestCase {
         let cases: [(k: Int, stride: Int, padding: Padding, h: Int, w: Int, cin: Int, cout: Int, bands: Int)] = [
             (3, 1, .same, 7, 5, 13, 6, 1), (3, 1, .valid, 6, 9, 13, 6, 1), (3, 1, .same, 1, 4, 13, 6, 1),
             (3, 2, .same, 8, 7, 5, 3, 1), (3, 1, .same, 9, 11, 470, 3, 2), (5, 2, .same, 17, 17, 200, 2, 2),
-            (3, 1, .same, 97, 98, 4, 3, 2),
+            (3, 1, .same, 97, 98, 4, 3, 2), (3, 1, .same, 6, 7, 5, 19, 1),
         ]
         for winograd in [false, true] {
             let before = Winograd.enabled
