@@ -46,8 +46,14 @@ void bli_thread_set_num_threads(long);
 char *bli_info_get_version_str(void);
 int bli_arch_query_id(void);
 const char *bli_arch_string(int id);
+void bli_init(void);
 const char *cxr_blas_provider(void) { return "blis"; }
 const char *cxr_blas_version(void) { return bli_info_get_version_str(); }
-const char *cxr_blas_kernel(void) { return bli_arch_string(bli_arch_query_id()); }
+/* BLIS checks a kernel set named by BLIS_ARCH_TYPE against its registry, which it fills on first
+   use: asked before any GEMM (regress record, --version) it would abort, so it is filled first. */
+const char *cxr_blas_kernel(void) {
+    bli_init();
+    return bli_arch_string(bli_arch_query_id());
+}
 void cxr_blas_set_threads(int threads) { bli_thread_set_num_threads(threads); }
 #endif
