@@ -254,6 +254,43 @@ final class OpGradientTests: XCTestCase {
         }
     }
 
+    /// The depthwise input gradient added to one already there (x read twice: a residual around
+    /// the convolution, whose backward writes dx first), bit for bit against Float sums started
+    /// from that gradient in the documented order; stride 1 (the flipped-kernel forward pass) and
+    /// stride 2, channel counts on and off the vector widths.
+    func testDepthwiseInputGradientAddsInOrderToAnEarlierOne() {
+        for (k, stride, h, w, c) in [(3, 1, 6, 9, 19), (5, 1, 7, 10, 40), (3, 1, 2, 3, 16), (3, 2, 6, 8, 24)] {
+            let x = randomTensor([2, h, w, c], seed: 31), kernel = randomTensor([k, k, c], seed: 32)
+            let (oh, padTop) = convGeometry(input: h, kernel: k, stride: stride, padding: .same)
+            let (ow, padLeft) = convGeometry(input: w, kernel: k, stride: stride, padding: .same)
+            let dy = randomTensor([2, oh, ow, c], seed: 33)
+            let tape = Tape(recording: true, training: true)
+            let xv = tape.constant(x), kv = tape.constant(kernel)
+            let yv = tape.depthwiseConv2d(xv, kv, stride: stride)
+            // With stride 2 the residual needs x at the output's size: a second depthwise pass instead.
+            let other = stride == 1 ? xv : tape.depthwiseConv2d(xv, tape.constant(Tensor(shape: [k, k, c], repeating: 0.5)), stride: stride)
+            let zv = tape.add(yv, other)
+            tape.backward(from: zv, seed: dy)
+            let dx = tape.gradient(xv)!
+            var want = [Float](repeating: 0, count: x.count)
+            if stride == 1 {
+                want = dy.data
+            } else {
+                for n in 0..<2 { for oy in 0..<oh { for ox in 0..<ow { for ky in 0..<k { for kx in 0..<k { for ch in 0..<c {
+                    let iy = oy * stride + ky - padTop, ix = ox * stride + kx - padLeft
+                    guard iy >= 0 && iy < h && ix >= 0 && ix < w else { continue }
+                    want[((n * h + iy) * w + ix) * c + ch] += dy.data[((n * oh + oy) * ow + ox) * c + ch] * 0.5
+                } } } } } }
+            }
+            for n in 0..<2 { for oy in 0..<oh { for ox in 0..<ow { for ky in 0..<k { for kx in 0..<k { for ch in 0..<c {
+                let iy = oy * stride + ky - padTop, ix = ox * stride + kx - padLeft
+                guard iy >= 0 && iy < h && ix >= 0 && ix < w else { continue }
+                want[((n * h + iy) * w + ix) * c + ch] += dy.data[((n * oh + oy) * ow + ox) * c + ch] * kernel.data[(ky * k + kx) * c + ch]
+            } } } } } }
+            XCTAssertEqual(dx.data, want, "\(k)×\(k) stride \(stride) \(h)×\(w)×\(c)")
+        }
+    }
+
     func testBatchNormGradientsInTrainingAndInference() {
         for training in [true, false] {
             for activation in [nil, Activation.silu, .relu, .sigmoid] {

@@ -1,7 +1,9 @@
 // Depthwise convolution (NHWC input, HWC kernel: one k×k filter per channel, depth multiplier 1),
 // forward and backward, as loops over contiguous channels that the compiler vectorises. Forward and
 // the input gradient split output / input rows across threads; the kernel gradient sums
-// per-thread partials in thread order, so results do not depend on scheduling.
+// per-thread partials in thread order, so results do not depend on scheduling. With stride 1 the
+// input gradient runs as the forward pass of the flipped kernel (its four-column interior loop),
+// with the same additions in the same order.
 
 import Artifacts
 
@@ -20,13 +22,24 @@ extension Tape {
             xv.withPointer { xp in kv.withPointer { w in
                 let b = SendableBox((y, xp, w))
                 Parallel.forEachRange(input.n * oh, grain: 8) { rows in
-                    for row in rows { geometry.forwardRow(row, b.value.1, b.value.2, b.value.0) }
+                    for row in rows { geometry.forwardRow(row, b.value.1, b.value.2, b.value.0, add: false) }
                 }
             } }
         }
         return record(out) { tape, dy in
             dy.withPointer { g in savedX().withPointer { xp in kv.withPointer { w in
                 tape.accumulate(x, writing: { dx, add in
+                    if let transposed = geometry.transposed {
+                        // Stride 1: dx is the forward pass of dy through the flipped kernel.
+                        withScratch(kv.count) { flipped in
+                            geometry.flip(w, into: flipped)
+                            let b = SendableBox((dx, g, UnsafePointer(flipped)))
+                            Parallel.forEachRange(input.n * input.h, grain: 8) { rows in
+                                for row in rows { transposed.forwardRow(row, b.value.1, b.value.2, b.value.0, add: add) }
+                            }
+                        }
+                        return
+                    }
                     let b = SendableBox((dx, g, w))
                     Parallel.forEachRange(input.n * input.h, grain: 8) { rows in
                         for row in rows { geometry.inputGradientRow(row, b.value.1, b.value.2, b.value.0, add: add) }
@@ -79,13 +92,35 @@ struct DepthwiseGeometry: Sendable {
         return min(first, ow)..<max(min(first, ow), min(ow, last / stride + 1))
     }
 
+    /// With stride 1, the input gradient is a forward pass: dx[iy, ix] gathers dy[iy + padTop − ky,
+    /// ix + padLeft − kx]·w[ky, kx] over the taps, which is dy convolved with the kernel flipped in
+    /// both axes (`flip`) at padding kh − 1 − padTop, kw − 1 − padLeft, onto the input's size. In the
+    /// flipped kernel's tap order (ascending) the taps come from last to first, the order of
+    /// `inputGradientRow`, so the sums, and their bits, are the same. Nil for other strides.
+    var transposed: DepthwiseGeometry? {
+        guard stride == 1 else { return nil }
+        return DepthwiseGeometry(input: NHWC(n: input.n, h: oh, w: ow, c: input.c), kh: kh, kw: kw, stride: 1,
+                                 padTop: kh - 1 - padTop, padLeft: kw - 1 - padLeft, oh: input.h, ow: input.w)
+    }
+
+    /// The kernel [kh, kw, c] flipped in both axes: tap (ky, kx) to (kh − 1 − ky, kw − 1 − kx).
+    func flip(_ w: UnsafePointer<Float>, into flipped: UnsafeMutablePointer<Float>) {
+        let c = input.c
+        for ky in 0..<kh {
+            for kx in 0..<kw {
+                (flipped + ((kh - 1 - ky) * kw + (kw - 1 - kx)) * c).update(from: w + (ky * kw + kx) * c, count: c)
+            }
+        }
+    }
+
     /// Output row `row` (= n·oh + oy): y[n, oy, ox, c] = Σ_taps x[n, iy, ix, c]·w[ky, kx, c], the
-    /// taps added in order to a zero, their sums held in registers across the taps (the same
-    /// additions in the same order as through memory, without the round trips). Interior columns
-    /// go four at a time, 16 channels at a time, each weight vector loaded once for the four;
-    /// border columns and the channels past the last 16 go pixel by pixel.
+    /// taps added in order to a zero (to y's value if `add`), their sums held in registers across
+    /// the taps (the same additions in the same order as through memory, without the round trips).
+    /// Interior columns go four at a time, 16 channels at a time, each weight vector loaded once for
+    /// the four; border columns and the channels past the last 16 go pixel by pixel.
     @inline(__always)
-    func forwardRow(_ row: Int, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
+    func forwardRow(_ row: Int, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                    add: Bool) {
         let c = input.c, n = row / oh, oy = row % oh
         let interior = interiorColumns, wide = c / 16 * 16
         let top = padTop - oy * stride  // tap row ky reads input row ky − top
@@ -93,14 +128,17 @@ struct DepthwiseGeometry: Sendable {
         var ox = 0
         while ox < ow {
             guard interior.contains(ox) && ox + 4 <= interior.upperBound && wide > 0 else {
-                forwardPixel(n: n, oy: oy, ox: ox, from: 0, x, w, y + (row * ow + ox) * c)
+                forwardPixel(n: n, oy: oy, ox: ox, from: 0, add: add, x, w, y + (row * ow + ox) * c)
                 ox += 1
                 continue
             }
             let o = y + (row * ow + ox) * c
             let step = stride * c  // from one output column's input pixel to the next's
             for ch in Swift.stride(from: 0, to: wide, by: 16) {
-                var s0 = (Lanes8(), Lanes8()), s1 = s0, s2 = s0, s3 = s0
+                @inline(__always) func initial(_ p: Int) -> (Lanes8, Lanes8) {
+                    add ? (Lanes8(o + p * c + ch), Lanes8(o + p * c + ch + 8)) : (Lanes8(), Lanes8())
+                }
+                var s0 = initial(0), s1 = initial(1), s2 = initial(2), s3 = initial(3)
                 for ky in rows {
                     let iy = oy * stride + ky - padTop
                     var i = x + ((n * input.h + iy) * input.w + ox * stride - padLeft) * c + ch
@@ -121,17 +159,17 @@ struct DepthwiseGeometry: Sendable {
                 s3.0.store(o + 3 * c + ch); s3.1.store(o + 3 * c + ch + 8)
             }
             if wide < c {
-                for p in 0..<4 { forwardPixel(n: n, oy: oy, ox: ox + p, from: wide, x, w, o + p * c) }
+                for p in 0..<4 { forwardPixel(n: n, oy: oy, ox: ox + p, from: wide, add: add, x, w, o + p * c) }
             }
             ox += 4
         }
     }
 
-    /// Channels `from`… of output pixel (oy, ox) of image `n` at `o`.
+    /// Channels `from`… of output pixel (oy, ox) of image `n` at `o` (added to its value if `add`).
     @inline(__always)
-    func forwardPixel(n: Int, oy: Int, ox: Int, from start: Int, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
+    func forwardPixel(n: Int, oy: Int, ox: Int, from start: Int, add: Bool, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
                       _ o: UnsafeMutablePointer<Float>) {
-        sumProducts(into: o, from: start, channels: input.c, add: false, x, w) { forEachTap(image: n, oy: oy, ox: ox, $0) }
+        sumProducts(into: o, from: start, channels: input.c, add: add, x, w) { forEachTap(image: n, oy: oy, ox: ox, $0) }
     }
 
     /// Calls `body` for each output pixel of image `n` that reads input pixel (iy, ix), with the
