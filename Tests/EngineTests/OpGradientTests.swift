@@ -203,8 +203,8 @@ final class OpGradientTests: XCTestCase {
     /// The depthwise forward and kernel gradient (interior columns four at a time, 16 channels at a
     /// time; the rest 32, eight, one) and input gradient against direct sums in Double, with channel
     /// counts on and off the vector widths and taps cut by every border (the 1×1 inputs: taps
-    /// outside on both sides). The forward and input gradient also bit for bit against Float sums
-    /// in the documented order (taps in order; output pixels in order), whatever the blocking.
+    /// outside on both sides). All three also bit for bit against Float sums in the documented
+    /// order (taps in order; output pixels in order; thread parts in order), whatever the blocking.
     func testDepthwiseMatchesADirectSumInDouble() {
         let cases = [(3, 1, 5, 7, 8), (3, 2, 8, 7, 12), (5, 2, 9, 6, 19), (5, 1, 4, 4, 16), (3, 2, 1, 1, 3),
                      (3, 1, 6, 5, 45), (5, 2, 7, 9, 72), (5, 2, 1, 1, 40), (5, 1, 2, 3, 33),
@@ -247,9 +247,25 @@ final class OpGradientTests: XCTestCase {
                     }
                 }
             }
+            // The kernel gradient in its order: per thread part (output rows split as the op splits
+            // them), each tap's products in the order of the output pixels; the parts then added in order.
+            let parts = Parallel.parts(2 * oh, grain: 8)
+            var partials = [[Float]](repeating: [Float](repeating: 0, count: kernel.count), count: parts)
+            for part in 0..<parts {
+                for row in Parallel.range(part, of: parts, count: 2 * oh) {
+                    let n = row / oh, oy = row % oh
+                    for ky in 0..<k { for kx in 0..<k { for ox in 0..<ow { for ch in 0..<c {
+                        let iy = oy * stride + ky - padTop, ix = ox * stride + kx - padLeft
+                        guard iy >= 0 && iy < h && ix >= 0 && ix < w else { continue }
+                        partials[part][(ky * k + kx) * c + ch] += dy.data[((n * oh + oy) * ow + ox) * c + ch] * x.data[((n * h + iy) * w + ix) * c + ch]
+                    } } } }
+                }
+            }
+            let kernelInOrder = (0..<kernel.count).map { i in partials.reduce(Float(0)) { $0 + $1[i] } }
             for (i, (got, want)) in zip(dx.data, input).enumerated() { XCTAssertEqual(Double(got), want, accuracy: 1e-5, "dx \(label) [\(i)]") }
             XCTAssertEqual(y.data, forwardInOrder, "forward in order \(label)")
             XCTAssertEqual(dx.data, inputInOrder, "dx in order \(label)")
+            XCTAssertEqual(dk.data, kernelInOrder, "dkernel in order \(label)")
             for (i, (got, want)) in zip(dk.data, weights).enumerated() { XCTAssertEqual(Double(got), want, accuracy: 1e-4, "dkernel \(label) [\(i)]") }
         }
     }
