@@ -251,14 +251,10 @@ final class OpGradientTests: XCTestCase {
             // them), each tap's products in the order of the output pixels; the parts then added in order.
             let parts = Parallel.parts(2 * oh, grain: 8)
             var partials = [[Float]](repeating: [Float](repeating: 0, count: kernel.count), count: parts)
+            let taps = DepthwiseTaps(h: h, w: w, oh: oh, ow: ow, c: c, k: k, stride: stride, padTop: padTop, padLeft: padLeft)
             for part in 0..<parts {
-                for row in Parallel.range(part, of: parts, count: 2 * oh) {
-                    let n = row / oh, oy = row % oh
-                    for ky in 0..<k { for kx in 0..<k { for ox in 0..<ow { for ch in 0..<c {
-                        let iy = oy * stride + ky - padTop, ix = ox * stride + kx - padLeft
-                        guard iy >= 0 && iy < h && ix >= 0 && ix < w else { continue }
-                        partials[part][(ky * k + kx) * c + ch] += dy.data[((n * oh + oy) * ow + ox) * c + ch] * x.data[((n * h + iy) * w + ix) * c + ch]
-                    } } } }
+                taps.forEach(rows: Parallel.range(part, of: parts, count: 2 * oh)) { o, i, t in
+                    partials[part][t] += dy.data[o] * x.data[i]
                 }
             }
             let kernelInOrder = (0..<kernel.count).map { i in partials.reduce(Float(0)) { $0 + $1[i] } }
@@ -288,21 +284,12 @@ final class OpGradientTests: XCTestCase {
             let zv = tape.add(yv, other)
             tape.backward(from: zv, seed: dy)
             let dx = tape.gradient(xv)!
-            var want = [Float](repeating: 0, count: x.count)
-            if stride == 1 {
-                want = dy.data
-            } else {
-                for n in 0..<2 { for oy in 0..<oh { for ox in 0..<ow { for ky in 0..<k { for kx in 0..<k { for ch in 0..<c {
-                    let iy = oy * stride + ky - padTop, ix = ox * stride + kx - padLeft
-                    guard iy >= 0 && iy < h && ix >= 0 && ix < w else { continue }
-                    want[((n * h + iy) * w + ix) * c + ch] += dy.data[((n * oh + oy) * ow + ox) * c + ch] * 0.5
-                } } } } } }
-            }
-            for n in 0..<2 { for oy in 0..<oh { for ox in 0..<ow { for ky in 0..<k { for kx in 0..<k { for ch in 0..<c {
-                let iy = oy * stride + ky - padTop, ix = ox * stride + kx - padLeft
-                guard iy >= 0 && iy < h && ix >= 0 && ix < w else { continue }
-                want[((n * h + iy) * w + ix) * c + ch] += dy.data[((n * oh + oy) * ow + ox) * c + ch] * kernel.data[(ky * k + kx) * c + ch]
-            } } } } } }
+            // The residual's gradient first (dy itself, or the 0.5 pass's sums from zero), then the
+            // convolution's products added to it in order.
+            let taps = DepthwiseTaps(h: h, w: w, oh: oh, ow: ow, c: c, k: k, stride: stride, padTop: padTop, padLeft: padLeft)
+            var want = stride == 1 ? dy.data : [Float](repeating: 0, count: x.count)
+            if stride != 1 { taps.forEach(rows: 0..<(2 * oh)) { o, i, _ in want[i] += dy.data[o] * 0.5 } }
+            taps.forEach(rows: 0..<(2 * oh)) { o, i, t in want[i] += dy.data[o] * kernel.data[t] }
             XCTAssertEqual(dx.data, want, "\(k)×\(k) stride \(stride) \(h)×\(w)×\(c)")
         }
     }
@@ -432,6 +419,26 @@ final class LossOpGradientTests: XCTestCase {
         XCTAssertEqual(m.argmax, [1, 0])  // first maximum on ties, as NumPy
         XCTAssertEqual(tape.value(m.max).data, [5, -1])
         XCTAssertEqual(tape.value(tape.clip(tape.constant(Tensor(shape: [3], data: [-2, 0.5, 3])), 0, 1)).data, [0, 0.5, 1])
+    }
+}
+
+/// The taps of a depthwise convolution of [n, h, w, c] onto [n, oh, ow, c] that read inside the input.
+private struct DepthwiseTaps {
+    let h, w, oh, ow, c, k, stride, padTop, padLeft: Int
+
+    /// Calls `body(o, i, t)` with the offsets of an output element, the input element and the kernel
+    /// element of each such tap, for output rows `rows` (n·oh + oy): rows, columns, taps (ky, kx),
+    /// channels, each in order — so a given tap's products come in the order of the output pixels.
+    func forEach(rows: Range<Int>, _ body: (_ o: Int, _ i: Int, _ t: Int) -> Void) {
+        for row in rows {
+            let n = row / oh, oy = row % oh
+            for ox in 0..<ow { for ky in 0..<k { for kx in 0..<k {
+                let iy = oy * stride + ky - padTop, ix = ox * stride + kx - padLeft
+                guard iy >= 0 && iy < h && ix >= 0 && ix < w else { continue }
+                let o = (row * ow + ox) * c, i = ((n * h + iy) * w + ix) * c, t = (ky * k + kx) * c
+                for ch in 0..<c { body(o + ch, i + ch, t + ch) }
+            } } }
+        }
     }
 }
 
