@@ -6,8 +6,13 @@ SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 .DEFAULT_GOAL := help
 
-# BLAS provider: blis (default, fastest here on EfficientNet's GEMM shapes) or openblas.
-BLAS ?= blis
+HAS_FLAGS = $(shell for f in $(1); do grep -qw $$f /proc/cpuinfo 2>/dev/null || exit; done; echo yes)
+AVX512 := $(call HAS_FLAGS,avx512f avx512cd avx512bw avx512dq avx512vl)
+# BLAS provider, openblas or blis; by default the one `make bench` measured faster on this kind of
+# CPU (README, "Choosing the BLAS"). With AVX-512, OpenBLAS: its AVX-512 kernels beat BLIS 0.9.0,
+# which runs AVX2 kernels there, on an Intel Xeon (Emerald Rapids) and an AMD EPYC (Zen 4). Without
+# it, BLIS: OpenBLAS 0.3.21 lost 2-4x on EfficientNet's skinny GEMM shapes on AMD Zen 3 (DESIGN §5).
+BLAS ?= $(if $(AVX512),openblas,blis)
 # Configuration profile of the demo: demo (minutes) or ci (smaller).
 DEMO_PROFILE ?= demo
 # Configuration profile of the real-data targets (data, segment, crop, classify): paper (the
@@ -42,8 +47,7 @@ export CXR_BLAS := $(BLAS)
 # where this CPU has it, else AVX2 with FMA where it has both, else the x86-64 baseline;
 # `make build TARGET_CPU=` builds the baseline anywhere, `VECTOR_BITS=256` keeps AVX-512 code at
 # 256-bit vectors (LLVM's own preference for these CPUs).
-HAS_FLAGS = $(shell for f in $(1); do grep -qw $$f /proc/cpuinfo 2>/dev/null || exit; done; echo yes)
-TARGET_CPU ?= $(if $(call HAS_FLAGS,avx512f avx512cd avx512bw avx512dq avx512vl),skylake-avx512,$(if $(call HAS_FLAGS,avx2 fma),haswell))
+TARGET_CPU ?= $(if $(AVX512),skylake-avx512,$(if $(call HAS_FLAGS,avx2 fma),haswell))
 VECTOR_BITS ?= $(if $(filter skylake-avx512,$(TARGET_CPU)),512)
 export CXR_TARGET_CPU := $(TARGET_CPU)
 export CXR_VECTOR_BITS := $(VECTOR_BITS)
@@ -63,11 +67,11 @@ help:
 	@echo "make classify real data: the twelve classifiers on the crops and Table 2"
 	@echo "make ensembles real data: Tables 3 and 4, the prediction-level and model-level ensembles (RANK_ON=test FIT_ON=test WEIGHTS=paper: the paper's protocol)"
 	@echo "make gradcam  real data: Fig 6, Grad-CAM of the proposed model and the best single classifier"
-	@echo "make build    release build of every stage (BLAS=blis|openblas)"
+	@echo "make build    release build of every stage (BLAS=blis|openblas; default here: $(BLAS))"
 	@echo "make bench    the engine's speed and peak memory per workload, as JSON (BENCH_STEPS=5)"
 	@echo "make bench-peers PEERS_PY=/tmp/peers/bin/python   the engine against tuned PyTorch, alternating, 3 rounds, as a table"
 	@echo "make reproduce LAUNCH=\"srun …\" / make reproduce-sbatch SUBMIT=1   the reproduction on a Slurm cluster (README)"
-	@echo "make regress  the whole study on the committed real subset, compared with data/regress/baseline.json (BLAS=openblas: its own baseline)"
+	@echo "make regress  the whole study on the committed real subset, compared with the baseline of this BLAS (data/regress/baseline.json for BLIS, baseline-openblas.json for OpenBLAS)"
 	@echo "make fuzz     mutation-fuzz the PNG/JPEG decoders for FUZZ_SECONDS (60) over the test images and FUZZ_CORPUS"
 	@echo "make deps     apt-get install the C libraries that are missing"
 	@echo "make clean    remove build folders and artifacts/"
@@ -86,14 +90,21 @@ deps:
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
+# bin/ points at the stages of the last build, whichever BLAS it used.
 build: deps
 	swift build -c release --scratch-path $(SCRATCH)
+	ln -sfn $(SCRATCH)/release bin
 
 # Tests build in release mode (numerics are 10-50x slower in debug) with testing enabled, in
-# their own folder so they never force a rebuild of the stage binaries.
+# their own folder (one per BLAS) so they never force a rebuild of the stage binaries.
+TEST_SCRATCH := .build-test$(if $(filter-out blis,$(BLAS)),-$(BLAS))
 test: build
-	swift build -c release --scratch-path .build-test -Xswiftc -enable-testing --build-tests
-	swift test -c release --scratch-path .build-test -Xswiftc -enable-testing --skip-build
+	swift build -c release --scratch-path $(TEST_SCRATCH) -Xswiftc -enable-testing --build-tests
+	swift test -c release --scratch-path $(TEST_SCRATCH) -Xswiftc -enable-testing --skip-build
+
+# `make print-BLAS` (any variable): its value here, e.g. the BLAS provider this CPU defaults to.
+print-%:
+	@echo '$($*)'
 
 SEG_LOSSES := bce weighted-bce-dice focal tversky focal-tversky
 LOSSES := cce cce-entropy kl focal hinge smoothed-cce smoothed-focal calibrated-cce calibrated-kl \
@@ -350,4 +361,4 @@ bench-peers: build
 	PEERS_STEPS=$(PEERS_STEPS) PEERS_EPOCHS=$(PEERS_EPOCHS) scripts/bench-peers.sh $(PEERS_PY) $(PEERS_DIR) $(BIN)/bench $(BENCH_ROUNDS) bench-peers.json
 
 clean:
-	rm -rf .build .build-* $(ARTIFACTS)
+	rm -rf .build .build-* bin $(ARTIFACTS)

@@ -6,9 +6,10 @@
 import PackageDescription
 import Foundation
 
-/// The BLAS provider is chosen at build time: `CXR_BLAS=blis` (default, fastest on the skinny
-/// GEMM shapes of EfficientNet, DESIGN §5) or `CXR_BLAS=openblas`. The Makefile builds each
-/// provider in its own scratch folder so switching never reuses stale objects.
+/// The BLAS provider is chosen at build time: `CXR_BLAS=blis` (the default of a plain `swift build`)
+/// or `CXR_BLAS=openblas`. The Makefile sets it to the provider measured faster on the CPU at hand
+/// (README, "Choosing the BLAS") and builds each in its own scratch folder, so switching never
+/// reuses stale objects.
 let environment = ProcessInfo.processInfo.environment
 let blasProvider = environment["CXR_BLAS"] ?? "blis"
 let blasLibrary: String
