@@ -164,6 +164,32 @@ public final class Tape {
         gradients[v.id]!.data.withUnsafeMutableBufferPointer { body($0.baseAddress!, true) }
     }
 
+    /// `accumulate(_:writing:)` for several distinct nodes at once: `body(buffers, add)` gets one
+    /// buffer per node, in order, each with its own `add` (a convolution of parts writes all their
+    /// gradients in one pass, `conv2d(concatenating:…)`).
+    ///
+    /// - Precondition: no node is named twice.
+    public func accumulate(_ vars: [Var], writing body: (_ buffers: [UnsafeMutablePointer<Float>], _ add: [Bool]) -> Void) {
+        precondition(Set(vars).count == vars.count, "accumulate(writing:) names a node twice")
+        let add = vars.map { gradients[$0.id] != nil }
+        // Each gradient leaves the list while `body` runs, so that one is borrowed at a time.
+        var buffers = vars.map { v in
+            gradients[v.id].take() ?? Tensor(shape: shapes[v.id]) { _ in }  // `body` writes every element
+        }
+        func nest(_ i: Int, _ held: [UnsafeMutablePointer<Float>]) {
+            guard i < buffers.count else { return body(held, add) }
+            var buffer = buffers[i]
+            buffers[i] = Tensor(shape: [0], data: [])
+            buffer.withMutablePointer { nest(i + 1, held + [$0]) }
+            buffers[i] = buffer
+        }
+        nest(0, [])
+        for (i, v) in vars.enumerated() {
+            if !add[i] { heldElements += buffers[i].count }
+            gradients[v.id] = buffers[i]
+        }
+    }
+
     /// Backpropagates from `output`, seeded with `seed` (default: ones, i.e. d output/d output = 1).
     ///
     /// Memory is handed back as the pass goes: once a node's backward has run, no later step reads

@@ -19,11 +19,13 @@ public enum UNet {
         guard var h = features["top_activation"] else { preconditionFailure("encoder returned no top_activation") }
         for (stage, filters) in decoderFilters.enumerated() {
             let mark = tape.nodeCount, stageInput = h
-            h = tape.upsample2x(h)
-            if stage < skips.count, let skip = features[skips[stage]] { h = tape.concat([h, skip]) }
+            // The concatenation with the skip is read in place by the first convolution.
+            var parts = [tape.upsample2x(h)]
+            if stage < skips.count, let skip = features[skips[stage]] { parts.append(skip) }
             for part in ["a", "b"] {
                 let name = "decoder_stage\(stage)\(part)"
-                h = layers.conv(h, name + "_conv", filters: filters, kernel: 3, bias: false, initializer: .heUniform)
+                h = layers.conv(concatenating: part == "a" ? parts : [h], name + "_conv", filters: filters, kernel: 3, bias: false,
+                                initializer: .heUniform)
                 h = layers.batchNorm(h, name + "_bn", activation: .relu)
             }
             tape.releaseIntermediates(since: mark, keeping: [h])

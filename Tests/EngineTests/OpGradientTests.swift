@@ -188,6 +188,58 @@ final class OpGradientTests: XCTestCase {
         }
     }
 
+    /// A convolution of channel parts (`conv2d(concatenating:)`, the U-Net decoder's upsampled map
+    /// and skip) gives the bits of the convolution of their concatenation: forward, kernel gradient
+    /// and each part's gradient, on one thread and two. Widths cross the transforms' eight-channel
+    /// lanes (3 + 10; 8 + 5 + 1), the sizes leave edge tiles half outside, and the first part is
+    /// also read by a later convolution, so its gradient is added to (the others' written). Without
+    /// Winograd, or with a part named twice, it falls back to `concat` itself; where it does not,
+    /// the tape has no concatenation node.
+    func testConvolutionOfPartsGivesTheBitsOfItsConcatenation() {
+        let cases: [(widths: [Int], h: Int, w: Int, padding: Padding, cout: Int)] = [
+            ([3, 10], 7, 5, .same, 6), ([8, 5, 1], 9, 11, .valid, 9), ([16, 24], 12, 13, .same, 17),
+        ]
+        for (index, c) in cases.enumerated() {
+            let seed = UInt64(40 + 10 * index), cin = c.widths.reduce(0, +)
+            let parts = c.widths.enumerated().map { randomTensor([2, c.h, c.w, $1], seed: seed + UInt64($0)) }
+            let k2 = randomTensor([3, 3, c.widths[0], c.cout], seed: seed + 6)
+            func run(fused: Bool, twice: Bool = false) -> (values: [Tensor], nodes: Int) {
+                let tape = Tape(recording: true, training: true)
+                let vars = parts.map { tape.constant($0) }, k2v = tape.constant(k2)
+                let inputs = twice ? [vars[0], vars[0]] + vars.dropFirst(2) : vars
+                let kv = tape.constant(randomTensor([3, 3, twice ? cin - c.widths[1] + c.widths[0] : cin, c.cout], seed: seed + 5))
+                let y = fused ? tape.conv2d(concatenating: inputs, kv, padding: c.padding)
+                              : tape.conv2d(tape.concat(inputs), kv, padding: c.padding)
+                let total = tape.add(y, tape.conv2d(vars[0], k2v, padding: c.padding))
+                let seedGradient = randomTensor(tape.shape(total), seed: seed + 7)
+                let values = [tape.value(y)]
+                let nodes = tape.nodeCount
+                tape.backward(from: total, seed: seedGradient)
+                return (values + (vars + [kv, k2v]).map { tape.gradient($0) ?? Tensor(shape: [0], data: []) }, nodes)
+            }
+            for threads in [1, 2] {
+                let label = "\(c.widths) \(c.h)×\(c.w) \(c.padding) threads=\(threads)"
+                let (fused, fusedNodes) = withWinograd(true) { withEngineThreads(threads) { run(fused: true) } }
+                let (joined, joinedNodes) = withWinograd(true) { withEngineThreads(threads) { run(fused: false) } }
+                XCTAssertEqual(fusedNodes, joinedNodes - 1, "no concatenation node on the Winograd path \(label)")
+                let names = ["forward"] + c.widths.indices.map { "d part \($0)" } + ["d kernel", "d second kernel"]
+                for (name, (a, b)) in zip(names, zip(fused, joined)) {
+                    XCTAssertEqual(a.shape, b.shape, "\(name) \(label)")
+                    XCTAssertTrue(a.data.elementsEqual(b.data) { $0.bitPattern == $1.bitPattern }, "\(name) differs \(label)")
+                }
+            }
+            let patches = withWinograd(false) { run(fused: true) }, patchesJoined = withWinograd(false) { run(fused: false) }
+            XCTAssertEqual(patches.nodes, patchesJoined.nodes, "the patch path concatenates \(c.widths)")
+            XCTAssertEqual(patches.values, patchesJoined.values, "patch path \(c.widths)")
+            if c.widths.count > 2 {
+                let repeated = withWinograd(true) { run(fused: true, twice: true) }
+                let repeatedJoined = withWinograd(true) { run(fused: false, twice: true) }
+                XCTAssertEqual(repeated.nodes, repeatedJoined.nodes, "a part named twice concatenates \(c.widths)")
+                XCTAssertEqual(repeated.values, repeatedJoined.values, "a part named twice \(c.widths)")
+            }
+        }
+    }
+
     func testSamePaddingMatchesTensorFlowGeometry() {
         // Stride 2 on even input: k=3 pads 0 before (1 after); k=5 pads 1 before (2 after).
         XCTAssertEqual(convGeometry(input: 8, kernel: 3, stride: 2, padding: .same).padBefore, 0)

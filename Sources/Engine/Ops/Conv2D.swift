@@ -107,26 +107,59 @@ extension Tape {
     ///
     /// - Precondition: ranks and channel counts agree.
     public func conv2d(_ x: Var, _ kernel: Var, bias: Var? = nil, stride: Int = 1, padding: Padding = .same) -> Var {
-        let input = NHWC(shape(x))
+        conv2d(concatenating: [x], kernel, bias: bias, stride: stride, padding: padding)
+    }
+
+    /// `conv2d(concat(parts), kernel, …)`, the same bits, without the concatenated map where the
+    /// convolution runs through Winograd: its transforms read each part's channels where they are,
+    /// and the input gradient is written to each part directly (the U-Net decoder's upsampled map
+    /// and skip: no copy forward, none rebuilt for the backward pass, none split after it). Other
+    /// methods, and a part named twice, go through `concat`.
+    ///
+    /// - Precondition: the parts agree in every dimension but channels; the kernel's input channels
+    ///   are their sum.
+    public func conv2d(concatenating parts: [Var], _ kernel: Var, bias: Var? = nil, stride: Int = 1,
+                       padding: Padding = .same) -> Var {
+        let shapes = parts.map { shape($0) }
+        precondition(!parts.isEmpty && shapes.allSatisfy { $0.count == 4 && $0.dropLast() == shapes[0].dropLast() },
+                     "conv input parts \(shapes) differ before the channel axis")
+        let widths = shapes.map { $0[3] }
+        let input = NHWC(n: shapes[0][0], h: shapes[0][1], w: shapes[0][2], c: widths.reduce(0, +))
         let k = shape(kernel)
         precondition(k.count == 4 && k[2] == input.c, "conv kernel \(k) does not fit input \(input.shape)")
         let (oh, padTop) = convGeometry(input: input.h, kernel: k[0], stride: stride, padding: padding)
         let (ow, padLeft) = convGeometry(input: input.w, kernel: k[1], stride: stride, padding: padding)
         let s = ConvShape(input: input, kh: k[0], kw: k[1], stride: stride, padTop: padTop, padLeft: padLeft, oh: oh, ow: ow)
         let plan = ConvPlan(s, cout: k[3])
+        if parts.count > 1 && (plan.method != .winograd || Set(parts).count < parts.count) {
+            return conv2d(concat(parts), kernel, bias: bias, stride: stride, padding: padding)
+        }
         forwardFlops += 2 * Double(input.n * oh * ow) * Double(s.patch * k[3])
-        let kv = value(kernel), savedX = saved(x)
+        let kv = value(kernel), savedParts = parts.map { saved($0) }
         let out = Tensor(shape: [input.n, oh, ow, k[3]]) { y in
-            value(x).withPointer { xp in kv.withPointer { w in plan.forward(xp, w, into: y) } }
+            withPointers(parts.map { value($0) }) { xs in
+                kv.withPointer { w in plan.forward(ChannelParts(xs, widths: widths), w, into: y) }
+            }
             if let bias { addBias(y, rows: input.n * oh * ow, value(bias)) }
         }
         return record(out) { tape, dy in
             dy.withPointer { g in
-                savedX().withPointer { xp in kv.withPointer { w in plan.backward(tape, x: x, kernel: kernel, xp, w, dy: g) } }
+                withPointers(savedParts.map { $0() }) { xs in
+                    kv.withPointer { w in plan.backward(tape, x: parts, kernel: kernel, ChannelParts(xs, widths: widths), w, dy: g) }
+                }
                 if let bias { tape.accumulate(bias) { db in sumRows(g, rows: input.n * oh * ow, columns: k[3], into: db) } }
             }
         }
     }
+}
+
+/// Calls `body` with read-only storage of every one of `tensors`, in order.
+func withPointers<R>(_ tensors: [Tensor], _ body: ([UnsafePointer<Float>]) -> R) -> R {
+    func nest(_ i: Int, _ held: [UnsafePointer<Float>]) -> R {
+        guard i < tensors.count else { return body(held) }
+        return tensors[i].withPointer { nest(i + 1, held + [$0]) }
+    }
+    return nest(0, [])
 }
 
 /// How one convolution is computed: a 1×1 stride-1 convolution is one GEMM over all pixels;
@@ -151,21 +184,25 @@ struct ConvPlan {
         }
     }
 
-    /// y = x ⊛ w (bias aside).
-    func forward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) {
+    /// y = x ⊛ w (bias aside); x in parts on the Winograd path only.
+    func forward(_ x: ChannelParts<UnsafePointer<Float>>, _ w: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) {
+        precondition(method == .winograd || x.pointers.count == 1, "only Winograd reads an input in channel parts")
         switch method {
-        case .pointwise: pointwiseForward(x, w, into: y)
+        case .pointwise: pointwiseForward(x.pointers[0], w, into: y)
         case .winograd: winogradForward(x, w, into: y)
-        case .patches: patchForward(x, w, into: y)
+        case .patches: patchForward(x.pointers[0], w, into: y)
         }
     }
 
-    /// Accumulates the gradients of `x` and `kernel` on `tape` from the output gradient `dy`.
-    func backward(_ tape: Tape, x: Var, kernel: Var, _ xp: UnsafePointer<Float>, _ w: UnsafePointer<Float>, dy: UnsafePointer<Float>) {
+    /// Accumulates the gradients of `x` (its parts, `xp`'s) and `kernel` on `tape` from the output
+    /// gradient `dy`.
+    func backward(_ tape: Tape, x: [Var], kernel: Var, _ xp: ChannelParts<UnsafePointer<Float>>, _ w: UnsafePointer<Float>,
+                  dy: UnsafePointer<Float>) {
+        precondition(method == .winograd || x.count == 1, "only Winograd reads an input in channel parts")
         switch method {
-        case .pointwise: pointwiseBackward(tape, x: x, kernel: kernel, xp, w, dy: dy)
+        case .pointwise: pointwiseBackward(tape, x: x[0], kernel: kernel, xp.pointers[0], w, dy: dy)
         case .winograd: winogradBackward(tape, x: x, kernel: kernel, xp, w, dy: dy)
-        case .patches: patchBackward(tape, x: x, kernel: kernel, xp, w, dy: dy)
+        case .patches: patchBackward(tape, x: x[0], kernel: kernel, xp.pointers[0], w, dy: dy)
         }
     }
 
@@ -192,25 +229,27 @@ struct ConvPlan {
 
     // MARK: Winograd F(4×4, 3×3) — all three passes in the transform domain (Winograd.swift)
 
-    private func winogradForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) {
+    private func winogradForward(_ x: ChannelParts<UnsafePointer<Float>>, _ w: UnsafePointer<Float>,
+                                 into y: UnsafeMutablePointer<Float>) {
         let s = shape
-        winogradConvolveImages(x, s.input, padTop: s.padTop, padLeft: s.padLeft,
+        winogradConvolveImages(x, n: s.input.n, h: s.input.h, w: s.input.w, padTop: s.padTop, padLeft: s.padLeft,
                                filters: winogradFilters(w, cin: s.input.c, cout: cout, rotated: false),
-                               cout: cout, into: y, oh: s.oh, ow: s.ow, accumulate: false)
+                               into: ChannelParts(y, channels: cout), oh: s.oh, ow: s.ow, accumulate: [false])
     }
 
     /// The kernel gradient in the transform domain; the input gradient is the convolution of dy with
-    /// the kernel rotated by 180°, channels swapped, padded by 2 − pad.
-    private func winogradBackward(_ tape: Tape, x: Var, kernel: Var, _ xp: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
-                                  dy g: UnsafePointer<Float>) {
+    /// the kernel rotated by 180°, channels swapped, padded by 2 − pad, written to each part of x.
+    private func winogradBackward(_ tape: Tape, x: [Var], kernel: Var, _ xp: ChannelParts<UnsafePointer<Float>>,
+                                  _ w: UnsafePointer<Float>, dy g: UnsafePointer<Float>) {
         let s = shape, input = shape.input
         tape.accumulate(kernel) { dw in
             winogradKernelGradient(xp, input, padTop: s.padTop, padLeft: s.padLeft, dy: g, oh: s.oh, ow: s.ow, cout: cout, into: dw)
         }
         tape.accumulate(x) { dx, add in
-            winogradConvolveImages(g, NHWC(n: input.n, h: s.oh, w: s.ow, c: cout), padTop: 2 - s.padTop, padLeft: 2 - s.padLeft,
+            winogradConvolveImages(ChannelParts(g, channels: cout), n: input.n, h: s.oh, w: s.ow,
+                                   padTop: 2 - s.padTop, padLeft: 2 - s.padLeft,
                                    filters: winogradFilters(w, cin: input.c, cout: cout, rotated: true),
-                                   cout: input.c, into: dx, oh: input.h, ow: input.w, accumulate: add)
+                                   into: ChannelParts(dx, widths: xp.widths), oh: input.h, ow: input.w, accumulate: add)
         }
     }
 

@@ -51,6 +51,28 @@ func winogradFilters(_ kernel: UnsafePointer<Float>, cin: Int, cout: Int, rotate
     return u
 }
 
+/// Where the channels of an NHWC activation are: one buffer, or several that each hold a run of
+/// every pixel's channels (the U-Net decoder's upsampled map and its skip, a concatenation that is
+/// never copied into one buffer). Part i holds `widths[i]` channels a pixel, channels
+/// `offsets[i]`… of the whole.
+struct ChannelParts<Pointer>: @unchecked Sendable {
+    let pointers: [Pointer]
+    let widths: [Int]
+    let offsets: [Int]
+
+    init(_ pointers: [Pointer], widths: [Int]) {
+        precondition(pointers.count == widths.count && !widths.isEmpty, "one width per channel part")
+        self.pointers = pointers
+        self.widths = widths
+        offsets = widths.indices.map { widths[..<$0].reduce(0, +) }
+    }
+
+    init(_ pointer: Pointer, channels: Int) { self.init([pointer], widths: [channels]) }
+
+    var channels: Int { widths.reduce(0, +) }
+    var indices: Range<Int> { widths.indices }
+}
+
 /// The tiles of a run of images, one sequence of tile rows (image after image), cut into bands of
 /// whole rows that the transforms and the 36 GEMMs take in turn. Each output tile is 4×4 pixels;
 /// tile (ty, tx) reads the 6×6 input pixels from row 4·ty − padTop and column 4·tx − padLeft.
@@ -80,7 +102,7 @@ private struct WinogradTiles {
     /// `body(band, v, m)` for each band in turn, with v holding the band's transformed input tiles
     /// of x and m scratch for as many tiles of Cout channels (the transform-domain outputs or output
     /// gradients), which `body` overwrites before reading.
-    func forEachBand(of x: UnsafePointer<Float>, minimumTiles: Int,
+    func forEachBand(of x: ChannelParts<UnsafePointer<Float>>, minimumTiles: Int,
                      _ body: (Range<Int>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void) {
         let bandRows = bandRows(minimumTiles: minimumTiles)
         withScratch(36 * bandRows * tw * cin) { v in
@@ -96,31 +118,35 @@ private struct WinogradTiles {
 
     /// V = Bᵀ·d·B of every tile of `band`, tile-major into v: tile t's 36 transformed values of every
     /// channel are contiguous, so the transforms stream through memory and each GEMM reads every
-    /// 36th block (lda = 36·Cin).
-    func gatherInput(_ x: UnsafePointer<Float>, band: Range<Int>, into v: UnsafeMutablePointer<Float>) {
-        withScratch(cin) { zero in
-            zero.initialize(repeating: 0, count: cin)
+    /// 36th block (lda = 36·Cin). Each part of x fills its own channels of every tile.
+    func gatherInput(_ x: ChannelParts<UnsafePointer<Float>>, band: Range<Int>, into v: UnsafeMutablePointer<Float>) {
+        withScratch(x.widths.max()!) { zero in
+            zero.initialize(repeating: 0, count: x.widths.max()!)
             withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: 36) { d in
                 // The tile columns whose 6×6 pixels lie inside the image: 4·tx − padLeft ≥ 0 and ≤ w − 6.
                 let first = min(tw, (padLeft + 3) / 4), end = w + padLeft >= 6 ? min(tw, (w + padLeft - 6) / 4 + 1) : 0
                 let inner = first..<max(first, end)
                 forEachRow(band) { n, ty, slot in
-                    let image = x + n * h * w * cin, top = 4 * ty - padTop
+                    let top = 4 * ty - padTop
                     let rowInside = top >= 0 && top + 6 <= h
-                    for tx in 0..<tw {
-                        if rowInside && inner.contains(tx) {
-                            transformInputTile(at: image + (top * w + 4 * tx - padLeft) * cin, rowStride: w * cin,
-                                               into: v + (slot + tx) * 36 * cin, plane: cin, channels: cin)
-                            continue
-                        }
-                        for r in 0..<6 {
-                            let iy = 4 * ty + r - padTop
-                            for q in 0..<6 {
-                                let ix = 4 * tx + q - padLeft
-                                d[r * 6 + q] = iy >= 0 && iy < h && ix >= 0 && ix < w ? image + (iy * w + ix) * cin : UnsafePointer(zero)
+                    for part in x.indices {
+                        let c = x.widths[part], image = x.pointers[part] + n * h * w * c
+                        let tiles = v + slot * 36 * cin + x.offsets[part]
+                        for tx in 0..<tw {
+                            if rowInside && inner.contains(tx) {
+                                transformInputTile(at: image + (top * w + 4 * tx - padLeft) * c, rowStride: w * c,
+                                                   into: tiles + tx * 36 * cin, plane: cin, channels: c)
+                                continue
                             }
+                            for r in 0..<6 {
+                                let iy = 4 * ty + r - padTop
+                                for q in 0..<6 {
+                                    let ix = 4 * tx + q - padLeft
+                                    d[r * 6 + q] = iy >= 0 && iy < h && ix >= 0 && ix < w ? image + (iy * w + ix) * c : UnsafePointer(zero)
+                                }
+                            }
+                            transformInputTile(d.baseAddress!, into: tiles + tx * 36 * cin, plane: cin, channels: c)
                         }
-                        transformInputTile(d.baseAddress!, into: v + (slot + tx) * 36 * cin, plane: cin, channels: cin)
                     }
                 }
             }
@@ -128,24 +154,26 @@ private struct WinogradTiles {
     }
 }
 
-/// y (N×oh×ow×cout) = (or, with `accumulate`, +=) the stride-1 3×3 correlation of x (N×h×w×cin,
-/// zero outside) read from row −padTop and column −padLeft, with the transformed filters; the
-/// images are split across threads.
-func winogradConvolveImages(_ x: UnsafePointer<Float>, _ input: NHWC, padTop: Int, padLeft: Int, filters: [Float], cout: Int,
-                            into y: UnsafeMutablePointer<Float>, oh: Int, ow: Int, accumulate: Bool) {
+/// y (N×oh×ow×Cout, in parts) = (or, part by part where `accumulate` says so, +=) the stride-1 3×3
+/// correlation of x (N×h×w×Cin, in parts, zero outside) read from row −padTop and column −padLeft,
+/// with the transformed filters; the images are split across threads.
+func winogradConvolveImages(_ x: ChannelParts<UnsafePointer<Float>>, n: Int, h: Int, w: Int, padTop: Int, padLeft: Int,
+                            filters: [Float], into y: ChannelParts<UnsafeMutablePointer<Float>>, oh: Int, ow: Int,
+                            accumulate: [Bool]) {
+    precondition(accumulate.count == y.widths.count, "one accumulate flag per output part")
     filters.withUnsafeBufferPointer { u in
         let box = SendableBox((x, u.baseAddress!, y))
-        Parallel.forEachRange(input.n, grain: 1) { images in
+        Parallel.forEachRange(n, grain: 1) { images in
             let (x, u, y) = box.value
-            let tiles = WinogradTiles(h: input.h, w: input.w, cin: input.c, padTop: padTop, padLeft: padLeft, oh: oh, ow: ow,
-                                      cout: cout, images: images)
+            let tiles = WinogradTiles(h: h, w: w, cin: x.channels, padTop: padTop, padLeft: padLeft, oh: oh, ow: ow,
+                                      cout: y.channels, images: images)
             winogradConvolve(x, tiles, filters: u, into: y, accumulate: accumulate)
         }
     }
 }
 
-private func winogradConvolve(_ x: UnsafePointer<Float>, _ t: WinogradTiles, filters u: UnsafePointer<Float>,
-                              into y: UnsafeMutablePointer<Float>, accumulate: Bool) {
+private func winogradConvolve(_ x: ChannelParts<UnsafePointer<Float>>, _ t: WinogradTiles, filters u: UnsafePointer<Float>,
+                              into y: ChannelParts<UnsafeMutablePointer<Float>>, accumulate: [Bool]) {
     let cin = t.cin, cout = t.cout
     t.forEachBand(of: x, minimumTiles: 64) { band, v, m in
         for xi in 0..<36 {
@@ -154,12 +182,16 @@ private func winogradConvolve(_ x: UnsafePointer<Float>, _ t: WinogradTiles, fil
                        c: m + xi * cout, ldc: 36 * cout)
         }
         t.forEachRow(band) { n, ty, slot in
-            let image = y + n * t.oh * t.ow * cout, oy = 4 * ty
-            for tx in 0..<t.tw {
-                let ox = 4 * tx
-                transformOutputTile(m + (slot + tx) * 36 * cout, plane: cout, channels: cout,
-                                    into: image + (oy * t.ow + ox) * cout, rowStride: t.ow * cout,
-                                    rows: min(4, t.oh - oy), columns: min(4, t.ow - ox), accumulate: accumulate)
+            let oy = 4 * ty
+            for part in y.indices {
+                let c = y.widths[part], image = y.pointers[part] + n * t.oh * t.ow * c
+                let tiles = m + slot * 36 * cout + y.offsets[part]
+                for tx in 0..<t.tw {
+                    let ox = 4 * tx
+                    transformOutputTile(tiles + tx * 36 * cout, plane: cout, channels: c,
+                                        into: image + (oy * t.ow + ox) * c, rowStride: t.ow * c,
+                                        rows: min(4, t.oh - oy), columns: min(4, t.ow - ox), accumulate: accumulate[part])
+                }
             }
         }
     }
@@ -169,8 +201,9 @@ private func winogradConvolve(_ x: UnsafePointer<Float>, _ t: WinogradTiles, fil
 /// the HWIO `dw`: in the transform domain dU[ξ] = Σ_tiles V[ξ]ᵀ·(A·dY·Aᵀ)[ξ] (Cin × Cout, a GEMM
 /// over tiles; outputs past the image edge count as zero), and dw = Gᵀ·dU·G for each channel pair.
 /// Images are split across threads, each summing its own dU; the parts are added in order.
-func winogradKernelGradient(_ x: UnsafePointer<Float>, _ input: NHWC, padTop: Int, padLeft: Int, dy: UnsafePointer<Float>,
-                            oh: Int, ow: Int, cout: Int, into dw: UnsafeMutablePointer<Float>) {
+func winogradKernelGradient(_ x: ChannelParts<UnsafePointer<Float>>, _ input: NHWC, padTop: Int, padLeft: Int,
+                            dy: UnsafePointer<Float>, oh: Int, ow: Int, cout: Int, into dw: UnsafeMutablePointer<Float>) {
+    precondition(x.channels == input.c, "channel parts of \(x.channels) channels for an input of \(input.c)")
     let cin = input.c, size = 36 * cin * cout
     let parts = Parallel.parts(input.n, grain: 1)
     var partials = [Float](repeating: 0, count: parts * size + BLAS.readSlack)
@@ -198,7 +231,7 @@ func winogradKernelGradient(_ x: UnsafePointer<Float>, _ input: NHWC, padTop: In
 }
 
 /// dU (36 × Cin × Cout, ξ-major) += the transform-domain kernel gradient of the tiles' images.
-private func winogradKernelGradient(_ x: UnsafePointer<Float>, _ t: WinogradTiles, dy: UnsafePointer<Float>,
+private func winogradKernelGradient(_ x: ChannelParts<UnsafePointer<Float>>, _ t: WinogradTiles, dy: UnsafePointer<Float>,
                                     into du: UnsafeMutablePointer<Float>) {
     let cin = t.cin, cout = t.cout
     // Each GEMM adds into all of dU, so longer bands (k = tiles) keep that traffic smaller.
