@@ -34,15 +34,16 @@ public struct Layers {
     /// Conv2D (kernel [k,k,Cin,filters]) with optional bias.
     public func conv(_ x: Var, _ name: String, filters: Int, kernel: Int, stride: Int = 1, padding: Padding = .same,
                      bias: Bool, initializer: Initializer) -> Var {
-        conv(concatenating: [x], name, filters: filters, kernel: kernel, stride: stride, padding: padding, bias: bias,
+        conv(concatenating: [.node(x)], name, filters: filters, kernel: kernel, stride: stride, padding: padding, bias: bias,
              initializer: initializer)
     }
 
-    /// Conv2D of the channel concatenation of `parts` (Keras' Concatenate then Conv2D: the same
-    /// kernel and values), which the convolution reads in place (`Tape.conv2d(concatenating:…)`).
-    public func conv(concatenating parts: [Var], _ name: String, filters: Int, kernel: Int, stride: Int = 1,
+    /// Conv2D of the channel concatenation of `parts` (Keras' UpSampling2D and Concatenate, then
+    /// Conv2D: the same kernel and values), which the convolution reads in place
+    /// (`Tape.conv2d(concatenating:…)`).
+    public func conv(concatenating parts: [ConvPart], _ name: String, filters: Int, kernel: Int, stride: Int = 1,
                      padding: Padding = .same, bias: Bool, initializer: Initializer) -> Var {
-        let cin = parts.map { tape.shape($0)[3] }.reduce(0, +)
+        let cin = parts.map { tape.shape($0.node)[3] }.reduce(0, +)
         store.declare(name + "/kernel", shape: [kernel, kernel, cin, filters], initializer: initializer)
         if bias { store.declare(name + "/bias", shape: [filters], initializer: .zeros) }
         return tape.conv2d(concatenating: parts, tape.parameter(name + "/kernel", in: store),

@@ -19,13 +19,13 @@ public enum UNet {
         guard var h = features["top_activation"] else { preconditionFailure("encoder returned no top_activation") }
         for (stage, filters) in decoderFilters.enumerated() {
             let mark = tape.nodeCount, stageInput = h
-            // The concatenation with the skip is read in place by the first convolution.
-            var parts = [tape.upsample2x(h)]
-            if stage < skips.count, let skip = features[skips[stage]] { parts.append(skip) }
+            // The first convolution reads the upsampled map and the skip in place.
+            var parts = [ConvPart.upsampled2x(h)]
+            if stage < skips.count, let skip = features[skips[stage]] { parts.append(.node(skip)) }
             for part in ["a", "b"] {
                 let name = "decoder_stage\(stage)\(part)"
-                h = layers.conv(concatenating: part == "a" ? parts : [h], name + "_conv", filters: filters, kernel: 3, bias: false,
-                                initializer: .heUniform)
+                h = layers.conv(concatenating: part == "a" ? parts : [.node(h)], name + "_conv", filters: filters, kernel: 3,
+                                bias: false, initializer: .heUniform)
                 h = layers.batchNorm(h, name + "_bn", activation: .relu)
             }
             tape.releaseIntermediates(since: mark, keeping: [h])

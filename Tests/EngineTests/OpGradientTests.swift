@@ -189,28 +189,39 @@ final class OpGradientTests: XCTestCase {
     }
 
     /// A convolution of channel parts (`conv2d(concatenating:)`, the U-Net decoder's upsampled map
-    /// and skip) gives the bits of the convolution of their concatenation: forward, kernel gradient
-    /// and each part's gradient, on one thread and two. Widths cross the transforms' eight-channel
-    /// lanes (3 + 10; 8 + 5 + 1), the sizes leave edge tiles half outside, and the first part is
-    /// also read by a later convolution, so its gradient is added to (the others' written). Without
-    /// Winograd, or with a part named twice, it falls back to `concat` itself; where it does not,
-    /// the tape has no concatenation node.
+    /// and skip) gives the bits of the convolution of their concatenation, upsampled parts through
+    /// `upsample2x`: forward, kernel gradient and each part's gradient (an upsampled part's summed
+    /// over 2×2 blocks), on one thread and two. Widths cross the transforms' eight-channel lanes
+    /// (3 + 10; 8 + 5 + 1), the sizes leave edge tiles half outside (and, upsampled, tiles of two
+    /// rows or columns), and the first part is also read by a later convolution, so its gradient is
+    /// added to (the others' written). Without Winograd, or with a node named twice, it falls back
+    /// to `upsample2x` and `concat` themselves; where it does not, the tape has neither node.
     func testConvolutionOfPartsGivesTheBitsOfItsConcatenation() {
-        let cases: [(widths: [Int], h: Int, w: Int, padding: Padding, cout: Int)] = [
-            ([3, 10], 7, 5, .same, 6), ([8, 5, 1], 9, 11, .valid, 9), ([16, 24], 12, 13, .same, 17),
+        let cases: [(parts: [(width: Int, upsampled: Bool)], h: Int, w: Int, padding: Padding, cout: Int)] = [
+            ([(3, false), (10, false)], 7, 5, .same, 6), ([(8, false), (5, false), (1, false)], 9, 11, .valid, 9),
+            ([(16, true), (24, false)], 12, 14, .same, 17), ([(3, true)], 10, 6, .same, 5),
+            ([(5, false), (9, true)], 6, 10, .valid, 4),
         ]
         for (index, c) in cases.enumerated() {
-            let seed = UInt64(40 + 10 * index), cin = c.widths.reduce(0, +)
-            let parts = c.widths.enumerated().map { randomTensor([2, c.h, c.w, $1], seed: seed + UInt64($0)) }
-            let k2 = randomTensor([3, 3, c.widths[0], c.cout], seed: seed + 6)
+            let seed = UInt64(40 + 10 * index)
+            let tensors = c.parts.enumerated().map { i, part in
+                randomTensor([2, part.upsampled ? c.h / 2 : c.h, part.upsampled ? c.w / 2 : c.w, part.width], seed: seed + UInt64(i))
+            }
+            let k2 = randomTensor([3, 3, c.parts[0].width, c.cout], seed: seed + 6)
             func run(fused: Bool, twice: Bool = false) -> (values: [Tensor], nodes: Int) {
                 let tape = Tape(recording: true, training: true)
-                let vars = parts.map { tape.constant($0) }, k2v = tape.constant(k2)
-                let inputs = twice ? [vars[0], vars[0]] + vars.dropFirst(2) : vars
-                let kv = tape.constant(randomTensor([3, 3, twice ? cin - c.widths[1] + c.widths[0] : cin, c.cout], seed: seed + 5))
-                let y = fused ? tape.conv2d(concatenating: inputs, kv, padding: c.padding)
-                              : tape.conv2d(tape.concat(inputs), kv, padding: c.padding)
-                let total = tape.add(y, tape.conv2d(vars[0], k2v, padding: c.padding))
+                let vars = tensors.map { tape.constant($0) }, k2v = tape.constant(k2)
+                var parts = zip(vars, c.parts).map { v, part in part.upsampled ? ConvPart.upsampled2x(v) : .node(v) }
+                if twice { parts[1] = parts[0] }
+                let cin = parts.map { tape.shape($0.node)[3] }.reduce(0, +)
+                let kv = tape.constant(randomTensor([3, 3, cin, c.cout], seed: seed + 5))
+                func joined() -> Var {
+                    let maps = parts.map { $0.isUpsampled ? tape.upsample2x($0.node) : $0.node }
+                    return maps.count == 1 ? maps[0] : tape.concat(maps)
+                }
+                let y = fused ? tape.conv2d(concatenating: parts, kv, padding: c.padding) : tape.conv2d(joined(), kv, padding: c.padding)
+                let first = c.parts[0].upsampled ? tape.upsample2x(vars[0]) : vars[0]
+                let total = tape.add(y, tape.conv2d(first, k2v, padding: c.padding))
                 let seedGradient = randomTensor(tape.shape(total), seed: seed + 7)
                 let values = [tape.value(y)]
                 let nodes = tape.nodeCount
@@ -218,24 +229,25 @@ final class OpGradientTests: XCTestCase {
                 return (values + (vars + [kv, k2v]).map { tape.gradient($0) ?? Tensor(shape: [0], data: []) }, nodes)
             }
             for threads in [1, 2] {
-                let label = "\(c.widths) \(c.h)×\(c.w) \(c.padding) threads=\(threads)"
+                let label = "\(c.parts) \(c.h)×\(c.w) \(c.padding) threads=\(threads)"
                 let (fused, fusedNodes) = withWinograd(true) { withEngineThreads(threads) { run(fused: true) } }
                 let (joined, joinedNodes) = withWinograd(true) { withEngineThreads(threads) { run(fused: false) } }
-                XCTAssertEqual(fusedNodes, joinedNodes - 1, "no concatenation node on the Winograd path \(label)")
-                let names = ["forward"] + c.widths.indices.map { "d part \($0)" } + ["d kernel", "d second kernel"]
+                let built = (c.parts.count > 1 ? 1 : 0) + c.parts.filter(\.upsampled).count
+                XCTAssertEqual(fusedNodes, joinedNodes - built, "no concatenation or upsampling node on the Winograd path \(label)")
+                let names = ["forward"] + c.parts.indices.map { "d part \($0)" } + ["d kernel", "d second kernel"]
                 for (name, (a, b)) in zip(names, zip(fused, joined)) {
                     XCTAssertEqual(a.shape, b.shape, "\(name) \(label)")
                     XCTAssertTrue(a.data.elementsEqual(b.data) { $0.bitPattern == $1.bitPattern }, "\(name) differs \(label)")
                 }
             }
             let patches = withWinograd(false) { run(fused: true) }, patchesJoined = withWinograd(false) { run(fused: false) }
-            XCTAssertEqual(patches.nodes, patchesJoined.nodes, "the patch path concatenates \(c.widths)")
-            XCTAssertEqual(patches.values, patchesJoined.values, "patch path \(c.widths)")
-            if c.widths.count > 2 {
+            XCTAssertEqual(patches.nodes, patchesJoined.nodes, "the patch path builds the maps \(c.parts)")
+            XCTAssertEqual(patches.values, patchesJoined.values, "patch path \(c.parts)")
+            if c.parts.count > 2 {
                 let repeated = withWinograd(true) { run(fused: true, twice: true) }
                 let repeatedJoined = withWinograd(true) { run(fused: false, twice: true) }
-                XCTAssertEqual(repeated.nodes, repeatedJoined.nodes, "a part named twice concatenates \(c.widths)")
-                XCTAssertEqual(repeated.values, repeatedJoined.values, "a part named twice \(c.widths)")
+                XCTAssertEqual(repeated.nodes, repeatedJoined.nodes, "a node named twice builds the maps \(c.parts)")
+                XCTAssertEqual(repeated.values, repeatedJoined.values, "a node named twice \(c.parts)")
             }
         }
     }

@@ -102,28 +102,48 @@ extension ConvShape {
     }
 }
 
+/// One run of a convolution's input channels (`Tape.conv2d(concatenating:…)`): a node's value, or
+/// the node upsampled ×2, nearest (Keras UpSampling2D(2)).
+public enum ConvPart: Hashable, Sendable {
+    case node(Var)
+    case upsampled2x(Var)
+
+    public var node: Var {
+        switch self { case .node(let v), .upsampled2x(let v): v }
+    }
+
+    public var isUpsampled: Bool {
+        if case .upsampled2x = self { true } else { false }
+    }
+}
+
 extension Tape {
     /// Convolution of `x` [N,H,W,Cin] with `kernel` [kh,kw,Cin,Cout], plus `bias` [Cout] if given.
     ///
     /// - Precondition: ranks and channel counts agree.
     public func conv2d(_ x: Var, _ kernel: Var, bias: Var? = nil, stride: Int = 1, padding: Padding = .same) -> Var {
-        conv2d(concatenating: [x], kernel, bias: bias, stride: stride, padding: padding)
+        conv2d(concatenating: [.node(x)], kernel, bias: bias, stride: stride, padding: padding)
     }
 
-    /// `conv2d(concat(parts), kernel, …)`, the same bits, without the concatenated map where the
-    /// convolution runs through Winograd: its transforms read each part's channels where they are,
-    /// and the input gradient is written to each part directly (the U-Net decoder's upsampled map
-    /// and skip: no copy forward, none rebuilt for the backward pass, none split after it). Other
-    /// methods, and a part named twice, go through `concat`.
+    /// `conv2d(concat(parts), kernel, …)`, a part `.upsampled2x(v)` standing for `upsample2x(v)`: the
+    /// same bits, without the concatenated or upsampled maps where the convolution runs through
+    /// Winograd. Its transforms read each part's channels where they are (an upsampled part's
+    /// pixels repeated), and the input gradient goes to each part directly (an upsampled part's
+    /// summed over each 2×2 block): the U-Net decoder's upsampled map and skip are neither copied
+    /// forward, nor rebuilt for the backward pass, nor split after it. Other methods, and a node
+    /// named twice, build the maps with `upsample2x` and `concat`.
     ///
-    /// - Precondition: the parts agree in every dimension but channels; the kernel's input channels
-    ///   are their sum.
-    public func conv2d(concatenating parts: [Var], _ kernel: Var, bias: Var? = nil, stride: Int = 1,
+    /// - Precondition: the parts agree in every dimension but channels (an upsampled part's height
+    ///   and width counted twice); the kernel's input channels are their sum.
+    public func conv2d(concatenating parts: [ConvPart], _ kernel: Var, bias: Var? = nil, stride: Int = 1,
                        padding: Padding = .same) -> Var {
-        let shapes = parts.map { shape($0) }
+        let shapes = parts.map { part in
+            let s = shape(part.node)
+            return part.isUpsampled && s.count == 4 ? [s[0], 2 * s[1], 2 * s[2], s[3]] : s
+        }
         precondition(!parts.isEmpty && shapes.allSatisfy { $0.count == 4 && $0.dropLast() == shapes[0].dropLast() },
                      "conv input parts \(shapes) differ before the channel axis")
-        let widths = shapes.map { $0[3] }
+        let widths = shapes.map { $0[3] }, upsampled = parts.map(\.isUpsampled)
         let input = NHWC(n: shapes[0][0], h: shapes[0][1], w: shapes[0][2], c: widths.reduce(0, +))
         let k = shape(kernel)
         precondition(k.count == 4 && k[2] == input.c, "conv kernel \(k) does not fit input \(input.shape)")
@@ -131,21 +151,25 @@ extension Tape {
         let (ow, padLeft) = convGeometry(input: input.w, kernel: k[1], stride: stride, padding: padding)
         let s = ConvShape(input: input, kh: k[0], kw: k[1], stride: stride, padTop: padTop, padLeft: padLeft, oh: oh, ow: ow)
         let plan = ConvPlan(s, cout: k[3])
-        if parts.count > 1 && (plan.method != .winograd || Set(parts).count < parts.count) {
-            return conv2d(concat(parts), kernel, bias: bias, stride: stride, padding: padding)
+        let nodes = parts.map(\.node)
+        if plan.method != .winograd && (parts.count > 1 || upsampled[0]) || Set(nodes).count < nodes.count {
+            let maps = parts.map { $0.isUpsampled ? upsample2x($0.node) : $0.node }
+            return conv2d(maps.count == 1 ? maps[0] : concat(maps), kernel, bias: bias, stride: stride, padding: padding)
         }
         forwardFlops += 2 * Double(input.n * oh * ow) * Double(s.patch * k[3])
-        let kv = value(kernel), savedParts = parts.map { saved($0) }
+        let kv = value(kernel), savedParts = nodes.map { saved($0) }
         let out = Tensor(shape: [input.n, oh, ow, k[3]]) { y in
-            withPointers(parts.map { value($0) }) { xs in
-                kv.withPointer { w in plan.forward(ChannelParts(xs, widths: widths), w, into: y) }
+            withPointers(nodes.map { value($0) }) { xs in
+                kv.withPointer { w in plan.forward(ChannelParts(xs, widths: widths, upsampled: upsampled), w, into: y) }
             }
             if let bias { addBias(y, rows: input.n * oh * ow, value(bias)) }
         }
         return record(out) { tape, dy in
             dy.withPointer { g in
                 withPointers(savedParts.map { $0() }) { xs in
-                    kv.withPointer { w in plan.backward(tape, x: parts, kernel: kernel, ChannelParts(xs, widths: widths), w, dy: g) }
+                    kv.withPointer { w in
+                        plan.backward(tape, x: nodes, kernel: kernel, ChannelParts(xs, widths: widths, upsampled: upsampled), w, dy: g)
+                    }
                 }
                 if let bias { tape.accumulate(bias) { db in sumRows(g, rows: input.n * oh * ow, columns: k[3], into: db) } }
             }
@@ -186,7 +210,7 @@ struct ConvPlan {
 
     /// y = x ⊛ w (bias aside); x in parts on the Winograd path only.
     func forward(_ x: ChannelParts<UnsafePointer<Float>>, _ w: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) {
-        precondition(method == .winograd || x.pointers.count == 1, "only Winograd reads an input in channel parts")
+        precondition(method == .winograd || x.pointers.count == 1 && !x.upsampled[0], "only Winograd reads an input in channel parts")
         switch method {
         case .pointwise: pointwiseForward(x.pointers[0], w, into: y)
         case .winograd: winogradForward(x, w, into: y)
@@ -249,7 +273,8 @@ struct ConvPlan {
             winogradConvolveImages(ChannelParts(g, channels: cout), n: input.n, h: s.oh, w: s.ow,
                                    padTop: 2 - s.padTop, padLeft: 2 - s.padLeft,
                                    filters: winogradFilters(w, cin: input.c, cout: cout, rotated: true),
-                                   into: ChannelParts(dx, widths: xp.widths), oh: input.h, ow: input.w, accumulate: add)
+                                   into: ChannelParts(dx, widths: xp.widths, upsampled: xp.upsampled), oh: input.h, ow: input.w,
+                                   accumulate: add)
         }
     }
 

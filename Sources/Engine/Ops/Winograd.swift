@@ -54,20 +54,31 @@ func winogradFilters(_ kernel: UnsafePointer<Float>, cin: Int, cout: Int, rotate
 /// Where the channels of an NHWC activation are: one buffer, or several that each hold a run of
 /// every pixel's channels (the U-Net decoder's upsampled map and its skip, a concatenation that is
 /// never copied into one buffer). Part i holds `widths[i]` channels a pixel, channels
-/// `offsets[i]`… of the whole.
+/// `offsets[i]`… of the whole. A part marked `upsampled` holds half the rows and columns, each of
+/// its pixels standing for a 2×2 block (nearest ×2 upsampling, never written out): reads repeat
+/// its pixels, and writes (the input gradient) sum each block into one, as `Tape.upsample2x`'s
+/// backward pass does.
 struct ChannelParts<Pointer>: @unchecked Sendable {
     let pointers: [Pointer]
     let widths: [Int]
     let offsets: [Int]
+    let upsampled: [Bool]
 
-    init(_ pointers: [Pointer], widths: [Int]) {
+    init(_ pointers: [Pointer], widths: [Int], upsampled: [Bool]? = nil) {
         precondition(pointers.count == widths.count && !widths.isEmpty, "one width per channel part")
         self.pointers = pointers
         self.widths = widths
+        self.upsampled = upsampled ?? widths.map { _ in false }
+        precondition(self.upsampled.count == widths.count, "one upsampling flag per channel part")
         offsets = widths.indices.map { widths[..<$0].reduce(0, +) }
     }
 
     init(_ pointer: Pointer, channels: Int) { self.init([pointer], widths: [channels]) }
+
+    /// Part i's first pixel of image n, in a map of h×w pixels (h/2 × w/2 stored if upsampled).
+    func image(_ part: Int, _ n: Int, h: Int, w: Int) -> Int {
+        n * h * w * widths[part] / (upsampled[part] ? 4 : 1)
+    }
 
     var channels: Int { widths.reduce(0, +) }
     var indices: Range<Int> { widths.indices }
@@ -130,10 +141,12 @@ private struct WinogradTiles {
                     let top = 4 * ty - padTop
                     let rowInside = top >= 0 && top + 6 <= h
                     for part in x.indices {
-                        let c = x.widths[part], image = x.pointers[part] + n * h * w * c
+                        let c = x.widths[part], image = x.pointers[part] + x.image(part, n, h: h, w: w)
                         let tiles = v + slot * 36 * cin + x.offsets[part]
+                        // Pixel (iy, ix) of an upsampled part is its stored pixel (iy/2, ix/2).
+                        let (shift, storedWidth) = x.upsampled[part] ? (1, w / 2) : (0, w)
                         for tx in 0..<tw {
-                            if rowInside && inner.contains(tx) {
+                            if shift == 0 && rowInside && inner.contains(tx) {
                                 transformInputTile(at: image + (top * w + 4 * tx - padLeft) * c, rowStride: w * c,
                                                    into: tiles + tx * 36 * cin, plane: cin, channels: c)
                                 continue
@@ -142,7 +155,8 @@ private struct WinogradTiles {
                                 let iy = 4 * ty + r - padTop
                                 for q in 0..<6 {
                                     let ix = 4 * tx + q - padLeft
-                                    d[r * 6 + q] = iy >= 0 && iy < h && ix >= 0 && ix < w ? image + (iy * w + ix) * c : UnsafePointer(zero)
+                                    let inside = iy >= 0 && iy < h && ix >= 0 && ix < w
+                                    d[r * 6 + q] = inside ? image + ((iy >> shift) * storedWidth + (ix >> shift)) * c : UnsafePointer(zero)
                                 }
                             }
                             transformInputTile(d.baseAddress!, into: tiles + tx * 36 * cin, plane: cin, channels: c)
@@ -184,13 +198,19 @@ private func winogradConvolve(_ x: ChannelParts<UnsafePointer<Float>>, _ t: Wino
         t.forEachRow(band) { n, ty, slot in
             let oy = 4 * ty
             for part in y.indices {
-                let c = y.widths[part], image = y.pointers[part] + n * t.oh * t.ow * c
+                let c = y.widths[part], image = y.pointers[part] + y.image(part, n, h: t.oh, w: t.ow)
                 let tiles = m + slot * 36 * cout + y.offsets[part]
                 for tx in 0..<t.tw {
-                    let ox = 4 * tx
-                    transformOutputTile(tiles + tx * 36 * cout, plane: cout, channels: c,
-                                        into: image + (oy * t.ow + ox) * c, rowStride: t.ow * c,
-                                        rows: min(4, t.oh - oy), columns: min(4, t.ow - ox), accumulate: accumulate[part])
+                    let ox = 4 * tx, rows = min(4, t.oh - oy), columns = min(4, t.ow - ox)
+                    if y.upsampled[part] {
+                        transformOutputTileSummingBlocks(tiles + tx * 36 * cout, plane: cout, channels: c,
+                                                         into: image + (oy / 2 * (t.ow / 2) + ox / 2) * c, rowStride: t.ow / 2 * c,
+                                                         rows: rows, columns: columns, accumulate: accumulate[part])
+                    } else {
+                        transformOutputTile(tiles + tx * 36 * cout, plane: cout, channels: c,
+                                            into: image + (oy * t.ow + ox) * c, rowStride: t.ow * c,
+                                            rows: rows, columns: columns, accumulate: accumulate[part])
+                    }
                 }
             }
         }

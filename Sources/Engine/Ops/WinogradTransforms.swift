@@ -187,6 +187,53 @@ private func transformOutput<V: Lanes>(_: V.Type, _ m: UnsafeMutablePointer<Floa
     }
 }
 
+/// `transformOutputTile` into the gradient of a map upsampled ×2 (nearest) before the convolution:
+/// each 2×2 block of the tile's outputs (of the first `rows` rows and `columns` columns, both even)
+/// summed into one pixel, y + blockRow·rowStride + blockColumn·channels, in the order of
+/// `Tape.upsample2x`'s backward pass: ((a + a₂) + b) + b₂ for the block's top pixels a, a₂ and bottom
+/// ones b, b₂, after y's own value with `accumulate`. The outputs are those `transformOutputTile`
+/// computes, so the sums are the bits of the two ops apart.
+func transformOutputTileSummingBlocks(_ m: UnsafeMutablePointer<Float>, plane: Int, channels: Int, into y: UnsafeMutablePointer<Float>,
+                                      rowStride: Int, rows: Int, columns: Int, accumulate: Bool) {
+    precondition(rows % 2 == 0 && columns % 2 == 0, "an upsampled map has even sides")
+    let simd = channels / 8 * 8
+    transformOutputSummingBlocks(SIMD8<Float>.self, m, plane, y, rowStride, channels, rows, columns, accumulate, 0, simd)
+    transformOutputSummingBlocks(Float.self, m, plane, y, rowStride, channels, rows, columns, accumulate, simd, channels)
+}
+
+@inline(__always)
+private func transformOutputSummingBlocks<V: Lanes>(_: V.Type, _ m: UnsafeMutablePointer<Float>, _ plane: Int,
+                                                    _ y: UnsafeMutablePointer<Float>, _ rowStride: Int, _ channels: Int,
+                                                    _ rows: Int, _ columns: Int, _ accumulate: Bool, _ from: Int, _ to: Int) {
+    guard from < to else { return }
+    withUnsafeTemporaryAllocation(of: V.self, capacity: 24) { s in
+        let s = s.baseAddress!
+        var o = from
+        while o < to {
+            @inline(__always) func at(_ k: Int) -> V { V(loading: m + k * plane + o) }
+            @inline(__always) func column(_ b: Int) {
+                let t = outputTransform(at(b), at(6 + b), at(12 + b), at(18 + b), at(24 + b), at(30 + b))
+                s[b] = t.0; s[6 + b] = t.1; s[12 + b] = t.2; s[18 + b] = t.3
+            }
+            column(0); column(1); column(2); column(3); column(4); column(5)
+            @inline(__always) func row(_ a: Int) -> (V, V, V, V) {
+                outputTransform(s[6 * a], s[6 * a + 1], s[6 * a + 2], s[6 * a + 3], s[6 * a + 4], s[6 * a + 5])
+            }
+            for pair in 0..<(rows / 2) {
+                let top = row(2 * pair), bottom = row(2 * pair + 1)
+                let p = y + pair * rowStride + o
+                @inline(__always) func put(_ block: Int, _ a: V, _ a2: V, _ b: V, _ b2: V) {
+                    let q = p + block * channels
+                    (accumulate ? V(loading: q) + a + a2 + b + b2 : a + a2 + b + b2).store(to: q)
+                }
+                put(0, top.0, top.1, bottom.0, bottom.1)
+                if columns > 2 { put(1, top.2, top.3, bottom.2, bottom.3) }
+            }
+            o += V.width
+        }
+    }
+}
+
 // MARK: Output-gradient tiles
 
 /// A·dY·Aᵀ for one tile of the output gradient, every channel: of its 4×4 gradients, the first `rows`
