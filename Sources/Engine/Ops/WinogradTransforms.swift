@@ -157,32 +157,18 @@ func transformOutputTile(_ m: UnsafeMutablePointer<Float>, plane: Int, channels:
 private func transformOutput<V: Lanes>(_: V.Type, _ m: UnsafeMutablePointer<Float>, _ plane: Int, _ y: UnsafeMutablePointer<Float>,
                                        _ rowStride: Int, _ channels: Int, _ rows: Int, _ columns: Int, _ accumulate: Bool,
                                        _ from: Int, _ to: Int) {
-    guard from < to else { return }
-    withUnsafeTemporaryAllocation(of: V.self, capacity: 24) { s in
-        let s = s.baseAddress!
-        var o = from
-        while o < to {
-            @inline(__always) func at(_ k: Int) -> V { V(loading: m + k * plane + o) }
-            // Aᵀ·M: each column b of M into column b of s (4 rows).
-            @inline(__always) func column(_ b: Int) {
-                let t = outputTransform(at(b), at(6 + b), at(12 + b), at(18 + b), at(24 + b), at(30 + b))
-                s[b] = t.0; s[6 + b] = t.1; s[12 + b] = t.2; s[18 + b] = t.3
+    forEachOutputGroup(V.self, m, plane, from, to) { o, row in
+        // Each output row a inside the image.
+        for a in 0..<rows {
+            let t = row(a), p = y + a * rowStride + o
+            @inline(__always) func put(_ column: Int, _ v: V) {
+                let q = p + column * channels
+                (accumulate ? V(loading: q) + v : v).store(to: q)
             }
-            column(0); column(1); column(2); column(3); column(4); column(5)
-            // ·A: each row a of s into output row a.
-            for a in 0..<rows {
-                let t = outputTransform(s[6 * a], s[6 * a + 1], s[6 * a + 2], s[6 * a + 3], s[6 * a + 4], s[6 * a + 5])
-                let p = y + a * rowStride + o
-                @inline(__always) func put(_ column: Int, _ v: V) {
-                    let q = p + column * channels
-                    (accumulate ? V(loading: q) + v : v).store(to: q)
-                }
-                put(0, t.0)
-                if columns > 1 { put(1, t.1) }
-                if columns > 2 { put(2, t.2) }
-                if columns > 3 { put(3, t.3) }
-            }
-            o += V.width
+            put(0, t.0)
+            if columns > 1 { put(1, t.1) }
+            if columns > 2 { put(2, t.2) }
+            if columns > 3 { put(3, t.3) }
         }
     }
 }
@@ -205,6 +191,26 @@ func transformOutputTileSummingBlocks(_ m: UnsafeMutablePointer<Float>, plane: I
 private func transformOutputSummingBlocks<V: Lanes>(_: V.Type, _ m: UnsafeMutablePointer<Float>, _ plane: Int,
                                                     _ y: UnsafeMutablePointer<Float>, _ rowStride: Int, _ channels: Int,
                                                     _ rows: Int, _ columns: Int, _ accumulate: Bool, _ from: Int, _ to: Int) {
+    forEachOutputGroup(V.self, m, plane, from, to) { o, row in
+        for pair in 0..<(rows / 2) {
+            let top = row(2 * pair), bottom = row(2 * pair + 1)
+            let p = y + pair * rowStride + o
+            @inline(__always) func put(_ block: Int, _ a: V, _ a2: V, _ b: V, _ b2: V) {
+                let q = p + block * channels
+                (accumulate ? V(loading: q) + a + a2 + b + b2 : a + a2 + b + b2).store(to: q)
+            }
+            put(0, top.0, top.1, bottom.0, bottom.1)
+            if columns > 2 { put(1, top.2, top.3, bottom.2, bottom.3) }
+        }
+    }
+}
+
+/// Y = Aᵀ·M·A of one tile for channels `from`..<`to`, `V.width` at a time: Aᵀ·M first (each column b
+/// of M into column b of a stack buffer, 4 rows), then `body(o, row)` for the group at channel o,
+/// where `row(a)` is output row a (row a of the buffer ·A).
+@inline(__always)
+private func forEachOutputGroup<V: Lanes>(_: V.Type, _ m: UnsafeMutablePointer<Float>, _ plane: Int, _ from: Int, _ to: Int,
+                                          _ body: (_ o: Int, _ row: (Int) -> (V, V, V, V)) -> Void) {
     guard from < to else { return }
     withUnsafeTemporaryAllocation(of: V.self, capacity: 24) { s in
         let s = s.baseAddress!
@@ -216,19 +222,7 @@ private func transformOutputSummingBlocks<V: Lanes>(_: V.Type, _ m: UnsafeMutabl
                 s[b] = t.0; s[6 + b] = t.1; s[12 + b] = t.2; s[18 + b] = t.3
             }
             column(0); column(1); column(2); column(3); column(4); column(5)
-            @inline(__always) func row(_ a: Int) -> (V, V, V, V) {
-                outputTransform(s[6 * a], s[6 * a + 1], s[6 * a + 2], s[6 * a + 3], s[6 * a + 4], s[6 * a + 5])
-            }
-            for pair in 0..<(rows / 2) {
-                let top = row(2 * pair), bottom = row(2 * pair + 1)
-                let p = y + pair * rowStride + o
-                @inline(__always) func put(_ block: Int, _ a: V, _ a2: V, _ b: V, _ b2: V) {
-                    let q = p + block * channels
-                    (accumulate ? V(loading: q) + a + a2 + b + b2 : a + a2 + b + b2).store(to: q)
-                }
-                put(0, top.0, top.1, bottom.0, bottom.1)
-                if columns > 2 { put(1, top.2, top.3, bottom.2, bottom.3) }
-            }
+            body(o) { a in outputTransform(s[6 * a], s[6 * a + 1], s[6 * a + 2], s[6 * a + 3], s[6 * a + 4], s[6 * a + 5]) }
             o += V.width
         }
     }
