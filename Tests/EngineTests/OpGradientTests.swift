@@ -52,10 +52,13 @@ final class OpGradientTests: XCTestCase {
             (3, 2, .same, 8, 7, 5, 3, 1), (3, 1, .same, 9, 11, 470, 3, 2), (5, 2, .same, 17, 17, 200, 2, 2),
             (3, 1, .same, 97, 98, 4, 3, 2), (3, 1, .same, 6, 7, 5, 19, 1),
         ]
-        for winograd in [false, true] {
+        // The patch path; Winograd with every layer's images split across threads; with every
+        // layer's 36 transform-domain GEMMs split (the way small layers go).
+        for (winograd, splitTiles) in [(false, 0), (true, 0), (true, Int.max)] {
             let before = Winograd.enabled
             Winograd.enabled = winograd
             defer { Winograd.enabled = before }
+            withWinogradTransformSplit(upTo: splitTiles) {
             for c in cases {
                 let (oh, padTop) = convGeometry(input: c.h, kernel: c.k, stride: c.stride, padding: c.padding)
                 let (ow, padLeft) = convGeometry(input: c.w, kernel: c.k, stride: c.stride, padding: c.padding)
@@ -100,7 +103,7 @@ final class OpGradientTests: XCTestCase {
                         }
                     }
                 }
-                let label = "\(c) winograd=\(winograd) threads=\(threads)"
+                let label = "\(c) winograd=\(winograd) transform split up to \(splitTiles) tiles, threads=\(threads)"
                 let viaWinograd = winograd && c.k == 3 && c.stride == 1
                 // |error| ≤ units · u · Σ|terms|, u = 2⁻²⁴: the bound of a float32 sum, whatever the
                 // order of its partial sums (BLAS kernels block differently from one CPU to another).
@@ -114,6 +117,49 @@ final class OpGradientTests: XCTestCase {
                 check(tape.value(y).data, direct, directSize, "forward")
                 check(tape.gradient(xv)?.data, input, inputSize, "dx")
                 check(tape.gradient(kv)?.data, kernel, kernelSize, "dkernel")
+            }
+            }
+        }
+    }
+
+    /// Runs `body` with Winograd layers of at most `tiles` tiles (all three passes) splitting their
+    /// transform-domain GEMMs across threads, then restores the thresholds.
+    func withWinogradTransformSplit<T>(upTo tiles: Int, _ body: () throws -> T) rethrows -> T {
+        let before = (Winograd.transformSplitTiles, Winograd.kernelGradientTransformSplitTiles)
+        (Winograd.transformSplitTiles, Winograd.kernelGradientTransformSplitTiles) = (tiles, tiles)
+        defer { (Winograd.transformSplitTiles, Winograd.kernelGradientTransformSplitTiles) = before }
+        return try body()
+    }
+
+    /// A small layer splits its 36 transform-domain GEMMs across threads, each GEMM over every
+    /// image's tiles (Winograd.transformSplitTiles), so its results are the same bits on any thread
+    /// count: the forward pass, the input gradient of each part (one upsampled on the fly) and the
+    /// kernel gradient, on 1, 2 and 3 threads, with every layer taking that path: 3 images, so
+    /// bands of tile rows split into uneven parts; 200 channels; and 400 rows, several bands in each
+    /// pass (the kernel gradient's GEMMs overwrite dU in the first and add in the others). A part's
+    /// tiles written at the wrong place in its band, or a band overwriting the kernel gradient the
+    /// earlier ones summed, changes them.
+    func testSmallWinogradLayersGiveTheSameBitsOnAnyThreadCount() {
+        for (h, w, widths, cout) in [(10, 12, [6, 9], 5), (12, 16, [40, 160], 200), (400, 8, [6, 9], 5)] {
+            let tensors = [randomTensor([3, h / 2, w / 2, widths[0]], seed: 61), randomTensor([3, h, w, widths[1]], seed: 62)]
+            let kernel = randomTensor([3, 3, widths.reduce(0, +), cout], seed: 63)
+            let seed = randomTensor([3, h, w, cout], seed: 64)
+            func run(threads: Int) -> [[Float]] {
+                withWinograd(true) { withEngineThreads(threads) { withWinogradTransformSplit(upTo: Int.max) {
+                    let tape = Tape(recording: true, training: true)
+                    let vars = tensors.map { tape.constant($0) }, k = tape.constant(kernel)
+                    let y = tape.conv2d(concatenating: [.upsampled2x(vars[0]), .node(vars[1])], k, padding: .same)
+                    tape.backward(from: y, seed: seed)
+                    return [tape.value(y).data] + (vars + [k]).map { tape.gradient($0)?.data ?? [] }
+                } } }
+            }
+            let one = run(threads: 1)
+            for threads in [2, 3] {
+                let many = run(threads: threads)
+                for (name, (a, b)) in zip(["forward", "d upsampled part", "d part", "d kernel"], zip(one, many)) {
+                    XCTAssertEqual(a.count, b.count, "\(name) \(h)×\(w)")
+                    XCTAssertTrue(a.map(\.bitPattern) == b.map(\.bitPattern), "\(name) \(h)×\(w) differs on \(threads) threads")
+                }
             }
         }
     }

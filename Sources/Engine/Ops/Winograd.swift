@@ -15,6 +15,19 @@ import Foundation
 /// selects the patch-matrix path (the same sums in another order; DECISIONS.md, "Engine").
 public enum Winograd {
     nonisolated(unsafe) public static var enabled = ProcessInfo.processInfo.environment["CXR_WINOGRAD"] != "0"
+
+    /// Convolutions of at most this many tiles over all their images split the 36 transform-domain
+    /// GEMMs across threads, each GEMM over every image's tiles; larger ones split the images. A
+    /// thread's share of a small layer's tiles is too few rows for its GEMMs: the U-Net's deepest
+    /// decoder stage at batch 4 gave each of two threads 32 tiles against 432 × 256 filters, so
+    /// packing the filters cost as much as the multiply, and each thread packed all 36 of them.
+    /// Counted over all images, not per thread, so such a layer's results do not depend on the
+    /// thread count. (The classifier's 3×3 layer, 256 tiles at batch 16, ran no faster split this
+    /// way.) Settable for tests, which run both ways.
+    nonisolated(unsafe) static var transformSplitTiles = 128
+    /// The same for the kernel gradient, where splitting the images also costs a 36·Cin·Cout partial
+    /// dU per thread (16 MB for 432 × 256 channels) and a pass adding them; splitting the GEMMs needs none.
+    nonisolated(unsafe) static var kernelGradientTransformSplitTiles = 1024
 }
 
 /// The 36 transformed filters U[ξ] = (G·g·Gᵀ)[ξ], each a [Cin × Cout] matrix, from an HWIO 3×3
@@ -110,6 +123,14 @@ private struct WinogradTiles {
         for r in band { body(images.lowerBound + r / th, r % th, (r - band.lowerBound) * tw) }
     }
 
+    /// Calls `body(part, firstSlot)` for fixed contiguous parts of `band`'s rows, one a thread in
+    /// parallel, with the index of each part's first tile within the band.
+    func forEachPart(of band: Range<Int>, _ body: (Range<Int>, Int) -> Void) {
+        Parallel.forEachRange(band.count, grain: 1) { rows in
+            body(band.lowerBound + rows.lowerBound..<band.lowerBound + rows.upperBound, rows.lowerBound * tw)
+        }
+    }
+
     /// `body(band, v, m)` for each band in turn, with v holding the band's transformed input tiles
     /// of x and m scratch for as many tiles of Cout channels (the transform-domain outputs or output
     /// gradients), which `body` overwrites before reading.
@@ -168,14 +189,61 @@ private struct WinogradTiles {
     }
 }
 
+extension WinogradTiles {
+    /// Y = Aᵀ·M·A of every tile of `band` from m (tile-major, as `gatherInput` lays out v) into y, part
+    /// by part, written or (where `accumulate` says so) added; an upsampled part gets each 2×2 block
+    /// of outputs summed into one of its pixels.
+    func scatterOutput(_ m: UnsafeMutablePointer<Float>, band: Range<Int>, into y: ChannelParts<UnsafeMutablePointer<Float>>,
+                       accumulate: [Bool]) {
+        forEachRow(band) { n, ty, slot in
+            let oy = 4 * ty
+            for part in y.indices {
+                let c = y.widths[part], image = y.pointers[part] + y.image(part, n, h: oh, w: ow)
+                let tiles = m + slot * 36 * cout + y.offsets[part]
+                for tx in 0..<tw {
+                    let ox = 4 * tx, rows = min(4, oh - oy), columns = min(4, ow - ox)
+                    if y.upsampled[part] {
+                        transformOutputTileSummingBlocks(tiles + tx * 36 * cout, plane: cout, channels: c,
+                                                         into: image + (oy / 2 * (ow / 2) + ox / 2) * c, rowStride: ow / 2 * c,
+                                                         rows: rows, columns: columns, accumulate: accumulate[part])
+                    } else {
+                        transformOutputTile(tiles + tx * 36 * cout, plane: cout, channels: c,
+                                            into: image + (oy * ow + ox) * c, rowStride: ow * c,
+                                            rows: rows, columns: columns, accumulate: accumulate[part])
+                    }
+                }
+            }
+        }
+    }
+
+    /// A·dY·Aᵀ of every 4×4 output-gradient tile of `band` (zero past the image's edge), tile-major into m.
+    func gatherGradient(_ dy: UnsafePointer<Float>, band: Range<Int>, into m: UnsafeMutablePointer<Float>) {
+        forEachRow(band) { n, ty, slot in
+            let image = dy + n * oh * ow * cout, oy = 4 * ty
+            for tx in 0..<tw {
+                let ox = 4 * tx
+                transformGradientTile(image + (oy * ow + ox) * cout, rowStride: ow * cout, channels: cout,
+                                      rows: min(4, oh - oy), columns: min(4, ow - ox), into: m + (slot + tx) * 36 * cout)
+            }
+        }
+    }
+}
+
 /// y (N×oh×ow×Cout, in parts) = (or, part by part where `accumulate` says so, +=) the stride-1 3×3
 /// correlation of x (N×h×w×Cin, in parts, zero outside) read from row −padTop and column −padLeft,
-/// with the transformed filters; the images are split across threads.
+/// with the transformed filters; the images are split across threads, or for a small layer
+/// (`Winograd.transformSplitTiles`) the 36 GEMMs.
 func winogradConvolveImages(_ x: ChannelParts<UnsafePointer<Float>>, n: Int, h: Int, w: Int, padTop: Int, padLeft: Int,
                             filters: [Float], into y: ChannelParts<UnsafeMutablePointer<Float>>, oh: Int, ow: Int,
                             accumulate: [Bool]) {
     precondition(accumulate.count == y.widths.count, "one accumulate flag per output part")
     filters.withUnsafeBufferPointer { u in
+        let all = WinogradTiles(h: h, w: w, cin: x.channels, padTop: padTop, padLeft: padLeft, oh: oh, ow: ow,
+                                cout: y.channels, images: 0..<n)
+        if all.rows * all.tw <= Winograd.transformSplitTiles {
+            winogradConvolveSplittingTransforms(x, all, filters: u.baseAddress!, into: y, accumulate: accumulate)
+            return
+        }
         let box = SendableBox((x, u.baseAddress!, y))
         Parallel.forEachRange(n, grain: 1) { images in
             let (x, u, y) = box.value
@@ -186,6 +254,7 @@ func winogradConvolveImages(_ x: ChannelParts<UnsafePointer<Float>>, n: Int, h: 
     }
 }
 
+/// One thread's images: each band's transforms, its 36 GEMMs and its output transforms in turn.
 private func winogradConvolve(_ x: ChannelParts<UnsafePointer<Float>>, _ t: WinogradTiles, filters u: UnsafePointer<Float>,
                               into y: ChannelParts<UnsafeMutablePointer<Float>>, accumulate: [Bool]) {
     let cin = t.cin, cout = t.cout
@@ -195,22 +264,36 @@ private func winogradConvolve(_ x: ChannelParts<UnsafePointer<Float>>, _ t: Wino
                        a: v + xi * cin, lda: 36 * cin, b: u + xi * cin * cout, ldb: cout, beta: 0,
                        c: m + xi * cout, ldc: 36 * cout)
         }
-        t.forEachRow(band) { n, ty, slot in
-            let oy = 4 * ty
-            for part in y.indices {
-                let c = y.widths[part], image = y.pointers[part] + y.image(part, n, h: t.oh, w: t.ow)
-                let tiles = m + slot * 36 * cout + y.offsets[part]
-                for tx in 0..<t.tw {
-                    let ox = 4 * tx, rows = min(4, t.oh - oy), columns = min(4, t.ow - ox)
-                    if y.upsampled[part] {
-                        transformOutputTileSummingBlocks(tiles + tx * 36 * cout, plane: cout, channels: c,
-                                                         into: image + (oy / 2 * (t.ow / 2) + ox / 2) * c, rowStride: t.ow / 2 * c,
-                                                         rows: rows, columns: columns, accumulate: accumulate[part])
-                    } else {
-                        transformOutputTile(tiles + tx * 36 * cout, plane: cout, channels: c,
-                                            into: image + (oy * t.ow + ox) * c, rowStride: t.ow * c,
-                                            rows: rows, columns: columns, accumulate: accumulate[part])
+        t.scatterOutput(m, band: band, into: y, accumulate: accumulate)
+    }
+}
+
+/// All images' tiles band by band, each band's rows transformed in parallel parts, then its 36
+/// GEMMs split across threads (each GEMM over the whole band), then its outputs in parallel parts.
+private func winogradConvolveSplittingTransforms(_ x: ChannelParts<UnsafePointer<Float>>, _ t: WinogradTiles,
+                                                 filters u: UnsafePointer<Float>,
+                                                 into y: ChannelParts<UnsafeMutablePointer<Float>>, accumulate: [Bool]) {
+    let cin = t.cin, cout = t.cout, bandRows = t.bandRows(minimumTiles: 64)
+    withScratch(36 * bandRows * t.tw * cin) { v in
+        withScratch(36 * bandRows * t.tw * cout) { m in
+            let box = SendableBox((x, u, y, v, m))
+            for first in stride(from: 0, to: t.rows, by: bandRows) {
+                let band = first..<min(first + bandRows, t.rows)
+                t.forEachPart(of: band) { rows, slot in
+                    let (x, _, _, v, _) = box.value
+                    t.gatherInput(x, band: rows, into: v + slot * 36 * cin)
+                }
+                Parallel.forEachRange(36, grain: 1) { transforms in
+                    let (_, u, _, v, m) = box.value
+                    for xi in transforms {
+                        BLAS.sgemm(transposeA: false, transposeB: false, m: band.count * t.tw, n: cout, k: cin, alpha: 1,
+                                   a: v + xi * cin, lda: 36 * cin, b: u + xi * cin * cout, ldb: cout, beta: 0,
+                                   c: m + xi * cout, ldc: 36 * cout)
                     }
+                }
+                t.forEachPart(of: band) { rows, slot in
+                    let (_, _, y, _, m) = box.value
+                    t.scatterOutput(m + slot * 36 * cout, band: rows, into: y, accumulate: accumulate)
                 }
             }
         }
@@ -220,23 +303,31 @@ private func winogradConvolve(_ x: ChannelParts<UnsafePointer<Float>>, _ t: Wino
 /// The kernel gradient of the stride-1 3×3 correlation `winogradConvolveImages` computes, added to
 /// the HWIO `dw`: in the transform domain dU[ξ] = Σ_tiles V[ξ]ᵀ·(A·dY·Aᵀ)[ξ] (Cin × Cout, a GEMM
 /// over tiles; outputs past the image edge count as zero), and dw = Gᵀ·dU·G for each channel pair.
-/// Images are split across threads, each summing its own dU; the parts are added in order.
+/// Images are split across threads, each summing its own dU, and the parts are added in order; or,
+/// for a small layer (`Winograd.kernelGradientTransformSplitTiles`), the 36 GEMMs, each over every
+/// image's tiles.
 func winogradKernelGradient(_ x: ChannelParts<UnsafePointer<Float>>, _ input: NHWC, padTop: Int, padLeft: Int,
                             dy: UnsafePointer<Float>, oh: Int, ow: Int, cout: Int, into dw: UnsafeMutablePointer<Float>) {
     precondition(x.channels == input.c, "channel parts of \(x.channels) channels for an input of \(input.c)")
     let cin = input.c, size = 36 * cin * cout
-    let parts = Parallel.parts(input.n, grain: 1)
-    var partials = [Float](repeating: 0, count: parts * size + BLAS.readSlack)
-    partials.withUnsafeMutableBufferPointer { p in
-        let box = SendableBox((x, dy, p.baseAddress!))
-        Parallel.forEachPart(input.n, grain: 1) { part, images in
-            let (x, dy, p) = box.value
-            let tiles = WinogradTiles(h: input.h, w: input.w, cin: cin, padTop: padTop, padLeft: padLeft, oh: oh, ow: ow,
-                                      cout: cout, images: images)
-            winogradKernelGradient(x, tiles, dy: dy, into: p + part * size)
+    let all = WinogradTiles(h: input.h, w: input.w, cin: cin, padTop: padTop, padLeft: padLeft, oh: oh, ow: ow,
+                            cout: cout, images: 0..<input.n)
+    let splitTransforms = all.rows * all.tw <= Winograd.kernelGradientTransformSplitTiles
+    let parts = splitTransforms ? 1 : Parallel.parts(input.n, grain: 1)
+    withScratch(parts * size) { p in
+        if splitTransforms {
+            kernelGradientSplittingTransforms(x, all, dy: dy, into: p)
+        } else {
+            let box = SendableBox((x, dy, p))
+            Parallel.forEachPart(input.n, grain: 1) { part, images in
+                let (x, dy, p) = box.value
+                let tiles = WinogradTiles(h: input.h, w: input.w, cin: cin, padTop: padTop, padLeft: padLeft, oh: oh, ow: ow,
+                                          cout: cout, images: images)
+                winogradKernelGradient(x, tiles, dy: dy, into: p + part * size)
+            }
         }
         // Both element by element, so splitting them across threads changes no bits.
-        let sums = SendableBox((p.baseAddress!, dw))
+        let sums = SendableBox((p, dw))
         Parallel.forEachRange(cin * cout, grain: 1024) { pairs in
             let (du, dw) = sums.value
             for part in 1..<parts {
@@ -250,24 +341,48 @@ func winogradKernelGradient(_ x: ChannelParts<UnsafePointer<Float>>, _ input: NH
     }
 }
 
-/// dU (36 × Cin × Cout, ξ-major) += the transform-domain kernel gradient of the tiles' images.
+/// dU (36 × Cin × Cout, ξ-major) = the transform-domain kernel gradient of one thread's images.
 private func winogradKernelGradient(_ x: ChannelParts<UnsafePointer<Float>>, _ t: WinogradTiles, dy: UnsafePointer<Float>,
                                     into du: UnsafeMutablePointer<Float>) {
     let cin = t.cin, cout = t.cout
+    var beta: Float = 0
     // Each GEMM adds into all of dU, so longer bands (k = tiles) keep that traffic smaller.
     t.forEachBand(of: x, minimumTiles: 256) { band, v, m in
-        t.forEachRow(band) { n, ty, slot in
-            let image = dy + n * t.oh * t.ow * cout, oy = 4 * ty
-            for tx in 0..<t.tw {
-                let ox = 4 * tx
-                transformGradientTile(image + (oy * t.ow + ox) * cout, rowStride: t.ow * cout, channels: cout,
-                                      rows: min(4, t.oh - oy), columns: min(4, t.ow - ox), into: m + (slot + tx) * 36 * cout)
-            }
-        }
+        t.gatherGradient(dy, band: band, into: m)
         for xi in 0..<36 {
             BLAS.sgemm(transposeA: true, transposeB: false, m: cin, n: cout, k: band.count * t.tw, alpha: 1,
-                       a: v + xi * cin, lda: 36 * cin, b: m + xi * cout, ldb: 36 * cout, beta: 1,
+                       a: v + xi * cin, lda: 36 * cin, b: m + xi * cout, ldb: 36 * cout, beta: beta,
                        c: du + xi * cin * cout, ldc: cout)
+        }
+        beta = 1
+    }
+}
+
+/// dU (36 × Cin × Cout, ξ-major) = the transform-domain kernel gradient of all images' tiles, band by
+/// band: each band's rows transformed in parallel parts, then its 36 GEMMs split across threads.
+private func kernelGradientSplittingTransforms(_ x: ChannelParts<UnsafePointer<Float>>, _ t: WinogradTiles,
+                                               dy: UnsafePointer<Float>, into du: UnsafeMutablePointer<Float>) {
+    let cin = t.cin, cout = t.cout, bandRows = t.bandRows(minimumTiles: 256)
+    withScratch(36 * bandRows * t.tw * cin) { v in
+        withScratch(36 * bandRows * t.tw * cout) { m in
+            let box = SendableBox((x, dy, du, v, m))
+            for first in stride(from: 0, to: t.rows, by: bandRows) {
+                let band = first..<min(first + bandRows, t.rows)
+                t.forEachPart(of: band) { rows, slot in
+                    let (x, dy, _, v, m) = box.value
+                    t.gatherInput(x, band: rows, into: v + slot * 36 * cin)
+                    t.gatherGradient(dy, band: rows, into: m + slot * 36 * cout)
+                }
+                let beta: Float = first == 0 ? 0 : 1
+                Parallel.forEachRange(36, grain: 1) { transforms in
+                    let (_, _, du, v, m) = box.value
+                    for xi in transforms {
+                        BLAS.sgemm(transposeA: true, transposeB: false, m: cin, n: cout, k: band.count * t.tw, alpha: 1,
+                                   a: v + xi * cin, lda: 36 * cin, b: m + xi * cout, ldb: 36 * cout, beta: beta,
+                                   c: du + xi * cin * cout, ldc: cout)
+                    }
+                }
+            }
         }
     }
 }
