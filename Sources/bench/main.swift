@@ -138,6 +138,13 @@ struct Bench: ParsableCommand {
             var g = SplitMix64(seed: 1)
             return { (unetTrainStep(store: store, optimizer: &adam, images: images, masks: masks, generator: &g).forwardFlops, true) }
         },
+        // The shape of the real epoch (segment_epoch_256): the lungs at 256², batch 4.
+        Workload(name: "unet_train_256_b4", images: 4) {
+            let (store, images, _, masks) = setup(size: 256, batch: 4, unet: true)
+            var adam = Adam(learningRate: 1e-3)
+            var g = SplitMix64(seed: 1)
+            return { (unetTrainStep(store: store, optimizer: &adam, images: images, masks: masks, generator: &g).forwardFlops, true) }
+        },
         Workload(name: "unet_train_512_b4", images: 4) {
             let (store, images, _, masks) = setup(size: 512, batch: 4, unet: true)
             var adam = Adam(learningRate: 1e-3)
