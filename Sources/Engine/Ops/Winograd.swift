@@ -131,20 +131,26 @@ private struct WinogradTiles {
         }
     }
 
-    /// `body(band, v, m)` for each band in turn, with v holding the band's transformed input tiles
-    /// of x and m scratch for as many tiles of Cout channels (the transform-domain outputs or output
-    /// gradients), which `body` overwrites before reading.
-    func forEachBand(of x: ChannelParts<UnsafePointer<Float>>, minimumTiles: Int,
-                     _ body: (Range<Int>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void) {
+    /// `body(band, v, m)` for each band in turn, with v scratch for a band's tiles of Cin channels
+    /// and m for as many of Cout channels, which `body` fills before reading.
+    func forEachBand(minimumTiles: Int, _ body: (Range<Int>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void) {
         let bandRows = bandRows(minimumTiles: minimumTiles)
         withScratch(36 * bandRows * tw * cin) { v in
             withScratch(36 * bandRows * tw * cout) { m in
                 for first in stride(from: 0, to: rows, by: bandRows) {
-                    let band = first..<min(first + bandRows, rows)
-                    gatherInput(x, band: band, into: v)
-                    body(band, v, m)
+                    body(first..<min(first + bandRows, rows), v, m)
                 }
             }
+        }
+    }
+
+    /// `forEachBand` with v holding the band's transformed input tiles of x (m is still scratch for
+    /// the transform-domain outputs or output gradients).
+    func forEachBand(of x: ChannelParts<UnsafePointer<Float>>, minimumTiles: Int,
+                     _ body: (Range<Int>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void) {
+        forEachBand(minimumTiles: minimumTiles) { band, v, m in
+            gatherInput(x, band: band, into: v)
+            body(band, v, m)
         }
     }
 
@@ -273,29 +279,22 @@ private func winogradConvolve(_ x: ChannelParts<UnsafePointer<Float>>, _ t: Wino
 private func winogradConvolveSplittingTransforms(_ x: ChannelParts<UnsafePointer<Float>>, _ t: WinogradTiles,
                                                  filters u: UnsafePointer<Float>,
                                                  into y: ChannelParts<UnsafeMutablePointer<Float>>, accumulate: [Bool]) {
-    let cin = t.cin, cout = t.cout, bandRows = t.bandRows(minimumTiles: 64)
-    withScratch(36 * bandRows * t.tw * cin) { v in
-        withScratch(36 * bandRows * t.tw * cout) { m in
-            let box = SendableBox((x, u, y, v, m))
-            for first in stride(from: 0, to: t.rows, by: bandRows) {
-                let band = first..<min(first + bandRows, t.rows)
-                t.forEachPart(of: band) { rows, slot in
-                    let (x, _, _, v, _) = box.value
-                    t.gatherInput(x, band: rows, into: v + slot * 36 * cin)
-                }
-                Parallel.forEachRange(36, grain: 1) { transforms in
-                    let (_, u, _, v, m) = box.value
-                    for xi in transforms {
-                        BLAS.sgemm(transposeA: false, transposeB: false, m: band.count * t.tw, n: cout, k: cin, alpha: 1,
-                                   a: v + xi * cin, lda: 36 * cin, b: u + xi * cin * cout, ldb: cout, beta: 0,
-                                   c: m + xi * cout, ldc: 36 * cout)
-                    }
-                }
-                t.forEachPart(of: band) { rows, slot in
-                    let (_, _, y, _, m) = box.value
-                    t.scatterOutput(m + slot * 36 * cout, band: rows, into: y, accumulate: accumulate)
-                }
+    let cin = t.cin, cout = t.cout, box = SendableBox((x, u, y))
+    t.forEachBand(minimumTiles: 64) { band, v, m in
+        let scratch = SendableBox((v, m))
+        t.forEachPart(of: band) { rows, slot in
+            t.gatherInput(box.value.0, band: rows, into: scratch.value.0 + slot * 36 * cin)
+        }
+        Parallel.forEachRange(36, grain: 1) { transforms in
+            let (v, m) = scratch.value
+            for xi in transforms {
+                BLAS.sgemm(transposeA: false, transposeB: false, m: band.count * t.tw, n: cout, k: cin, alpha: 1,
+                           a: v + xi * cin, lda: 36 * cin, b: box.value.1 + xi * cin * cout, ldb: cout, beta: 0,
+                           c: m + xi * cout, ldc: 36 * cout)
             }
+        }
+        t.forEachPart(of: band) { rows, slot in
+            t.scatterOutput(scratch.value.1 + slot * 36 * cout, band: rows, into: box.value.2, accumulate: accumulate)
         }
     }
 }
@@ -362,26 +361,21 @@ private func winogradKernelGradient(_ x: ChannelParts<UnsafePointer<Float>>, _ t
 /// band: each band's rows transformed in parallel parts, then its 36 GEMMs split across threads.
 private func kernelGradientSplittingTransforms(_ x: ChannelParts<UnsafePointer<Float>>, _ t: WinogradTiles,
                                                dy: UnsafePointer<Float>, into du: UnsafeMutablePointer<Float>) {
-    let cin = t.cin, cout = t.cout, bandRows = t.bandRows(minimumTiles: 256)
-    withScratch(36 * bandRows * t.tw * cin) { v in
-        withScratch(36 * bandRows * t.tw * cout) { m in
-            let box = SendableBox((x, dy, du, v, m))
-            for first in stride(from: 0, to: t.rows, by: bandRows) {
-                let band = first..<min(first + bandRows, t.rows)
-                t.forEachPart(of: band) { rows, slot in
-                    let (x, dy, _, v, m) = box.value
-                    t.gatherInput(x, band: rows, into: v + slot * 36 * cin)
-                    t.gatherGradient(dy, band: rows, into: m + slot * 36 * cout)
-                }
-                let beta: Float = first == 0 ? 0 : 1
-                Parallel.forEachRange(36, grain: 1) { transforms in
-                    let (_, _, du, v, m) = box.value
-                    for xi in transforms {
-                        BLAS.sgemm(transposeA: true, transposeB: false, m: cin, n: cout, k: band.count * t.tw, alpha: 1,
-                                   a: v + xi * cin, lda: 36 * cin, b: m + xi * cout, ldb: 36 * cout, beta: beta,
-                                   c: du + xi * cin * cout, ldc: cout)
-                    }
-                }
+    let cin = t.cin, cout = t.cout, box = SendableBox((x, dy, du))
+    t.forEachBand(minimumTiles: 256) { band, v, m in
+        let scratch = SendableBox((v, m))
+        t.forEachPart(of: band) { rows, slot in
+            let (v, m) = scratch.value
+            t.gatherInput(box.value.0, band: rows, into: v + slot * 36 * cin)
+            t.gatherGradient(box.value.1, band: rows, into: m + slot * 36 * cout)
+        }
+        let beta: Float = band.lowerBound == 0 ? 0 : 1
+        Parallel.forEachRange(36, grain: 1) { transforms in
+            let (v, m) = scratch.value
+            for xi in transforms {
+                BLAS.sgemm(transposeA: true, transposeB: false, m: cin, n: cout, k: band.count * t.tw, alpha: 1,
+                           a: v + xi * cin, lda: 36 * cin, b: m + xi * cout, ldb: 36 * cout, beta: beta,
+                           c: box.value.2 + xi * cin * cout, ldc: cout)
             }
         }
     }
