@@ -45,11 +45,11 @@ public enum EfficientNetB0 {
     ///   - outputs: layer names to return (e.g. the U-Net skips, "top_activation").
     ///   - stopAfter: a block name ("block5c") after which to stop (the classifier's truncation).
     ///   - rebuildingExpanded: whether a training step rebuilds each block's widest tensors, the
-    ///     expand activation and the squeeze-excitation product (six times the block's input
-    ///     width, and SiLU the costliest rebuild), where a backward closure reads them, rather than
-    ///     keeping them. The U-Net does, to stay within half of PyTorch's memory at 512²; the
-    ///     classifier keeps them: at 0.44 of PyTorch's peak it has memory to spare, and rebuilding
-    ///     them cost it about a tenth of its step time.
+    ///     expand activation and the depthwise activation (six times the block's input width, and
+    ///     SiLU the costliest rebuild), where a backward closure reads them, rather than keeping
+    ///     them. The U-Net does, to stay within half of PyTorch's memory at 512²; the classifier
+    ///     keeps them: at 0.43 of PyTorch's peak it has memory to spare, and rebuilding them cost it
+    ///     about a tenth of its step time.
     ///
     /// The drop-connect rate grows linearly to `layers.options.dropConnect` at the last block.
     public static func encode(_ layers: Layers, _ x: Var, outputs: Set<String>, stopAfter: String? = nil,
@@ -96,15 +96,15 @@ public enum EfficientNetB0 {
             keep(name + "_expand_activation", h)
         }
         h = layers.depthwise(h, name + "_dwconv", kernel: kernel, stride: stride, initializer: convInitializer)
-        h = layers.batchNorm(h, name + "_bn", activation: .silu)
+        h = layers.batchNorm(h, name + "_bn", activation: .silu, rebuilt: rebuildingExpanded)
         keep(name + "_activation", h)
         // Squeeze-excitation: width from the block's input filters (SPEC §1.1).
         let reduced = max(1, Int(Double(inputFilters) * seRatio))
         var se = tape.globalAveragePool(h)
         se = tape.silu(layers.pointwiseOnVector(se, name + "_se_reduce", filters: reduced, initializer: convInitializer))
         se = tape.sigmoid(layers.pointwiseOnVector(se, name + "_se_expand", filters: filters, initializer: convInitializer))
-        h = tape.scaleChannels(h, by: se, rebuilt: rebuildingExpanded)
-        h = layers.conv(h, name + "_project_conv", filters: outputFilters, kernel: 1, bias: false, initializer: convInitializer)
+        // The excitation (Keras' Multiply) and the projection as one op that never builds the product.
+        h = layers.pointwiseConv(h, scaledBy: se, name + "_project_conv", filters: outputFilters, initializer: convInitializer)
         h = layers.batchNorm(h, name + "_project_bn")
         if stride == 1 && inputFilters == outputFilters {
             h = tape.add(tape.dropConnect(h, rate: dropRate), x)

@@ -66,6 +66,13 @@ public struct Layers {
                               rebuilt: rebuilt)
     }
 
+    /// Multiply (x by its per-image channel scales `s`) then a 1×1 Conv2D without bias, as one op
+    /// that never builds the product (`Tape.pointwiseConv2d(_:scaledBy:_:)`).
+    public func pointwiseConv(_ x: Var, scaledBy s: Var, _ name: String, filters: Int, initializer: Initializer) -> Var {
+        store.declare(name + "/kernel", shape: [1, 1, tape.shape(x)[3], filters], initializer: initializer)
+        return tape.pointwiseConv2d(x, scaledBy: s, tape.parameter(name + "/kernel", in: store))
+    }
+
     /// A 1×1 convolution applied to a [N,C] vector (SE's reduce/expand on the squeezed tensor).
     public func pointwiseOnVector(_ x: Var, _ name: String, filters: Int, initializer: Initializer) -> Var {
         let c = tape.shape(x)[1]

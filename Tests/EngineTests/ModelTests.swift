@@ -142,8 +142,8 @@ final class MemoryTests: XCTestCase {
     }
 
     func testRecipesRebuildTheForwardBitsAndBackwardLetsGoOfTheirValuesFirst() {
-        // Batch norm (with and without an activation, training statistics), the squeeze-excitation
-        // product, upsampling and concatenation record recipes; what a backward closure rebuilds
+        // Batch norm (with and without an activation, training statistics), upsampling and
+        // concatenation record recipes; what a backward closure rebuilds
         // from them must be the forward's value bit for bit, though the running statistics have
         // moved since. Backward then drops the values the tape still held of every recipe node
         // before the first closure runs (whoever reads them rebuilds them).
@@ -156,12 +156,11 @@ final class MemoryTests: XCTestCase {
         let depthwise = layers.batchNorm(layers.depthwise(expanded, "dw", kernel: 3, stride: 2, initializer: .heUniform),
                                          "dw_bn", activation: .relu)
         let scales = tape.sigmoid(layers.dense(tape.globalAveragePool(depthwise), "se", units: 8, initializer: .glorotUniform))
-        let excited = tape.scaleChannels(depthwise, by: scales)
-        let projected = layers.batchNorm(layers.conv(excited, "project", filters: 8, kernel: 1, bias: false, initializer: .heUniform),
+        let projected = layers.batchNorm(layers.pointwiseConv(depthwise, scaledBy: scales, "project", filters: 8, initializer: .heUniform),
                                          "project_bn")
         let upsampled = tape.upsample2x(projected)
         let joined = tape.concat([upsampled, expanded])
-        let rebuilt = [expanded, depthwise, excited, projected, upsampled, joined]
+        let rebuilt = [expanded, depthwise, projected, upsampled, joined]
         for v in rebuilt {
             let same = tape.saved(v)().data.map(\.bitPattern) == tape.value(v).data.map(\.bitPattern)
             XCTAssertTrue(same, "node \(v.id) of shape \(tape.shape(v)) is rebuilt with other bits")

@@ -189,7 +189,7 @@ final class OpGradientTests: XCTestCase {
             ("silu", curved, { t, x, _ in t.silu(x) }), ("sigmoid", curved, { t, x, _ in t.sigmoid(x) }),
             ("batch norm", curved, { t, x, _ in t.batchNorm(x, name: "bn", store: store) }),
             ("concat", linear, { t, x, v in t.concat([x, v[2]]) }),
-            ("scale channels", linear, { t, x, v in t.scaleChannels(x, by: v[1]) }),
+            ("scaled 1×1 conv", linear, { t, x, v in t.pointwiseConv2d(x, scaledBy: v[1], v[3]) }),
             ("1×1 conv", linear, { t, x, v in t.conv2d(x, v[3]) }), ("add", linear, { t, x, _ in t.add(x, x) }),
             ("3×3 conv", linear, { t, x, v in t.conv2d(x, v[4]) }),
             ("depthwise", linear, { t, x, v in t.depthwiseConv2d(x, v[5], stride: 2) }),
@@ -320,6 +320,55 @@ final class OpGradientTests: XCTestCase {
             let x = randomTensor([2, 7, 6, 4], seed: 4), w = randomTensor([k, k, 4], seed: 5)
             assertGradients(gradientCheck(inputs: [x, w]) { t, v in t.depthwiseConv2d(v[0], v[1], stride: stride) },
                             "depthwise \(k)×\(k) stride \(stride)")
+        }
+    }
+
+    /// The 1×1 convolution of an input scaled per image and channel (squeeze-excitation's product
+    /// and the projection, `pointwiseConv2d(_:scaledBy:_:)`): finite differences for all three
+    /// inputs, and every element of the output and of the three gradients against sums in Double
+    /// on one, two and three threads — with 3 images of 81 pixels the threads' runs of pixels are
+    /// cut inside an image, where a GEMM must switch to the next image's scaled kernel.
+    func testScaledPointwiseConvolution() {
+        let (n, h, w, cin, cout) = (3, 9, 9, 5, 4)
+        let x = randomTensor([n, h, w, cin], seed: 40), s = randomTensor([n, cin], seed: 41)
+        let k = randomTensor([1, 1, cin, cout], seed: 42), dy = randomTensor([n, h, w, cout], seed: 43)
+        assertGradients(gradientCheck(inputs: [randomTensor([2, 3, 4, 5], seed: 44), randomTensor([2, 5], seed: 45),
+                                               randomTensor([1, 1, 5, 6], seed: 46)]) { t, v in
+            t.pointwiseConv2d(v[0], scaledBy: v[1], v[2])
+        }, "scaled 1×1 conv")
+        let area = h * w
+        var y = [Double](repeating: 0, count: n * area * cout), dx = [Double](repeating: 0, count: x.count)
+        var dk = [Double](repeating: 0, count: k.count), ds = [Double](repeating: 0, count: s.count)
+        for image in 0..<n {
+            for p in 0..<area {
+                for c in 0..<cin {
+                    let xi = Double(x.data[(image * area + p) * cin + c]), sc = Double(s.data[image * cin + c])
+                    for j in 0..<cout {
+                        let wj = Double(k.data[c * cout + j]), g = Double(dy.data[(image * area + p) * cout + j])
+                        y[(image * area + p) * cout + j] += xi * sc * wj
+                        dx[(image * area + p) * cin + c] += g * sc * wj
+                        dk[c * cout + j] += xi * sc * g
+                        ds[image * cin + c] += xi * g * wj
+                    }
+                }
+            }
+        }
+        for threads in [1, 2, 3] {
+            withEngineThreads(threads) {
+                let tape = Tape(recording: true, training: true)
+                let xv = tape.constant(x), sv = tape.constant(s), kv = tape.constant(k)
+                let yv = tape.pointwiseConv2d(xv, scaledBy: sv, kv)
+                XCTAssertEqual(tape.shape(yv), [n, h, w, cout])
+                let got = tape.value(yv)
+                tape.backward(from: yv, seed: dy)
+                for (name, value, want) in [("forward", got, y), ("dx", tape.gradient(xv)!, dx), ("dkernel", tape.gradient(kv)!, dk),
+                                            ("dscales", tape.gradient(sv)!, ds)] {
+                    XCTAssertEqual(value.count, want.count, name)
+                    for (i, (a, b)) in zip(value.data, want).enumerated() {
+                        XCTAssertEqual(Double(a), b, accuracy: 1e-4, "\(name)[\(i)] on \(threads) threads")
+                    }
+                }
+            }
         }
     }
 
@@ -486,8 +535,6 @@ final class OpGradientTests: XCTestCase {
         let y = randomTensor([2, 4, 4, 2], seed: 11)
         assertGradients(gradientCheck(inputs: [x, y]) { t, v in t.concat([v[0], v[1]]) }, "concat")
         assertGradients(gradientCheck(inputs: [x, x]) { t, v in t.add(v[0], v[1]) }, "add")
-        let s = randomTensor([2, 3], seed: 12)
-        assertGradients(gradientCheck(inputs: [x, s]) { t, v in t.scaleChannels(v[0], by: v[1]) }, "scale channels")
         let d = randomTensor([3, 5], seed: 13), w = randomTensor([5, 4], seed: 14), b = randomTensor([4], seed: 15)
         assertGradients(gradientCheck(inputs: [d, w, b]) { t, v in t.dense(v[0], v[1], bias: v[2]) }, "dense")
         let positive = Tensor(shape: [2, 3], data: [0.2, 0.5, 0.9, 1.3, 0.7, 0.4])

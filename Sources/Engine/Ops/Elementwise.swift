@@ -1,5 +1,6 @@
-// Arithmetic between tensors: add (residuals), squeeze-excitation's broadcast multiply, dense
-// layers, drop-connect, and the reductions losses are built from.
+// Arithmetic between tensors: add (residuals), dense layers, drop-connect, and the reductions
+// losses are built from. (Squeeze-excitation's broadcast multiply is part of the projection that
+// reads it: ScaledPointwise.swift.)
 
 import Artifacts
 import Foundation
@@ -35,75 +36,6 @@ extension Tape {
                     }
                 }
             }
-        }
-    }
-
-    /// x [N,H,W,C] scaled per image and channel by s [N,C] (squeeze-excitation's "excite").
-    /// Images are split across threads. The product is recorded with a recipe (`Tape.saved`)
-    /// unless `rebuilt` is false (its readers then keep it).
-    public func scaleChannels(_ x: Var, by s: Var, rebuilt: Bool = true) -> Var {
-        let d = NHWC(shape(x)), sv = value(s)
-        precondition(sv.shape == [d.n, d.c], "channel scales \(sv.shape) do not fit \(d.shape)")
-        let area = d.h * d.w, c = d.c
-        func product(_ xv: Tensor, _ sv: Tensor) -> Tensor {
-            Tensor(shape: xv.shape) { y in
-                xv.withPointer { xp in sv.withPointer { sp in
-                    let box = SendableBox((y, xp, sp))
-                    Parallel.forEachRange(d.n, grain: 1) { images in
-                        let (y, xp, sp) = box.value
-                        for n in images {
-                            let scale = sp + n * c
-                            for p in 0..<area {
-                                let yr = y + (n * area + p) * c, xr = xp + (n * area + p) * c
-                                for ch in 0..<c { yr[ch] = xr[ch] * scale[ch] }
-                            }
-                        }
-                    }
-                } }
-            }
-        }
-        // The product's one reader is the next convolution, whose backward runs just before this
-        // op's: the x its rebuild made is handed over here instead of being rebuilt a second time.
-        let savedX = saved(x), savedS = saved(s), handover = Handover()
-        let rebuild = {
-            let xv = savedX()
-            handover.value = xv
-            return product(xv, savedS())
-        }
-        return record(product(value(x), sv), recompute: rebuilt ? rebuild : nil) { tape, dy in
-            let xv = handover.take() ?? savedX(), sv = savedS()
-            dy.withPointer { g in xv.withPointer { xp in sv.withPointer { sp in
-                tape.accumulate(x) { dx, add in
-                    let box = SendableBox((dx, g, sp))
-                    Parallel.forEachRange(d.n, grain: 1) { images in
-                        let (dx, g, sp) = box.value
-                        for n in images {
-                            let scale = sp + n * c
-                            for p in 0..<area {
-                                let dxr = dx + (n * area + p) * c, gr = g + (n * area + p) * c
-                                if add {
-                                    for ch in 0..<c { dxr[ch] += gr[ch] * scale[ch] }
-                                } else {
-                                    for ch in 0..<c { dxr[ch] = gr[ch] * scale[ch] }
-                                }
-                            }
-                        }
-                    }
-                }
-                tape.accumulate(s) { ds in
-                    let box = SendableBox((ds, g, xp))
-                    Parallel.forEachRange(d.n, grain: 1) { images in
-                        let (ds, g, xp) = box.value
-                        for n in images {
-                            let row = ds + n * c
-                            for p in 0..<area {
-                                let gr = g + (n * area + p) * c, xr = xp + (n * area + p) * c
-                                for ch in 0..<c { row[ch] += gr[ch] * xr[ch] }
-                            }
-                        }
-                    }
-                }
-            } } }
         }
     }
 
@@ -297,15 +229,5 @@ extension Tape {
         return record(Tensor(shape: xv.shape, data: xv.data.map { $0 + c })) { tape, dy in
             tape.accumulate(x) { dx in for i in 0..<dy.count { dx[i] += dy.data[i] } }
         }
-    }
-}
-
-/// A value one closure leaves for another that runs later, taken once.
-private final class Handover {
-    var value: Tensor?
-
-    func take() -> Tensor? {
-        defer { value = nil }
-        return value
     }
 }
