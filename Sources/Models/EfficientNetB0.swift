@@ -71,7 +71,7 @@ public enum EfficientNetB0 {
                 let blockInput = h
                 h = mbConv(layers, h, name: name, inputFilters: input, outputFilters: stage.outputFilters,
                            expandRatio: stage.expandRatio, kernel: stage.kernel, stride: stride, dropRate: rate,
-                           rebuildingExpanded: rebuildingExpanded, keep: keep)
+                           rebuildingExpanded: rebuildingExpanded, wants: outputs.contains, keep: keep)
                 tape.releaseIntermediates(since: mark, keeping: [h] + Array(found.values))
                 if !found.values.contains(blockInput) { tape.release([blockInput]) }
                 blockNumber += 1
@@ -86,16 +86,24 @@ public enum EfficientNetB0 {
 
     /// One MBConv block: expand (1×1) → depthwise → squeeze-excitation → project (1×1) → residual.
     static func mbConv(_ layers: Layers, _ x: Var, name: String, inputFilters: Int, outputFilters: Int, expandRatio: Int,
-                       kernel: Int, stride: Int, dropRate: Float, rebuildingExpanded: Bool = true, keep: (String, Var) -> Void) -> Var {
+                       kernel: Int, stride: Int, dropRate: Float, rebuildingExpanded: Bool = true,
+                       wants: (String) -> Bool = { _ in true }, keep: (String, Var) -> Void) -> Var {
         let tape = layers.tape
         let filters = inputFilters * expandRatio
         var h = x
-        if expandRatio != 1 {
+        if expandRatio != 1 && !wants(name + "_expand_activation") {
+            // The expand activation only as the depthwise convolution's input: in inference it is never written.
             h = layers.conv(h, name + "_expand_conv", filters: filters, kernel: 1, bias: false, initializer: convInitializer)
-            h = layers.batchNorm(h, name + "_expand_bn", activation: .silu, rebuilt: rebuildingExpanded)
-            keep(name + "_expand_activation", h)
+            h = layers.depthwise(normalising: h, name + "_expand_bn", activation: .silu, rebuilt: rebuildingExpanded,
+                                 name + "_dwconv", kernel: kernel, stride: stride, initializer: convInitializer)
+        } else {
+            if expandRatio != 1 {
+                h = layers.conv(h, name + "_expand_conv", filters: filters, kernel: 1, bias: false, initializer: convInitializer)
+                h = layers.batchNorm(h, name + "_expand_bn", activation: .silu, rebuilt: rebuildingExpanded)
+                keep(name + "_expand_activation", h)
+            }
+            h = layers.depthwise(h, name + "_dwconv", kernel: kernel, stride: stride, initializer: convInitializer)
         }
-        h = layers.depthwise(h, name + "_dwconv", kernel: kernel, stride: stride, initializer: convInitializer)
         h = layers.batchNorm(h, name + "_bn", activation: .silu, rebuilt: rebuildingExpanded)
         keep(name + "_activation", h)
         // Squeeze-excitation: width from the block's input filters (SPEC §1.1).

@@ -522,6 +522,39 @@ final class OpGradientTests: XCTestCase {
         }
     }
 
+    /// In inference the depthwise convolution of a batch-normalised input normalises the rows it
+    /// reads band by band instead of writing the normalised tensor: the same bits as the two ops,
+    /// for both strides and kernel sizes, with and without an activation, on one to three threads
+    /// (parts starting inside an image), and with rows wide enough (40 × 200 channels) that an
+    /// image takes several bands, which share rows.
+    func testDepthwiseOfANormalisedInputEqualsTheTwoOpsInInference() {
+        let cases: [(k: Int, stride: Int, h: Int, w: Int, c: Int)] = [(3, 1, 30, 40, 200), (5, 2, 23, 40, 200), (3, 2, 9, 7, 19),
+                                                                        (5, 1, 12, 10, 33), (3, 1, 1, 1, 8)]
+        for (index, t) in cases.enumerated() {
+            let seed = UInt64(60 + 10 * index)
+            let x = randomTensor([3, t.h, t.w, t.c], seed: seed, range: 3), kernel = randomTensor([t.k, t.k, t.c], seed: seed + 1)
+            let store = ParameterStore(seed: 1)
+            store.declareBatchNorm("bn", channels: t.c)
+            store.set("bn/gamma", randomTensor([t.c], seed: seed + 2, range: 2))
+            store.set("bn/beta", randomTensor([t.c], seed: seed + 3))
+            store.set("bn/moving_mean", randomTensor([t.c], seed: seed + 4))
+            store.set("bn/moving_variance", Tensor(shape: [t.c], data: randomTensor([t.c], seed: seed + 5).data.map { 1.2 + $0 }))
+            for activation in [Activation.silu, .relu, nil] {
+                for threads in [1, 2, 3] {
+                    withEngineThreads(threads) {
+                        let tape = Tape(recording: false, training: false)
+                        let xv = tape.constant(x), kv = tape.constant(kernel)
+                        let fused = tape.depthwiseConv2d(normalising: xv, name: "bn", store: store, activation: activation, kv, stride: t.stride)
+                        let apart = tape.depthwiseConv2d(tape.batchNorm(xv, name: "bn", store: store, activation: activation), kv, stride: t.stride)
+                        XCTAssertEqual(tape.shape(fused), tape.shape(apart))
+                        XCTAssertEqual(tape.value(fused).data.map(\.bitPattern), tape.value(apart).data.map(\.bitPattern),
+                                       "\(t), \(String(describing: activation)), \(threads) threads")
+                    }
+                }
+            }
+        }
+    }
+
     func testActivationsShapeOpsAndElementwise() {
         let x = randomTensor([2, 4, 4, 3], seed: 10, range: 2)
         assertGradients(gradientCheck(inputs: [x]) { t, v in t.silu(v[0]) }, "silu")

@@ -256,6 +256,36 @@ extension Tape {
     }
 }
 
+extension Tape {
+    /// `depthwiseConv2d(batchNorm(x, name:, store:, activation:), kernel, …)`. In inference (running
+    /// statistics, nothing recorded) the normalised input is never written to memory: the
+    /// convolution normalises the rows it reads into a buffer while they are in cache
+    /// (`depthwiseConv2d(mapping:…)`), with the same arithmetic, so the same bits; otherwise the two ops.
+    public func depthwiseConv2d(normalising x: Var, name: String, store: ParameterStore, activation: Activation?,
+                                _ kernel: Var, stride: Int, padding: Padding = .same,
+                                momentum: Float = kerasBatchNormMomentum, rebuilt: Bool = true) -> Var {
+        guard !recording && !training else {
+            let normalised = batchNorm(x, name: name, store: store, activation: activation, momentum: momentum, rebuilt: rebuilt)
+            return depthwiseConv2d(normalised, kernel, stride: stride, padding: padding)
+        }
+        let c = shape(x).last ?? 1
+        let affine = BatchNormAffine(mean: store.value(name + "/moving_mean").data,
+                                     variance: store.value(name + "/moving_variance").data,
+                                     gamma: store.value(name + "/gamma").data, beta: store.value(name + "/beta").data)
+        let scale = affine.scale, shift = affine.shift
+        return depthwiseConv2d(mapping: x, kernel, stride: stride, padding: padding) { source, destination, pixels in
+            scale.withUnsafeBufferPointer { s in shift.withUnsafeBufferPointer { t in
+                if let activation {
+                    activation.forward(normalising: source, scale: s.baseAddress!, shift: t.baseAddress!, into: destination,
+                                       rows: 0..<pixels, channels: c)
+                } else {
+                    normalise(source, destination, 0..<pixels, channels: c, s.baseAddress!, t.baseAddress!)
+                }
+            } }
+        }
+    }
+}
+
 extension ParameterStore {
     /// Declares the four tensors of a batch-norm layer over `channels`.
     public func declareBatchNorm(_ name: String, channels: Int) {

@@ -62,6 +62,38 @@ extension Tape {
     }
 }
 
+extension Tape {
+    /// The depthwise convolution of `map(x)` where `map` is a per-pixel function of channels (batch
+    /// norm with its running statistics and an activation), never writing `map(x)` to memory: each
+    /// thread maps the input rows its output rows read into a band buffer of about 256 KiB, keeps the
+    /// rows the next band shares, and convolves the band. Only where nothing is recorded (inference):
+    /// the backward pass would need `map(x)`. The same sums of the same values as the two passes, so
+    /// the same bits.
+    ///
+    /// - Parameter map: `map(source, destination, pixels)` maps `pixels` pixels of C channels.
+    func depthwiseConv2d(mapping x: Var, _ kernel: Var, stride: Int, padding: Padding,
+                         by map: @escaping @Sendable (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void) -> Var {
+        precondition(!recording, "a depthwise convolution of a mapped input has no backward pass")
+        let input = NHWC(shape(x))
+        let k = shape(kernel)
+        precondition(k.count == 3 && k[2] == input.c, "depthwise kernel \(k) does not fit input \(input.shape)")
+        let (oh, padTop) = convGeometry(input: input.h, kernel: k[0], stride: stride, padding: padding)
+        let (ow, padLeft) = convGeometry(input: input.w, kernel: k[1], stride: stride, padding: padding)
+        let geometry = DepthwiseGeometry(input: input, kh: k[0], kw: k[1], stride: stride, padTop: padTop, padLeft: padLeft, oh: oh, ow: ow)
+        let xv = value(x), kv = value(kernel)
+        forwardFlops += 2 * Double(input.n * oh * ow * input.c * k[0] * k[1])
+        let out = Tensor(shape: [input.n, oh, ow, input.c]) { y in
+            xv.withPointer { xp in kv.withPointer { w in
+                let b = SendableBox((y, xp, w))
+                Parallel.forEachRange(input.n * oh, grain: 8) { rows in
+                    geometry.forwardMappingBands(rows, b.value.1, map, b.value.2, b.value.0)
+                }
+            } }
+        }
+        return record(out, backward: nil)
+    }
+}
+
 /// Shapes and loops of one depthwise convolution.
 struct DepthwiseGeometry: Sendable {
     let input: NHWC
@@ -162,6 +194,40 @@ struct DepthwiseGeometry: Sendable {
                 for p in 0..<4 { forwardPixel(n: n, oy: oy, ox: ox + p, from: wide, add: add, x, w, o + p * c) }
             }
             ox += 4
+        }
+    }
+
+    /// Output rows `rows` (of n·oh) of the convolution of map(x), band by band: the input rows a band
+    /// of output rows reads (one image's, at most about 256 KiB, at least one kernel's height) are
+    /// mapped into `band`, rows shared with the previous band moved to its front rather than mapped
+    /// again, and the band convolved as an image of its own whose padding puts its rows where they
+    /// are: each output pixel sums the same taps of the same values in the same order.
+    func forwardMappingBands(_ rows: Range<Int>, _ x: UnsafePointer<Float>,
+                             _ map: (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void,
+                             _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
+        let c = input.c, rowSize = input.w * c
+        let bandRows = max(kh, (64 << 10) / max(rowSize, 1))  // input rows a band holds
+        let outputRows = max(1, (bandRows - kh) / stride + 1)  // output rows a band computes
+        withScratch((outputRows - 1) * stride * rowSize + kh * rowSize) { band in
+            var held: (n: Int, lo: Int, hi: Int)? = nil  // the input rows of image n in the band
+            var r = rows.lowerBound
+            while r < rows.upperBound {
+                let n = r / oh, first = r % oh
+                let last = min(oh, first + outputRows, rows.upperBound - n * oh)
+                let lo = max(0, first * stride - padTop), hi = min(input.h, (last - 1) * stride - padTop + kh)
+                var from = lo
+                if let held, held.n == n, held.lo <= lo, lo < held.hi {
+                    band.update(from: band + (lo - held.lo) * rowSize, count: (held.hi - lo) * rowSize)
+                    from = held.hi
+                }
+                for iy in from..<hi { map(x + (n * input.h + iy) * rowSize, band + (iy - lo) * rowSize, input.w) }
+                held = (n, lo, hi)
+                let part = DepthwiseGeometry(input: NHWC(n: 1, h: hi - lo, w: input.w, c: c), kh: kh, kw: kw, stride: stride,
+                                             padTop: padTop + lo - first * stride, padLeft: padLeft, oh: last - first, ow: ow)
+                let out = y + (n * oh + first) * ow * c
+                for row in 0..<(last - first) { part.forwardRow(row, band, w, out, add: false) }
+                r = n * oh + last
+            }
         }
     }
 
