@@ -18,21 +18,20 @@ extension Tape {
         let cin = input.c, cout = k[3], area = input.h * input.w
         let xv = value(x), sv = value(s), kv = value(kernel), savedX = saved(x)
         forwardFlops += 2 * Double(input.n * area * cin * cout)
+        let passes = ScaledPointwise(images: input.n, area: area, cin: cin, cout: cout)
         let out = Tensor(shape: [input.n, input.h, input.w, cout]) { y in
             xv.withPointer { xp in sv.withPointer { sp in kv.withPointer { w in
-                ScaledPointwise(images: input.n, area: area, cin: cin, cout: cout)
-                    .multiply(xp, scales: sp, w, into: y, add: false, transposed: false)
+                passes.multiply(xp, scales: sp, w, into: y, add: false, transposed: false)
             } } }
         }
         return record(out) { tape, dy in
-            let shape = ScaledPointwise(images: input.n, area: area, cin: cin, cout: cout)
             let xv = savedX()
             dy.withPointer { g in xv.withPointer { xp in sv.withPointer { sp in kv.withPointer { w in
                 tape.accumulate(x, writing: { dx, add in
-                    shape.multiply(g, scales: sp, w, into: dx, add: add, transposed: true)
+                    passes.multiply(g, scales: sp, w, into: dx, add: add, transposed: true)
                 })
                 var ds = [Float](repeating: 0, count: input.n * cin)
-                tape.accumulate(kernel) { dw in shape.kernelAndScaleGradients(xp, g, scales: sp, w, dw: dw, ds: &ds) }
+                tape.accumulate(kernel) { dw in passes.kernelAndScaleGradients(xp, g, scales: sp, w, dw: dw, ds: &ds) }
                 tape.accumulate(s) { dsp in for i in ds.indices { dsp[i] += ds[i] } }
             } } } }
         }
