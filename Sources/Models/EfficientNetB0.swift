@@ -85,20 +85,23 @@ public enum EfficientNetB0 {
     }
 
     /// One MBConv block: expand (1×1) → depthwise → squeeze-excitation → project (1×1) → residual.
+    /// `wants(layer)` says whether a caller asks for that activation: an expand activation nobody
+    /// asks for is made inside the depthwise convolution, in inference never written.
     static func mbConv(_ layers: Layers, _ x: Var, name: String, inputFilters: Int, outputFilters: Int, expandRatio: Int,
                        kernel: Int, stride: Int, dropRate: Float, rebuildingExpanded: Bool = true,
                        wants: (String) -> Bool = { _ in true }, keep: (String, Var) -> Void) -> Var {
         let tape = layers.tape
         let filters = inputFilters * expandRatio
         var h = x
+        if expandRatio != 1 {
+            h = layers.conv(h, name + "_expand_conv", filters: filters, kernel: 1, bias: false, initializer: convInitializer)
+        }
         if expandRatio != 1 && !wants(name + "_expand_activation") {
             // The expand activation only as the depthwise convolution's input: in inference it is never written.
-            h = layers.conv(h, name + "_expand_conv", filters: filters, kernel: 1, bias: false, initializer: convInitializer)
             h = layers.depthwise(normalising: h, name + "_expand_bn", activation: .silu, rebuilt: rebuildingExpanded,
                                  name + "_dwconv", kernel: kernel, stride: stride, initializer: convInitializer)
         } else {
             if expandRatio != 1 {
-                h = layers.conv(h, name + "_expand_conv", filters: filters, kernel: 1, bias: false, initializer: convInitializer)
                 h = layers.batchNorm(h, name + "_expand_bn", activation: .silu, rebuilt: rebuildingExpanded)
                 keep(name + "_expand_activation", h)
             }

@@ -10,22 +10,11 @@ import Artifacts
 extension Tape {
     /// Depthwise convolution of `x` [N,H,W,C] with `kernel` [kh,kw,C] (Keras stores [kh,kw,C,1]).
     public func depthwiseConv2d(_ x: Var, _ kernel: Var, stride: Int = 1, padding: Padding = .same) -> Var {
-        let input = NHWC(shape(x))
-        let k = shape(kernel)
-        precondition(k.count == 3 && k[2] == input.c, "depthwise kernel \(k) does not fit input \(input.shape)")
-        let (oh, padTop) = convGeometry(input: input.h, kernel: k[0], stride: stride, padding: padding)
-        let (ow, padLeft) = convGeometry(input: input.w, kernel: k[1], stride: stride, padding: padding)
-        let geometry = DepthwiseGeometry(input: input, kh: k[0], kw: k[1], stride: stride, padTop: padTop, padLeft: padLeft, oh: oh, ow: ow)
-        let xv = value(x), kv = value(kernel), savedX = saved(x)
-        forwardFlops += 2 * Double(input.n * oh * ow * input.c * k[0] * k[1])
-        let out = Tensor(shape: [input.n, oh, ow, input.c]) { y in
-            xv.withPointer { xp in kv.withPointer { w in
-                let b = SendableBox((y, xp, w))
-                Parallel.forEachRange(input.n * oh, grain: 8) { rows in
-                    for row in rows { geometry.forwardRow(row, b.value.1, b.value.2, b.value.0, add: false) }
-                }
-            } }
+        let (out, geometry) = depthwiseForward(x, kernel, stride: stride, padding: padding) { geometry, rows, x, w, y in
+            for row in rows { geometry.forwardRow(row, x, w, y, add: false) }
         }
+        let input = geometry.input, oh = geometry.oh
+        let kv = value(kernel), savedX = saved(x)
         return record(out) { tape, dy in
             dy.withPointer { g in savedX().withPointer { xp in kv.withPointer { w in
                 tape.accumulate(x, writing: { dx, add in
@@ -74,6 +63,18 @@ extension Tape {
     func depthwiseConv2d(mapping x: Var, _ kernel: Var, stride: Int, padding: Padding,
                          by map: @escaping @Sendable (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void) -> Var {
         precondition(!recording, "a depthwise convolution of a mapped input has no backward pass")
+        let (out, _) = depthwiseForward(x, kernel, stride: stride, padding: padding) { geometry, rows, x, w, y in
+            geometry.forwardMappingBands(rows, x, map, w, y)
+        }
+        return record(out, backward: nil)
+    }
+
+    /// The geometry of `x` [N,H,W,C] convolved with `kernel` [kh,kw,C], and the output, made by
+    /// `rows(geometry, rows, x, kernel, output)` over fixed parts of its N·oh rows in parallel.
+    private func depthwiseForward(
+        _ x: Var, _ kernel: Var, stride: Int, padding: Padding,
+        _ rows: @escaping (DepthwiseGeometry, Range<Int>, UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void
+    ) -> (Tensor, DepthwiseGeometry) {
         let input = NHWC(shape(x))
         let k = shape(kernel)
         precondition(k.count == 3 && k[2] == input.c, "depthwise kernel \(k) does not fit input \(input.shape)")
@@ -84,13 +85,14 @@ extension Tape {
         forwardFlops += 2 * Double(input.n * oh * ow * input.c * k[0] * k[1])
         let out = Tensor(shape: [input.n, oh, ow, input.c]) { y in
             xv.withPointer { xp in kv.withPointer { w in
-                let b = SendableBox((y, xp, w))
-                Parallel.forEachRange(input.n * oh, grain: 8) { rows in
-                    geometry.forwardMappingBands(rows, b.value.1, map, b.value.2, b.value.0)
+                let b = SendableBox((y, xp, w, rows))
+                Parallel.forEachRange(input.n * oh, grain: 8) { part in
+                    let (y, xp, w, rows) = b.value
+                    rows(geometry, part, xp, w, y)
                 }
             } }
         }
-        return record(out, backward: nil)
+        return (out, geometry)
     }
 }
 
