@@ -44,12 +44,13 @@ public enum EfficientNetB0 {
     /// - Parameters:
     ///   - outputs: layer names to return (e.g. the U-Net skips, "top_activation").
     ///   - stopAfter: a block name ("block5c") after which to stop (the classifier's truncation).
-    ///   - rebuildingExpanded: whether a training step rebuilds each block's widest tensors, the
-    ///     expand activation and the depthwise activation (six times the block's input width, and
-    ///     SiLU the costliest rebuild), where a backward closure reads them, rather than keeping
-    ///     them. The U-Net does, to stay within half of PyTorch's memory at 512²; the classifier
-    ///     keeps them: at 0.43 of PyTorch's peak it has memory to spare, and rebuilding them cost it
-    ///     about a tenth of its step time.
+    ///   - rebuildingExpanded: whether a training step rebuilds each block's depthwise activation
+    ///     (six times the block's input width, and SiLU the costliest rebuild) where a backward
+    ///     closure reads it, rather than keeping it; likewise the expand activation of a block whose
+    ///     expand activation a caller asked for (the others are never written:
+    ///     `Layers.depthwise(normalising:…)`). The U-Net does, to stay within half of PyTorch's
+    ///     memory at 512²; the classifier keeps it: it has memory to spare, and rebuilding its
+    ///     widest tensors cost it about a tenth of its step time.
     ///
     /// The drop-connect rate grows linearly to `layers.options.dropConnect` at the last block.
     public static func encode(_ layers: Layers, _ x: Var, outputs: Set<String>, stopAfter: String? = nil,
@@ -97,9 +98,9 @@ public enum EfficientNetB0 {
             h = layers.conv(h, name + "_expand_conv", filters: filters, kernel: 1, bias: false, initializer: convInitializer)
         }
         if expandRatio != 1 && !wants(name + "_expand_activation") {
-            // The expand activation only as the depthwise convolution's input: in inference it is never written.
-            h = layers.depthwise(normalising: h, name + "_expand_bn", activation: .silu, rebuilt: rebuildingExpanded,
-                                 name + "_dwconv", kernel: kernel, stride: stride, initializer: convInitializer)
+            // The expand activation only as the depthwise convolution's input: it is never written.
+            h = layers.depthwise(normalising: h, name + "_expand_bn", activation: .silu, name + "_dwconv", kernel: kernel,
+                                 stride: stride, initializer: convInitializer)
         } else {
             if expandRatio != 1 {
                 h = layers.batchNorm(h, name + "_expand_bn", activation: .silu, rebuilt: rebuildingExpanded)

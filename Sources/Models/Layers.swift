@@ -58,16 +58,15 @@ public struct Layers {
         return tape.depthwiseConv2d(x, weight, stride: stride)
     }
 
-    /// BatchNormalization (with `activation`) then DepthwiseConv2D without bias: in inference the
-    /// normalised tensor is never written (`Tape.depthwiseConv2d(normalising:…)`).
-    public func depthwise(normalising x: Var, _ bnName: String, activation: Activation?, rebuilt: Bool = true,
-                          _ name: String, kernel: Int, stride: Int, initializer: Initializer) -> Var {
+    /// BatchNormalization (with `activation`) then DepthwiseConv2D without bias, the normalised
+    /// tensor never written (`Tape.depthwiseConv2d(normalising:…)`).
+    public func depthwise(normalising x: Var, _ bnName: String, activation: Activation?, _ name: String, kernel: Int, stride: Int, initializer: Initializer) -> Var {
         let c = tape.shape(x)[3]
         store.declareBatchNorm(bnName, channels: c)
         store.declare(name + "/depthwise_kernel", shape: [kernel, kernel, c, 1], initializer: initializer)
         let weight = tape.reshape(tape.parameter(name + "/depthwise_kernel", in: store), [kernel, kernel, c])
         return tape.depthwiseConv2d(normalising: x, name: bnName, store: store, activation: activation, weight, stride: stride,
-                                    momentum: options.batchNormMomentum, rebuilt: rebuilt)
+                                    momentum: options.batchNormMomentum)
     }
 
     /// BatchNormalization over the last axis, and the activation that follows it as one op; its

@@ -522,33 +522,88 @@ final class OpGradientTests: XCTestCase {
         }
     }
 
-    /// In inference the depthwise convolution of a batch-normalised input normalises the rows it
-    /// reads band by band instead of writing the normalised tensor: the same bits as the two ops,
-    /// for both strides and kernel sizes, with and without an activation, on one to three threads
-    /// (parts starting inside an image), and with rows wide enough (40 × 200 channels) that an
-    /// image takes several bands, which share rows.
-    func testDepthwiseOfANormalisedInputEqualsTheTwoOpsInInference() {
+    /// The depthwise convolution of a batch-normalised input as one op
+    /// (`depthwiseConv2d(normalising:…)`): the gradients of x, the kernel, γ and β against finite
+    /// differences, in training and in inference (Grad-CAM records with running statistics), for
+    /// both strides and kernel sizes, with and without an activation.
+    func testDepthwiseOfANormalisedInputGradients() {
+        for training in [true, false] {
+            for (k, stride, activation) in [(3, 1, Activation.silu), (3, 2, nil), (5, 2, .silu), (5, 1, .relu)] {
+                let store = ParameterStore(seed: 1)
+                store.declareBatchNorm("bn", channels: 4)
+                store.set("bn/gamma", randomTensor([4], seed: 8, range: 2))
+                store.set("bn/beta", randomTensor([4], seed: 9))
+                store.set("bn/moving_mean", randomTensor([4], seed: 10))
+                store.set("bn/moving_variance", Tensor(shape: [4], data: [0.5, 1.5, 2, 0.8]))
+                let x = randomTensor([2, 7, 6, 4], seed: 4, range: 2), w = randomTensor([k, k, 4], seed: 5)
+                assertGradients(gradientCheck(inputs: [x, w], store: store, training: training) { t, v in
+                    t.depthwiseConv2d(normalising: v[0], name: "bn", store: store, activation: activation, v[1], stride: stride)
+                }, "normalised depthwise \(k)×\(k) stride \(stride) \(String(describing: activation)) training=\(training)")
+            }
+        }
+    }
+
+    /// The depthwise convolution of a batch-normalised input as one op against the two ops apart.
+    /// The normalised tensor is never written: the convolution normalises the rows it reads band
+    /// by band, and the backward pass makes the gradient at them one input row at a time. Output,
+    /// kernel gradient and moving statistics: the same bits. dx, dγ and dβ: the same up to the
+    /// order of batch norm's channel sums (within 10⁻⁴ and 10⁻³ of their largest element; a row of
+    /// the input gradient made twice or not at all moves them by far more). For both strides and
+    /// kernel sizes, with and without an activation, in inference, in training and recording with
+    /// running statistics (Grad-CAM), on one to three threads (parts starting inside an image),
+    /// and with rows wide enough (40 × 200 channels) that an image takes several bands, which
+    /// share rows.
+    func testDepthwiseOfANormalisedInputEqualsTheTwoOps() {
         let cases: [(k: Int, stride: Int, h: Int, w: Int, c: Int)] = [(3, 1, 30, 40, 200), (5, 2, 23, 40, 200), (3, 2, 9, 7, 19),
                                                                         (5, 1, 12, 10, 33), (3, 1, 1, 1, 8)]
         for (index, t) in cases.enumerated() {
             let seed = UInt64(60 + 10 * index)
             let x = randomTensor([3, t.h, t.w, t.c], seed: seed, range: 3), kernel = randomTensor([t.k, t.k, t.c], seed: seed + 1)
-            let store = ParameterStore(seed: 1)
-            store.declareBatchNorm("bn", channels: t.c)
-            store.set("bn/gamma", randomTensor([t.c], seed: seed + 2, range: 2))
-            store.set("bn/beta", randomTensor([t.c], seed: seed + 3))
-            store.set("bn/moving_mean", randomTensor([t.c], seed: seed + 4))
-            store.set("bn/moving_variance", Tensor(shape: [t.c], data: randomTensor([t.c], seed: seed + 5).data.map { 1.2 + $0 }))
+            func makeStore() -> ParameterStore {
+                let store = ParameterStore(seed: 1)
+                store.declareBatchNorm("bn", channels: t.c)
+                store.set("bn/gamma", randomTensor([t.c], seed: seed + 2, range: 2))
+                store.set("bn/beta", randomTensor([t.c], seed: seed + 3))
+                store.set("bn/moving_mean", randomTensor([t.c], seed: seed + 4))
+                store.set("bn/moving_variance", Tensor(shape: [t.c], data: randomTensor([t.c], seed: seed + 5).data.map { 1.2 + $0 }))
+                return store
+            }
             for activation in [Activation.silu, .relu, nil] {
-                for threads in [1, 2, 3] {
-                    withEngineThreads(threads) {
-                        let tape = Tape(recording: false, training: false)
-                        let xv = tape.constant(x), kv = tape.constant(kernel)
-                        let fused = tape.depthwiseConv2d(normalising: xv, name: "bn", store: store, activation: activation, kv, stride: t.stride)
-                        let apart = tape.depthwiseConv2d(tape.batchNorm(xv, name: "bn", store: store, activation: activation), kv, stride: t.stride)
-                        XCTAssertEqual(tape.shape(fused), tape.shape(apart))
-                        XCTAssertEqual(tape.value(fused).data.map(\.bitPattern), tape.value(apart).data.map(\.bitPattern),
-                                       "\(t), \(String(describing: activation)), \(threads) threads")
+                for (recording, training) in [(false, false), (true, true), (true, false)] {
+                    for threads in [1, 2, 3] {
+                        let what = "\(t), \(String(describing: activation)), training=\(training), \(threads) threads"
+                        func run(fused: Bool) -> (output: Tensor, dx: [Float], dw: [Float], dGamma: [Float], dBeta: [Float], moving: [Float]) {
+                            withEngineThreads(threads) {
+                                let store = makeStore()
+                                let tape = Tape(recording: recording, training: training)
+                                let xv = tape.constant(x), kv = tape.constant(kernel)
+                                let y = fused
+                                    ? tape.depthwiseConv2d(normalising: xv, name: "bn", store: store, activation: activation, kv,
+                                                           stride: t.stride)
+                                    : tape.depthwiseConv2d(tape.batchNorm(xv, name: "bn", store: store, activation: activation), kv,
+                                                           stride: t.stride)
+                                let output = tape.value(y)
+                                let moving = store.value("bn/moving_mean").data + store.value("bn/moving_variance").data
+                                guard recording else { return (output, [], [], [], [], moving) }
+                                tape.backward(from: y, seed: randomTensor(output.shape, seed: seed + 6))
+                                let grads = tape.parameterGradients()
+                                return (output, tape.gradient(xv)!.data, tape.gradient(kv)!.data, grads["bn/gamma"]!.data,
+                                        grads["bn/beta"]!.data, moving)
+                            }
+                        }
+                        let fused = run(fused: true), apart = run(fused: false)
+                        XCTAssertEqual(fused.output.shape, apart.output.shape, what)
+                        XCTAssertEqual(fused.output.data.map(\.bitPattern), apart.output.data.map(\.bitPattern), "output, \(what)")
+                        XCTAssertEqual(fused.moving.map(\.bitPattern), apart.moving.map(\.bitPattern), "moving statistics, \(what)")
+                        guard recording else { continue }
+                        XCTAssertEqual(fused.dw.map(\.bitPattern), apart.dw.map(\.bitPattern), "kernel gradient, \(what)")
+                        for (name, a, b, tolerance) in [("dx", fused.dx, apart.dx, 1e-4), ("dγ", fused.dGamma, apart.dGamma, 1e-3),
+                                                        ("dβ", fused.dBeta, apart.dBeta, 1e-3)] {
+                            XCTAssertEqual(a.count, b.count, "\(name), \(what)")
+                            let largest = b.map { abs(Double($0)) }.max() ?? 0
+                            let worst = zip(a, b).map { abs(Double($0) - Double($1)) }.max() ?? 0
+                            XCTAssertLessThanOrEqual(worst, tolerance * largest, "\(name), \(what)")
+                        }
                     }
                 }
             }

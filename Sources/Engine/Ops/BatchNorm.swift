@@ -12,13 +12,19 @@ public let kerasBatchNormMomentum: Float = 0.99
 public let batchNormEpsilon: Float = 1e-3
 
 /// What `channelSums` adds up per channel over the rows, in one pass over memory.
-private enum ChannelSumTerms {
+enum ChannelSumTerms {
     /// Σ a.
     case plain
     /// Σ (a − shift)², the second pass of the two-pass variance.
     case centredSquares
     /// Σ a and Σ a·(b − shift) together: batch norm's Σ dy and Σ dy·(x − μ).
     case plainAndProduct(UnsafePointer<Float>)
+
+    /// How many sums of c channels the terms make.
+    var count: Int {
+        if case .plainAndProduct = self { return 2 }
+        return 1
+    }
 }
 
 /// Per-channel sums over the rows of `a` [rows, c] (one array of c totals per sum of `terms`).
@@ -28,8 +34,7 @@ private enum ChannelSumTerms {
 /// `produce(rows)` just before they are summed, while they are in cache.
 private func channelSums(_ a: UnsafePointer<Float>, _ terms: ChannelSumTerms, shift: [Float]? = nil,
                          rows: Int, channels c: Int, produce: ((Range<Int>) -> Void)? = nil) -> [[Double]] {
-    let sums: Int
-    if case .plainAndProduct = terms { sums = 2 } else { sums = 1 }
+    let sums = terms.count
     let parts = Parallel.parts(rows, grain: 256)
     var partials = [Double](repeating: 0, count: parts * sums * c)
     let offsets = shift ?? [Float](repeating: 0, count: c)
@@ -37,44 +42,57 @@ private func channelSums(_ a: UnsafePointer<Float>, _ terms: ChannelSumTerms, sh
         let box = SendableBox((p.baseAddress!, a, o.baseAddress!, produce))
         Parallel.forEachPart(rows, grain: 256) { part, range in
             let (p, a, o, produce) = box.value
-            let totals = p + part * sums * c
-            let block = UnsafeMutablePointer<Float>.allocate(capacity: sums * c)
-            defer { block.deallocate() }
-            let second = block + c
-            var start = range.lowerBound
-            while start < range.upperBound {
-                let end = min(start + 64, range.upperBound)
-                produce?(start..<end)
-                block.update(repeating: 0, count: sums * c)
-                switch terms {
-                case .plain:
-                    for r in start..<end {
-                        let ar = a + r * c
-                        for ch in 0..<c { block[ch] += ar[ch] }
-                    }
-                case .centredSquares:
-                    for r in start..<end {
-                        let ar = a + r * c
-                        for ch in 0..<c {
-                            let d = ar[ch] - o[ch]
-                            block[ch] += d * d
-                        }
-                    }
-                case .plainAndProduct(let b):
-                    for r in start..<end {
-                        let ar = a + r * c, br = b + r * c
-                        for ch in 0..<c {
-                            block[ch] += ar[ch]
-                            second[ch] += ar[ch] * (br[ch] - o[ch])
-                        }
-                    }
-                }
-                for i in 0..<(sums * c) { totals[i] += Double(block[i]) }
-                start = end
+            withScratch(sums * c) { block in
+                addChannelSums(a, terms, shift: o, rows: range, channels: c, block: block, into: p + part * sums * c, produce: produce)
             }
         }
     } }
-    return (0..<sums).map { k in
+    return combinedChannelSums(partials, parts: parts, sums: sums, channels: c)
+}
+
+/// Adds the sums of `terms` over rows `rows` of `a` [*, c] into `totals` (c Doubles per sum), in
+/// Float blocks of up to 64 rows summed in `block` (scratch for c floats per sum), each block's
+/// rows made by `produce` first when given.
+func addChannelSums(_ a: UnsafePointer<Float>, _ terms: ChannelSumTerms, shift o: UnsafePointer<Float>, rows range: Range<Int>,
+                    channels c: Int, block: UnsafeMutablePointer<Float>, into totals: UnsafeMutablePointer<Double>,
+                    produce: ((Range<Int>) -> Void)? = nil) {
+    let sums = terms.count, second = block + c
+    var start = range.lowerBound
+    while start < range.upperBound {
+        let end = min(start + 64, range.upperBound)
+        produce?(start..<end)
+        block.update(repeating: 0, count: sums * c)
+        switch terms {
+        case .plain:
+            for r in start..<end {
+                let ar = a + r * c
+                for ch in 0..<c { block[ch] += ar[ch] }
+            }
+        case .centredSquares:
+            for r in start..<end {
+                let ar = a + r * c
+                for ch in 0..<c {
+                    let d = ar[ch] - o[ch]
+                    block[ch] += d * d
+                }
+            }
+        case .plainAndProduct(let b):
+            for r in start..<end {
+                let ar = a + r * c, br = b + r * c
+                for ch in 0..<c {
+                    block[ch] += ar[ch]
+                    second[ch] += ar[ch] * (br[ch] - o[ch])
+                }
+            }
+        }
+        for i in 0..<(sums * c) { totals[i] += Double(block[i]) }
+        start = end
+    }
+}
+
+/// The thread parts' totals [parts, sums, c] added in part order: one array of c per sum.
+func combinedChannelSums(_ partials: [Double], parts: Int, sums: Int, channels c: Int) -> [[Double]] {
+    (0..<sums).map { k in
         var out = [Double](repeating: 0, count: c)
         for part in 0..<parts { for ch in 0..<c { out[ch] += partials[(part * sums + k) * c + ch] } }
         return out
@@ -82,7 +100,7 @@ private func channelSums(_ a: UnsafePointer<Float>, _ terms: ChannelSumTerms, sh
 }
 
 /// The per-channel affine map batch norm applies, y = x·scale + shift, and the statistics it came from.
-private struct BatchNormAffine {
+struct BatchNormAffine {
     let mean: [Float]
     let invStd: [Float]
     let scale: [Float]
@@ -100,7 +118,7 @@ private struct BatchNormAffine {
 
 /// The batch mean and biased variance per channel of `x` [rows, c]: the two-pass variance, Σ(x − μ)²
 /// after μ.
-private func batchStatistics(_ x: Tensor, rows: Int, channels c: Int) -> (mean: [Float], variance: [Float]) {
+func batchStatistics(_ x: Tensor, rows: Int, channels c: Int) -> (mean: [Float], variance: [Float]) {
     var mean = [Float](repeating: 0, count: c), variance = [Float](repeating: 0, count: c)
     let sums = x.withPointer { channelSums($0, .plain, rows: rows, channels: c)[0] }
     for ch in 0..<c { mean[ch] = Float(sums[ch] / Double(rows)) }
@@ -111,7 +129,7 @@ private func batchStatistics(_ x: Tensor, rows: Int, channels c: Int) -> (mean: 
 
 /// Moves layer `name`'s running statistics toward the batch's: mean·(1 − momentum), and the variance
 /// Bessel-corrected over `rows` (TensorFlow's fused kernel).
-private func updateRunningStatistics(_ store: ParameterStore, _ name: String, mean: [Float], variance: [Float],
+func updateRunningStatistics(_ store: ParameterStore, _ name: String, mean: [Float], variance: [Float],
                                      rows: Int, momentum: Float) {
     let c = mean.count
     let correction = rows > 1 ? Float(rows) / Float(rows - 1) : 1
@@ -124,7 +142,7 @@ private func updateRunningStatistics(_ store: ParameterStore, _ name: String, me
 }
 
 /// z = x·s + t per channel for `rows` of x [*, c], written to `z` from its start.
-private func normalise(_ xp: UnsafePointer<Float>, _ z: UnsafeMutablePointer<Float>, _ rows: Range<Int>, channels c: Int,
+func normalise(_ xp: UnsafePointer<Float>, _ z: UnsafeMutablePointer<Float>, _ rows: Range<Int>, channels c: Int,
                        _ s: UnsafePointer<Float>, _ t: UnsafePointer<Float>) {
     for r in rows {
         let zr = z + (r - rows.lowerBound) * c, xr = xp + r * c
@@ -151,7 +169,7 @@ private func batchNormForward(_ xv: Tensor, _ affine: BatchNormAffine, activatio
 
 /// dx = a·dy + b·x + d per channel: in inference a = γ·invStd and b = d = 0; in training
 /// dx = γ·invStd/m·(m·dy − Σdy − x̂·Σ(dy·x̂)) with x̂ = (x − μ)·invStd, folded into b and d.
-private func inputGradientCoefficients(gamma: [Float], _ affine: BatchNormAffine, sumDy: [Double], sumDyXhat: [Double],
+func inputGradientCoefficients(gamma: [Float], _ affine: BatchNormAffine, sumDy: [Double], sumDyXhat: [Double],
                                        rows: Int, training: Bool) -> (a: [Float], b: [Float], d: [Float]) {
     let c = gamma.count, m = Float(rows)
     var a = [Float](repeating: 0, count: c), b = [Float](repeating: 0, count: c), d = [Float](repeating: 0, count: c)
@@ -168,7 +186,7 @@ private func inputGradientCoefficients(gamma: [Float], _ affine: BatchNormAffine
 }
 
 /// Writes (`add` false) or adds a·g + b·x + d into dx, row by row in parallel.
-private func applyInputGradient(_ dx: UnsafeMutablePointer<Float>, add: Bool, g: UnsafePointer<Float>, x xp: UnsafePointer<Float>,
+func applyInputGradient(_ dx: UnsafeMutablePointer<Float>, add: Bool, g: UnsafePointer<Float>, x xp: UnsafePointer<Float>,
                                 _ coefficients: (a: [Float], b: [Float], d: [Float]), rows: Int, channels c: Int) {
     coefficients.a.withUnsafeBufferPointer { a in coefficients.b.withUnsafeBufferPointer { bb in coefficients.d.withUnsafeBufferPointer { d in
         let box = SendableBox((dx, g, xp, a.baseAddress!, bb.baseAddress!, d.baseAddress!))
@@ -252,36 +270,6 @@ extension Tape {
             } else {
                 dy.withPointer { backward($0, nil) }
             }
-        }
-    }
-}
-
-extension Tape {
-    /// `depthwiseConv2d(batchNorm(x, name:, store:, activation:), kernel, …)`. In inference (running
-    /// statistics, nothing recorded) the normalised input is never written to memory: the
-    /// convolution normalises the rows it reads into a buffer while they are in cache
-    /// (`depthwiseConv2d(mapping:…)`), with the same arithmetic, so the same bits; otherwise the two ops.
-    public func depthwiseConv2d(normalising x: Var, name: String, store: ParameterStore, activation: Activation?,
-                                _ kernel: Var, stride: Int, padding: Padding = .same,
-                                momentum: Float = kerasBatchNormMomentum, rebuilt: Bool = true) -> Var {
-        guard !recording && !training else {
-            let normalised = batchNorm(x, name: name, store: store, activation: activation, momentum: momentum, rebuilt: rebuilt)
-            return depthwiseConv2d(normalised, kernel, stride: stride, padding: padding)
-        }
-        let c = shape(x).last ?? 1
-        let affine = BatchNormAffine(mean: store.value(name + "/moving_mean").data,
-                                     variance: store.value(name + "/moving_variance").data,
-                                     gamma: store.value(name + "/gamma").data, beta: store.value(name + "/beta").data)
-        let scale = affine.scale, shift = affine.shift
-        return depthwiseConv2d(mapping: x, kernel, stride: stride, padding: padding) { source, destination, pixels in
-            scale.withUnsafeBufferPointer { s in shift.withUnsafeBufferPointer { t in
-                if let activation {
-                    activation.forward(normalising: source, scale: s.baseAddress!, shift: t.baseAddress!, into: destination,
-                                       rows: 0..<pixels, channels: c)
-                } else {
-                    normalise(source, destination, 0..<pixels, channels: c, s.baseAddress!, t.baseAddress!)
-                }
-            } }
         }
     }
 }

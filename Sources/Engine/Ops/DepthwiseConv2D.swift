@@ -52,26 +52,9 @@ extension Tape {
 }
 
 extension Tape {
-    /// The depthwise convolution of `map(x)` where `map` is a per-pixel function of channels (batch
-    /// norm with its running statistics and an activation), never writing `map(x)` to memory: each
-    /// thread maps the input rows its output rows read into a band buffer of about 256 KiB, keeps the
-    /// rows the next band shares, and convolves the band. Only where nothing is recorded (inference):
-    /// the backward pass would need `map(x)`. The same sums of the same values as the two passes, so
-    /// the same bits.
-    ///
-    /// - Parameter map: `map(source, destination, pixels)` maps `pixels` pixels of C channels.
-    func depthwiseConv2d(mapping x: Var, _ kernel: Var, stride: Int, padding: Padding,
-                         by map: @escaping @Sendable (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void) -> Var {
-        precondition(!recording, "a depthwise convolution of a mapped input has no backward pass")
-        let (out, _) = depthwiseForward(x, kernel, stride: stride, padding: padding) { geometry, rows, x, w, y in
-            geometry.forwardMappingBands(rows, x, map, w, y)
-        }
-        return record(out, backward: nil)
-    }
-
     /// The geometry of `x` [N,H,W,C] convolved with `kernel` [kh,kw,C], and the output, made by
     /// `rows(geometry, rows, x, kernel, output)` over fixed parts of its N·oh rows in parallel.
-    private func depthwiseForward(
+    func depthwiseForward(
         _ x: Var, _ kernel: Var, stride: Int, padding: Padding,
         _ rows: @escaping (DepthwiseGeometry, Range<Int>, UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void
     ) -> (Tensor, DepthwiseGeometry) {
@@ -199,14 +182,17 @@ struct DepthwiseGeometry: Sendable {
         }
     }
 
-    /// Output rows `rows` (of n·oh) of the convolution of map(x), band by band: the input rows a band
+    /// Walks output rows `rows` (of n·oh) band by band with map(x) in cache: the input rows a band
     /// of output rows reads (one image's, at most about 256 KiB, at least one kernel's height) are
-    /// mapped into `band`, rows shared with the previous band moved to its front rather than mapped
-    /// again, and the band convolved as an image of its own whose padding puts its rows where they
-    /// are: each output pixel sums the same taps of the same values in the same order.
-    func forwardMappingBands(_ rows: Range<Int>, _ x: UnsafePointer<Float>,
-                             _ map: (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void,
-                             _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
+    /// mapped into a band buffer, rows shared with the previous band moved to its front rather than
+    /// mapped again, and `body(n, outputRows, band, part)` runs with the band as an image of its own,
+    /// `part`, whose padding puts its rows where they are: output row `row` of `part` is row
+    /// outputRows.lowerBound + row of image n and reads the same taps of the same values.
+    ///
+    /// - Parameter map: `map(source, destination, pixels)` maps `pixels` pixels of C channels.
+    func forEachMappedBand(_ rows: Range<Int>, _ x: UnsafePointer<Float>,
+                           _ map: (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void,
+                           _ body: (_ n: Int, _ outputRows: Range<Int>, _ band: UnsafePointer<Float>, _ part: DepthwiseGeometry) -> Void) {
         let c = input.c, rowSize = input.w * c
         let bandRows = max(kh, (64 << 10) / max(rowSize, 1))  // input rows a band holds
         let outputRows = max(1, (bandRows - kh) / stride + 1)  // output rows a band computes
@@ -226,11 +212,71 @@ struct DepthwiseGeometry: Sendable {
                 held = (n, lo, hi)
                 let part = DepthwiseGeometry(input: NHWC(n: 1, h: hi - lo, w: input.w, c: c), kh: kh, kw: kw, stride: stride,
                                              padTop: padTop + lo - first * stride, padLeft: padLeft, oh: last - first, ow: ow)
-                let out = y + (n * oh + first) * ow * c
-                for row in 0..<(last - first) { part.forwardRow(row, band, w, out, add: false) }
+                body(n, first..<last, band, part)
                 r = n * oh + last
             }
         }
+    }
+
+    /// Output rows `rows` (of n·oh) of the convolution of map(x), band by band (`forEachMappedBand`):
+    /// each output pixel sums the same taps of the same values in the same order as the
+    /// convolution of map(x) written out.
+    func forwardMappingBands(_ rows: Range<Int>, _ x: UnsafePointer<Float>,
+                             _ map: (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void,
+                             _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
+        let c = input.c
+        forEachMappedBand(rows, x, map) { n, outputRows, band, part in
+            let out = y + (n * oh + outputRows.lowerBound) * ow * c
+            for row in 0..<outputRows.count { part.forwardRow(row, band, w, out, add: false) }
+        }
+    }
+
+    /// The backward pass of the convolution of map(x) over output rows `rows` (of n·oh), band by
+    /// band (`forEachMappedBand`), map(x) never written: adds each output row's kernel gradient to
+    /// `dw` (a per-thread partial, rows in order, as `kernelGradientRow` does), and for each input
+    /// row the band owns (`ownedInputRows`) makes that row's input gradient, the gradient at map(x),
+    /// in a row of scratch and hands it to `inputGradient(dx, row)` (row = n·h + iy) while the
+    /// band's x rows are in cache. The same sums in the same order as the unfused backward pass.
+    ///
+    /// - Parameter flipped: the kernel flipped (`flip`) when the stride is 1.
+    func backwardMappingBands(_ rows: Range<Int>, _ x: UnsafePointer<Float>,
+                              _ map: (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void,
+                              dy g: UnsafePointer<Float>, _ w: UnsafePointer<Float>, flipped: UnsafePointer<Float>,
+                              dw: UnsafeMutablePointer<Float>, _ inputGradient: (UnsafePointer<Float>, Int) -> Void) {
+        let c = input.c, transposed = transposed
+        withScratch(input.w * c) { dx in
+            forEachMappedBand(rows, x, map) { n, outputRows, band, part in
+                let image = g + n * oh * ow * c
+                let out = image + outputRows.lowerBound * ow * c
+                for row in 0..<outputRows.count { part.kernelGradientRow(row, out, band, dw) }
+                for iy in ownedInputRows(outputRows) {
+                    if let transposed {
+                        // Row iy of the transposed pass, as an image with one output row.
+                        let one = DepthwiseGeometry(input: NHWC(n: 1, h: oh, w: ow, c: c), kh: kh, kw: kw, stride: 1,
+                                                    padTop: transposed.padTop - iy, padLeft: transposed.padLeft, oh: 1, ow: input.w)
+                        one.forwardRow(0, image, flipped, dx, add: false)
+                    } else {
+                        // Input row iy as an image with one row whose readers keep their rows.
+                        let one = DepthwiseGeometry(input: NHWC(n: 1, h: 1, w: input.w, c: c), kh: kh, kw: kw, stride: stride,
+                                                    padTop: padTop + iy, padLeft: padLeft, oh: oh, ow: ow)
+                        one.inputGradientRow(0, image, w, dx, add: false)
+                    }
+                    inputGradient(dx, n * input.h + iy)
+                }
+            }
+        }
+    }
+
+    /// The input rows of an image whose input gradient the band of output rows `outputRows` makes
+    /// in `backwardMappingBands`: from the first input row of the band's first output row to that of
+    /// the next band's (the image's first and last rows to its first and last bands). Consecutive
+    /// bands own consecutive runs, which cover the image once, each within the rows the band maps
+    /// (with same padding) since a tap reaches at least a stride.
+    func ownedInputRows(_ outputRows: Range<Int>) -> Range<Int> {
+        func start(_ oy: Int) -> Int {
+            oy == 0 ? 0 : oy == oh ? input.h : min(input.h, max(0, oy * stride - padTop))
+        }
+        return start(outputRows.lowerBound)..<start(outputRows.upperBound)
     }
 
     /// Channels `from`… of output pixel (oy, ox) of image `n` at `o` (added to its value if `add`).
