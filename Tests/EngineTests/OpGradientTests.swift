@@ -482,6 +482,39 @@ final class OpGradientTests: XCTestCase {
         }
     }
 
+    /// Batch statistics in one pass (each 64-row block's squares about its own mean, blocks and
+    /// thread parts merged by Chan's update) against a two-pass sum in Double, on values far from
+    /// zero (1000 + a drift along the rows + noise: a sum of squares less the squared sum would
+    /// cancel away every digit, and without the merge's δ² term the drift between blocks is lost),
+    /// over rows enough for many blocks and unequal parts on one to three threads.
+    func testBatchStatisticsInOnePassMatchTwoPassesInDouble() {
+        let rows = 5_003, c = 7
+        var g = SplitMix64(seed: 31)
+        let x = Tensor(shape: [rows, c], data: (0..<(rows * c)).map { i in
+            Float(1000 + 0.004 * Double(i / c) * Double(i % c + 1) + g.uniform(-0.5, 0.5))
+        })
+        var mean = [Double](repeating: 0, count: c), variance = [Double](repeating: 0, count: c)
+        for r in 0..<rows { for ch in 0..<c { mean[ch] += Double(x.data[r * c + ch]) } }
+        for ch in 0..<c { mean[ch] /= Double(rows) }
+        for r in 0..<rows {
+            for ch in 0..<c {
+                let d = Double(x.data[r * c + ch]) - mean[ch]
+                variance[ch] += d * d
+            }
+        }
+        for ch in 0..<c { variance[ch] /= Double(rows) }
+        for threads in [1, 2, 3] {
+            withEngineThreads(threads) {
+                let statistics = batchStatistics(x, rows: rows, channels: c)
+                for ch in 0..<c {
+                    XCTAssertEqual(Double(statistics.mean[ch]), mean[ch], accuracy: 1e-6 * mean[ch], "mean \(ch), \(threads) threads")
+                    XCTAssertEqual(Double(statistics.variance[ch]), variance[ch], accuracy: 1e-5 * variance[ch],
+                                   "variance \(ch), \(threads) threads")
+                }
+            }
+        }
+    }
+
     /// Batch norm with its activation as one op gives the same bits as the two ops apart: output,
     /// input, γ and β gradients, and the moving statistics, over more rows than one thread block
     /// (so several 64-row blocks and both thread parts take part).

@@ -11,92 +11,61 @@ import Foundation
 public let kerasBatchNormMomentum: Float = 0.99
 public let batchNormEpsilon: Float = 1e-3
 
-/// What `channelSums` adds up per channel over the rows, in one pass over memory.
-enum ChannelSumTerms {
-    /// Σ a.
-    case plain
-    /// Σ (a − shift)², the second pass of the two-pass variance.
-    case centredSquares
-    /// Σ a and Σ a·(b − shift) together: batch norm's Σ dy and Σ dy·(x − μ).
-    case plainAndProduct(UnsafePointer<Float>)
-
-    /// How many sums of c channels the terms make.
-    var count: Int {
-        if case .plainAndProduct = self { return 2 }
-        return 1
-    }
-}
-
-/// Per-channel sums over the rows of `a` [rows, c] (one array of c totals per sum of `terms`).
+/// Batch norm's backward sums per channel over the rows of g and x [rows, c]: Σ g and Σ g·(x − μ).
 /// Each thread part sums blocks of up to 64 rows in Float, adds each block to Double totals, and
 /// the parts are combined in order: accurate over millions of rows, vectorised, and deterministic
-/// for a thread count. With `produce`, the rows of `a` are written block by block, by
+/// for a thread count. With `produce`, the rows of g are written block by block, by
 /// `produce(rows)` just before they are summed, while they are in cache.
-private func channelSums(_ a: UnsafePointer<Float>, _ terms: ChannelSumTerms, shift: [Float]? = nil,
-                         rows: Int, channels c: Int, produce: ((Range<Int>) -> Void)? = nil) -> [[Double]] {
-    let sums = terms.count
+private func gradientSums(_ g: UnsafePointer<Float>, _ x: UnsafePointer<Float>, mean: [Float], rows: Int, channels c: Int,
+                          produce: ((Range<Int>) -> Void)? = nil) -> (sum: [Double], product: [Double]) {
     let parts = Parallel.parts(rows, grain: 256)
-    var partials = [Double](repeating: 0, count: parts * sums * c)
-    let offsets = shift ?? [Float](repeating: 0, count: c)
-    partials.withUnsafeMutableBufferPointer { p in offsets.withUnsafeBufferPointer { o in
-        let box = SendableBox((p.baseAddress!, a, o.baseAddress!, produce))
+    var partials = [Double](repeating: 0, count: parts * 2 * c)
+    partials.withUnsafeMutableBufferPointer { p in mean.withUnsafeBufferPointer { mu in
+        let box = SendableBox((p.baseAddress!, g, x, mu.baseAddress!, produce))
         Parallel.forEachPart(rows, grain: 256) { part, range in
-            let (p, a, o, produce) = box.value
-            withScratch(sums * c) { block in
-                addChannelSums(a, terms, shift: o, rows: range, channels: c, block: block, into: p + part * sums * c, produce: produce)
+            let (p, g, x, mu, produce) = box.value
+            withScratch(2 * c) { block in
+                addGradientSums(g, x, mean: mu, rows: range, channels: c, block: block, into: p + part * 2 * c, produce: produce)
             }
         }
     } }
-    return combinedChannelSums(partials, parts: parts, sums: sums, channels: c)
+    return combinedGradientSums(partials, parts: parts, channels: c)
 }
 
-/// Adds the sums of `terms` over rows `rows` of `a` [*, c] into `totals` (c Doubles per sum), in
-/// Float blocks of up to 64 rows summed in `block` (scratch for c floats per sum), each block's
-/// rows made by `produce` first when given.
-func addChannelSums(_ a: UnsafePointer<Float>, _ terms: ChannelSumTerms, shift o: UnsafePointer<Float>, rows range: Range<Int>,
-                    channels c: Int, block: UnsafeMutablePointer<Float>, into totals: UnsafeMutablePointer<Double>,
-                    produce: ((Range<Int>) -> Void)? = nil) {
-    let sums = terms.count, second = block + c
+/// Adds Σ g and Σ g·(x − μ) over rows `range` of g and x [*, c] to `totals` (c Doubles each), in
+/// Float blocks of up to 64 rows summed in `block` (scratch for 2c floats), each block's rows of g
+/// made by `produce` first when given.
+func addGradientSums(_ g: UnsafePointer<Float>, _ x: UnsafePointer<Float>, mean mu: UnsafePointer<Float>, rows range: Range<Int>,
+                     channels c: Int, block: UnsafeMutablePointer<Float>, into totals: UnsafeMutablePointer<Double>,
+                     produce: ((Range<Int>) -> Void)? = nil) {
+    let product = block + c
     var start = range.lowerBound
     while start < range.upperBound {
         let end = min(start + 64, range.upperBound)
         produce?(start..<end)
-        block.update(repeating: 0, count: sums * c)
-        switch terms {
-        case .plain:
-            for r in start..<end {
-                let ar = a + r * c
-                for ch in 0..<c { block[ch] += ar[ch] }
-            }
-        case .centredSquares:
-            for r in start..<end {
-                let ar = a + r * c
-                for ch in 0..<c {
-                    let d = ar[ch] - o[ch]
-                    block[ch] += d * d
-                }
-            }
-        case .plainAndProduct(let b):
-            for r in start..<end {
-                let ar = a + r * c, br = b + r * c
-                for ch in 0..<c {
-                    block[ch] += ar[ch]
-                    second[ch] += ar[ch] * (br[ch] - o[ch])
-                }
+        block.update(repeating: 0, count: 2 * c)
+        for r in start..<end {
+            let gr = g + r * c, xr = x + r * c
+            for ch in 0..<c {
+                block[ch] += gr[ch]
+                product[ch] += gr[ch] * (xr[ch] - mu[ch])
             }
         }
-        for i in 0..<(sums * c) { totals[i] += Double(block[i]) }
+        for i in 0..<(2 * c) { totals[i] += Double(block[i]) }
         start = end
     }
 }
 
-/// The thread parts' totals [parts, sums, c] added in part order: one array of c per sum.
-func combinedChannelSums(_ partials: [Double], parts: Int, sums: Int, channels c: Int) -> [[Double]] {
-    (0..<sums).map { k in
-        var out = [Double](repeating: 0, count: c)
-        for part in 0..<parts { for ch in 0..<c { out[ch] += partials[(part * sums + k) * c + ch] } }
-        return out
+/// The thread parts' totals [parts, 2, c] of `addGradientSums` added in part order.
+func combinedGradientSums(_ partials: [Double], parts: Int, channels c: Int) -> (sum: [Double], product: [Double]) {
+    var sum = [Double](repeating: 0, count: c), product = [Double](repeating: 0, count: c)
+    for part in 0..<parts {
+        for ch in 0..<c {
+            sum[ch] += partials[part * 2 * c + ch]
+            product[ch] += partials[part * 2 * c + c + ch]
+        }
     }
+    return (sum, product)
 }
 
 /// The per-channel affine map batch norm applies, y = x·scale + shift, and the statistics it came from.
@@ -116,15 +85,84 @@ struct BatchNormAffine {
     }
 }
 
-/// The batch mean and biased variance per channel of `x` [rows, c]: the two-pass variance, Σ(x − μ)²
-/// after μ.
+/// The batch mean and biased variance per channel of `x` [rows, c], in one pass over memory. Each
+/// thread part takes blocks of up to 64 rows: the block's sum, then its squares about its own mean
+/// while the block is in cache, both in Float, merged into Double totals by Chan, Golub and
+/// LeVeque's update (M2 += M2_b + δ²·n_a·n_b/(n_a + n_b), δ the difference of the two means),
+/// and the parts merged in order the same way. The sums, and so the mean, add up as before (Float
+/// blocks into Double, parts in order: the same bits); the variance is as accurate as the
+/// two-pass one's (Σ(x − μ)² after μ) without its second pass over memory.
 func batchStatistics(_ x: Tensor, rows: Int, channels c: Int) -> (mean: [Float], variance: [Float]) {
-    var mean = [Float](repeating: 0, count: c), variance = [Float](repeating: 0, count: c)
-    let sums = x.withPointer { channelSums($0, .plain, rows: rows, channels: c)[0] }
-    for ch in 0..<c { mean[ch] = Float(sums[ch] / Double(rows)) }
-    let centred = x.withPointer { channelSums($0, .centredSquares, shift: mean, rows: rows, channels: c)[0] }
-    for ch in 0..<c { variance[ch] = Float(centred[ch] / Double(rows)) }
-    return (mean, variance)
+    let parts = Parallel.parts(rows, grain: 256)
+    var partials = [Double](repeating: 0, count: parts * 2 * c)  // per part: Σ x, then M2
+    x.withPointer { xp in partials.withUnsafeMutableBufferPointer { p in
+        let box = SendableBox((xp, p.baseAddress!))
+        Parallel.forEachPart(rows, grain: 256) { part, range in
+            let (xp, p) = box.value
+            withScratch(3 * c) { block in
+                addMoments(xp, rows: range, channels: c, block: block, sum: p + part * 2 * c, m2: p + part * 2 * c + c)
+            }
+        }
+    } }
+    var sum = [Double](repeating: 0, count: c), m2 = [Double](repeating: 0, count: c)
+    var counted = 0
+    for part in 0..<parts {
+        let rowsOfPart = Parallel.range(part, of: parts, count: rows).count, offset = part * 2 * c
+        mergeMoments(sum: &sum, m2: &m2, counted: counted, rows: rowsOfPart, channels: c,
+                     blockSum: { partials[offset + $0] }, blockM2: { partials[offset + c + $0] })
+        counted += rowsOfPart
+    }
+    return (sum.map { Float($0 / Double(rows)) }, m2.map { Float($0 / Double(rows)) })
+}
+
+/// Merges the moments of `rows` more rows (their sum and M2 per channel, read through `blockSum`
+/// and `blockM2`) into totals of `counted` rows: Chan's update.
+@inline(__always)
+private func mergeMoments<Totals: MutableCollection<Double>>(sum: inout Totals, m2: inout Totals, counted: Int, rows: Int,
+                                                             channels c: Int, blockSum: (Int) -> Double,
+                                                             blockM2: (Int) -> Double) where Totals.Index == Int {
+    let na = Double(counted), nb = Double(rows), weight = na * nb / (na + nb)
+    for ch in 0..<c {
+        let bs = blockSum(ch)
+        if counted > 0 {
+            let delta = bs / nb - sum[ch] / na
+            m2[ch] += blockM2(ch) + delta * delta * weight
+        } else {
+            m2[ch] += blockM2(ch)
+        }
+        sum[ch] += bs
+    }
+}
+
+/// Σ x and the sum of squares about the mean (M2) of rows `range` of x [*, c], written to `sum`
+/// and `m2` (c Doubles each), block by block (`batchStatistics`); `block` is scratch for 3c floats.
+private func addMoments(_ x: UnsafePointer<Float>, rows range: Range<Int>, channels c: Int, block: UnsafeMutablePointer<Float>,
+                        sum: UnsafeMutablePointer<Double>, m2: UnsafeMutablePointer<Double>) {
+    let blockSum = block, blockMean = block + c, blockM2 = block + 2 * c
+    var totalSum = UnsafeMutableBufferPointer(start: sum, count: c), totalM2 = UnsafeMutableBufferPointer(start: m2, count: c)
+    var counted = 0, start = range.lowerBound
+    while start < range.upperBound {
+        let end = min(start + 64, range.upperBound), rows = end - start
+        blockSum.update(repeating: 0, count: c)
+        for r in start..<end {
+            let xr = x + r * c
+            for ch in 0..<c { blockSum[ch] += xr[ch] }
+        }
+        let inverse = 1 / Float(rows)
+        for ch in 0..<c { blockMean[ch] = blockSum[ch] * inverse }
+        blockM2.update(repeating: 0, count: c)
+        for r in start..<end {
+            let xr = x + r * c
+            for ch in 0..<c {
+                let d = xr[ch] - blockMean[ch]
+                blockM2[ch] += d * d
+            }
+        }
+        mergeMoments(sum: &totalSum, m2: &totalM2, counted: counted, rows: rows, channels: c,
+                     blockSum: { Double(blockSum[$0]) }, blockM2: { Double(blockM2[$0]) })
+        counted += rows
+        start = end
+    }
 }
 
 /// Moves layer `name`'s running statistics toward the batch's: mean·(1 − momentum), and the variance
@@ -256,8 +294,8 @@ extension Tape {
                         }
                     }
                     // Σ dy and Σ dy·x̂ = invStd·Σ dy·(x − μ), in one pass.
-                    let both = channelSums(g, .plainAndProduct(xp), shift: affine.mean, rows: rows, channels: c, produce: produce)
-                    let sumDy = both[0], sumDyXhat = zip(both[1], affine.invStd).map { $0 * Double($1) }
+                    let sums = gradientSums(g, xp, mean: affine.mean, rows: rows, channels: c, produce: produce)
+                    let sumDy = sums.sum, sumDyXhat = zip(sums.product, affine.invStd).map { $0 * Double($1) }
                     tape.accumulate(gammaVar) { dg in for ch in 0..<c { dg[ch] += Float(sumDyXhat[ch]) } }
                     tape.accumulate(betaVar) { db in for ch in 0..<c { db[ch] += Float(sumDy[ch]) } }
                     let coefficients = inputGradientCoefficients(gamma: gamma, affine, sumDy: sumDy, sumDyXhat: sumDyXhat,

@@ -57,16 +57,16 @@ extension Tape {
                                         let xr = xp + row * rowSize, dzr = dz + row * rowSize
                                         map.backward(dxRow, at: xr, into: dzr, pixels: input.w)
                                         // Σ dz and Σ dz·(x − μ) of the row.
-                                        addChannelSums(dzr, .plainAndProduct(xr), shift: mu, rows: 0..<input.w, channels: c,
-                                                       block: block, into: sp + part * 2 * c)
+                                        addGradientSums(dzr, xr, mean: mu, rows: 0..<input.w, channels: c, block: block,
+                                                        into: sp + part * 2 * c)
                                     }
                                 }
                             }
                         }
                     } }
                 } } } }
-                let both = combinedChannelSums(sumPartials, parts: parts, sums: 2, channels: c)
-                let sumDz = both[0], sumDzXhat = zip(both[1], affine.invStd).map { $0 * Double($1) }
+                let sums = combinedGradientSums(sumPartials, parts: parts, channels: c)
+                let sumDz = sums.sum, sumDzXhat = zip(sums.product, affine.invStd).map { $0 * Double($1) }
                 tape.accumulate(gammaVar) { dg in for ch in 0..<c { dg[ch] += Float(sumDzXhat[ch]) } }
                 tape.accumulate(betaVar) { db in for ch in 0..<c { db[ch] += Float(sumDz[ch]) } }
                 tape.accumulate(kernel) { dw in
