@@ -94,15 +94,15 @@ public enum EfficientNetB0 {
         let tape = layers.tape
         let filters = inputFilters * expandRatio
         var h = x
-        if expandRatio != 1 {
-            h = layers.conv(h, name + "_expand_conv", filters: filters, kernel: 1, bias: false, initializer: convInitializer)
-        }
         if expandRatio != 1 && !wants(name + "_expand_activation") {
-            // The expand activation only as the depthwise convolution's input: it is never written.
-            h = layers.depthwise(normalising: h, name + "_expand_bn", activation: .silu, name + "_dwconv", kernel: kernel,
-                                 stride: stride, initializer: convInitializer)
+            // The expand convolution, its batch norm and activation, and the depthwise convolution as
+            // one op: the expand activation is never written, nor in training the gradient at the
+            // expand convolution's output.
+            h = layers.depthwise(expanding: h, name + "_expand_conv", filters: filters, name + "_expand_bn", activation: .silu,
+                                 name + "_dwconv", kernel: kernel, stride: stride, initializer: convInitializer)
         } else {
             if expandRatio != 1 {
+                h = layers.conv(h, name + "_expand_conv", filters: filters, kernel: 1, bias: false, initializer: convInitializer)
                 h = layers.batchNorm(h, name + "_expand_bn", activation: .silu, rebuilt: rebuildingExpanded)
                 keep(name + "_expand_activation", h)
             }

@@ -58,15 +58,18 @@ public struct Layers {
         return tape.depthwiseConv2d(x, weight, stride: stride)
     }
 
-    /// BatchNormalization (with `activation`) then DepthwiseConv2D without bias, the normalised
-    /// tensor never written (`Tape.depthwiseConv2d(normalising:…)`).
-    public func depthwise(normalising x: Var, _ bnName: String, activation: Activation?, _ name: String, kernel: Int, stride: Int, initializer: Initializer) -> Var {
-        let c = tape.shape(x)[3]
-        store.declareBatchNorm(bnName, channels: c)
-        store.declare(name + "/depthwise_kernel", shape: [kernel, kernel, c, 1], initializer: initializer)
-        let weight = tape.reshape(tape.parameter(name + "/depthwise_kernel", in: store), [kernel, kernel, c])
-        return tape.depthwiseConv2d(normalising: x, name: bnName, store: store, activation: activation, weight, stride: stride,
-                                    momentum: options.batchNormMomentum)
+    /// A 1×1 Conv2D without bias (`convName`, `filters` wide), BatchNormalization (`bnName`, with
+    /// `activation`) and DepthwiseConv2D without bias (`name`) as one op: neither the normalised
+    /// tensor nor, in training, the gradient at the convolution's output is written
+    /// (`Tape.depthwiseConv2d(normalisingExpansionOf:…)`).
+    public func depthwise(expanding x: Var, _ convName: String, filters: Int, _ bnName: String, activation: Activation?,
+                          _ name: String, kernel: Int, stride: Int, initializer: Initializer) -> Var {
+        store.declare(convName + "/kernel", shape: [1, 1, tape.shape(x)[3], filters], initializer: initializer)
+        store.declareBatchNorm(bnName, channels: filters)
+        store.declare(name + "/depthwise_kernel", shape: [kernel, kernel, filters, 1], initializer: initializer)
+        let weight = tape.reshape(tape.parameter(name + "/depthwise_kernel", in: store), [kernel, kernel, filters])
+        return tape.depthwiseConv2d(normalisingExpansionOf: x, tape.parameter(convName + "/kernel", in: store), name: bnName,
+                                    store: store, activation: activation, weight, stride: stride, momentum: options.batchNormMomentum)
     }
 
     /// BatchNormalization over the last axis, and the activation that follows it as one op; its

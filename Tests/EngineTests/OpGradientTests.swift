@@ -643,6 +643,80 @@ final class OpGradientTests: XCTestCase {
         }
     }
 
+    /// The expand convolution folded into the normalised depthwise convolution
+    /// (`depthwiseConv2d(normalisingExpansionOf:…)`) against the 1×1 convolution and the normalised
+    /// depthwise convolution apart. Output, depthwise kernel gradient, dγ, dβ and moving statistics:
+    /// the same bits (the same batch-norm gradient, made the same way). dx and the expand kernel's
+    /// gradient, whose GEMMs read the gradient at the expansion a run of pixels at a time (the
+    /// kernel gradient in per-thread partials): within 10⁻⁴ of their largest element (a run
+    /// skipped, or its kernel gradient added twice, moves them by far more). With runs (200
+    /// channels from 7: runs of 327 pixels, several per thread, the last one short) and without
+    /// (840 channels from 20, a kernel too large for runs), in training and recording with running
+    /// statistics, on one to three threads; and finite differences for x, both kernels, γ and β.
+    func testDepthwiseOfANormalisedExpansionEqualsTheOpsApart() {
+        let cases: [(k: Int, stride: Int, h: Int, w: Int, cin: Int, c: Int)] = [(3, 1, 30, 40, 7, 200), (5, 2, 9, 11, 7, 200),
+                                                                                  (3, 1, 4, 5, 20, 840)]
+        for (index, t) in cases.enumerated() {
+            let seed = UInt64(90 + 10 * index)
+            let x = randomTensor([3, t.h, t.w, t.cin], seed: seed, range: 2)
+            let expand = randomTensor([1, 1, t.cin, t.c], seed: seed + 1), kernel = randomTensor([t.k, t.k, t.c], seed: seed + 2)
+            func makeStore() -> ParameterStore {
+                let store = ParameterStore(seed: 1)
+                store.declareBatchNorm("bn", channels: t.c)
+                store.set("bn/gamma", randomTensor([t.c], seed: seed + 3, range: 2))
+                store.set("bn/beta", randomTensor([t.c], seed: seed + 4))
+                store.set("bn/moving_variance", Tensor(shape: [t.c], data: randomTensor([t.c], seed: seed + 5).data.map { 1.2 + $0 }))
+                return store
+            }
+            for training in [true, false] {
+                for threads in [1, 2, 3] {
+                    let what = "\(t), training=\(training), \(threads) threads"
+                    func run(folded: Bool) -> [[Float]] {
+                        withEngineThreads(threads) {
+                            let store = makeStore()
+                            let tape = Tape(recording: true, training: training)
+                            let xv = tape.constant(x), ev = tape.constant(expand), kv = tape.constant(kernel)
+                            let y = folded
+                                ? tape.depthwiseConv2d(normalisingExpansionOf: xv, ev, name: "bn", store: store, activation: .silu, kv,
+                                                       stride: t.stride)
+                                : tape.depthwiseConv2d(normalising: tape.conv2d(xv, ev), name: "bn", store: store, activation: .silu, kv,
+                                                       stride: t.stride)
+                            let output = tape.value(y)
+                            tape.backward(from: y, seed: randomTensor(output.shape, seed: seed + 6))
+                            let grads = tape.parameterGradients()
+                            return [output.data, tape.gradient(kv)!.data, grads["bn/gamma"]!.data, grads["bn/beta"]!.data,
+                                    store.value("bn/moving_mean").data + store.value("bn/moving_variance").data,
+                                    tape.gradient(xv)!.data, tape.gradient(ev)!.data]
+                        }
+                    }
+                    let folded = run(folded: true), apart = run(folded: false)
+                    for (k, name) in ["output", "depthwise kernel gradient", "dγ", "dβ", "moving statistics"].enumerated() {
+                        XCTAssertFalse(folded[k].isEmpty, name)
+                        XCTAssertEqual(folded[k].map(\.bitPattern), apart[k].map(\.bitPattern), "\(name), \(what)")
+                    }
+                    for (k, name) in [(5, "dx"), (6, "expand kernel gradient")] {
+                        XCTAssertEqual(folded[k].count, apart[k].count, "\(name), \(what)")
+                        let largest = apart[k].map { abs(Double($0)) }.max() ?? 0
+                        let worst = zip(folded[k], apart[k]).map { abs(Double($0) - Double($1)) }.max() ?? 0
+                        XCTAssertLessThanOrEqual(worst, 1e-4 * largest, "\(name), \(what)")
+                    }
+                }
+            }
+        }
+        for (stride, training) in [(1, true), (2, true), (1, false)] {
+            let store = ParameterStore(seed: 1)
+            store.declareBatchNorm("bn", channels: 6)
+            store.set("bn/gamma", randomTensor([6], seed: 8, range: 2))
+            store.set("bn/beta", randomTensor([6], seed: 9))
+            store.set("bn/moving_variance", Tensor(shape: [6], data: [0.5, 1.5, 2, 0.8, 1.1, 0.9]))
+            let x = randomTensor([2, 5, 6, 3], seed: 4, range: 2), e = randomTensor([1, 1, 3, 6], seed: 5)
+            let w = randomTensor([3, 3, 6], seed: 6)
+            assertGradients(gradientCheck(inputs: [x, e, w], store: store, training: training) { t, v in
+                t.depthwiseConv2d(normalisingExpansionOf: v[0], v[1], name: "bn", store: store, activation: .silu, v[2], stride: stride)
+            }, "normalised expansion, depthwise stride \(stride), training=\(training)")
+        }
+    }
+
     func testActivationsShapeOpsAndElementwise() {
         let x = randomTensor([2, 4, 4, 3], seed: 10, range: 2)
         assertGradients(gradientCheck(inputs: [x]) { t, v in t.silu(v[0]) }, "silu")

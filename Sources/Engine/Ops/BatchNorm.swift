@@ -205,42 +205,55 @@ private func batchNormForward(_ xv: Tensor, _ affine: BatchNormAffine, activatio
     }
 }
 
-/// dx = a·dy + b·x + d per channel: in inference a = γ·invStd and b = d = 0; in training
-/// dx = γ·invStd/m·(m·dy − Σdy − x̂·Σ(dy·x̂)) with x̂ = (x − μ)·invStd, folded into b and d.
-func inputGradientCoefficients(gamma: [Float], _ affine: BatchNormAffine, sumDy: [Double], sumDyXhat: [Double],
-                                       rows: Int, training: Bool) -> (a: [Float], b: [Float], d: [Float]) {
-    let c = gamma.count, m = Float(rows)
-    var a = [Float](repeating: 0, count: c), b = [Float](repeating: 0, count: c), d = [Float](repeating: 0, count: c)
-    for ch in 0..<c {
-        let s = gamma[ch] * affine.invStd[ch]
-        a[ch] = s
-        if training {
-            let k = Float(sumDyXhat[ch]) / m * affine.invStd[ch]
-            b[ch] = -s * k
-            d[ch] = s * (k * affine.mean[ch] - Float(sumDy[ch]) / m)
-        }
-    }
-    return (a, b, d)
-}
+/// Batch norm's input gradient as a per-channel map, dx = a·g + b·x + d, of the gradient g at its
+/// affine map's output and its input x: in inference a = γ·invStd and b = d = 0; in training
+/// dx = γ·invStd/m·(m·g − Σg − x̂·Σ(g·x̂)) with x̂ = (x − μ)·invStd, folded into b and d.
+struct InputGradientMap: Sendable {
+    let a: [Float]
+    let b: [Float]
+    let d: [Float]
 
-/// Writes (`add` false) or adds a·g + b·x + d into dx, row by row in parallel.
-func applyInputGradient(_ dx: UnsafeMutablePointer<Float>, add: Bool, g: UnsafePointer<Float>, x xp: UnsafePointer<Float>,
-                                _ coefficients: (a: [Float], b: [Float], d: [Float]), rows: Int, channels c: Int) {
-    coefficients.a.withUnsafeBufferPointer { a in coefficients.b.withUnsafeBufferPointer { bb in coefficients.d.withUnsafeBufferPointer { d in
-        let box = SendableBox((dx, g, xp, a.baseAddress!, bb.baseAddress!, d.baseAddress!))
-        Parallel.forEachRange(rows, grain: 256) { range in
-            let (dx, g, xp, a, bb, d) = box.value
-            for r in range {
-                // Row pointers, not dx[r·c + ch]: the checked index arithmetic keeps a loop scalar.
-                let dxr = dx + r * c, gr = g + r * c, xr = xp + r * c
-                if add {
-                    for ch in 0..<c { dxr[ch] += a[ch] * gr[ch] + bb[ch] * xr[ch] + d[ch] }
-                } else {
-                    for ch in 0..<c { dxr[ch] = a[ch] * gr[ch] + bb[ch] * xr[ch] + d[ch] }
-                }
+    init(gamma: [Float], _ affine: BatchNormAffine, sumDy: [Double], sumDyXhat: [Double], rows: Int, training: Bool) {
+        let c = gamma.count, m = Float(rows)
+        var a = [Float](repeating: 0, count: c), b = [Float](repeating: 0, count: c), d = [Float](repeating: 0, count: c)
+        for ch in 0..<c {
+            let s = gamma[ch] * affine.invStd[ch]
+            a[ch] = s
+            if training {
+                let k = Float(sumDyXhat[ch]) / m * affine.invStd[ch]
+                b[ch] = -s * k
+                d[ch] = s * (k * affine.mean[ch] - Float(sumDy[ch]) / m)
             }
         }
-    } } }
+        (self.a, self.b, self.d) = (a, b, d)
+    }
+
+    /// Writes (`add` false) or adds dx for `rows` rows of g and x [*, c], each pointer at the first.
+    func apply(into dx: UnsafeMutablePointer<Float>, add: Bool, g: UnsafePointer<Float>, x: UnsafePointer<Float>, rows: Int,
+               channels c: Int) {
+        a.withUnsafeBufferPointer { a in b.withUnsafeBufferPointer { b in d.withUnsafeBufferPointer { d in
+            for r in 0..<rows {
+                // Row pointers, not dx[r·c + ch]: the checked index arithmetic keeps a loop scalar.
+                let dxr = dx + r * c, gr = g + r * c, xr = x + r * c
+                if add {
+                    for ch in 0..<c { dxr[ch] += a[ch] * gr[ch] + b[ch] * xr[ch] + d[ch] }
+                } else {
+                    for ch in 0..<c { dxr[ch] = a[ch] * gr[ch] + b[ch] * xr[ch] + d[ch] }
+                }
+            }
+        } } }
+    }
+
+    /// `apply` over all `rows` rows, in parallel.
+    func applyInParallel(into dx: UnsafeMutablePointer<Float>, add: Bool, g: UnsafePointer<Float>, x: UnsafePointer<Float>,
+                         rows: Int, channels c: Int) {
+        let box = SendableBox((dx, g, x))
+        Parallel.forEachRange(rows, grain: 256) { range in
+            let (dx, g, x) = box.value
+            let offset = range.lowerBound * c
+            apply(into: dx + offset, add: add, g: g + offset, x: x + offset, rows: range.count, channels: c)
+        }
+    }
 }
 
 extension Tape {
@@ -277,7 +290,7 @@ extension Tape {
         let training = self.training
         let recompute = { batchNormForward(xv, affine, activation: activation, rows: rows, channels: c) }
         return record(out, recompute: rebuilt ? recompute : nil) { tape, dy in
-            // dγ = Σ dy·x̂, dβ = Σ dy, dx from inputGradientCoefficients. With an activation, g is the
+            // dγ = Σ dy·x̂, dβ = Σ dy, dx from InputGradientMap. With an activation, g is the
             // gradient at its input z = x·scale + shift, filled into scratch block by block, z
             // recomputed on the fly, just before the sums read the block.
             func backward(_ g: UnsafePointer<Float>, _ dz: UnsafeMutablePointer<Float>?) {
@@ -298,9 +311,8 @@ extension Tape {
                     let sumDy = sums.sum, sumDyXhat = zip(sums.product, affine.invStd).map { $0 * Double($1) }
                     tape.accumulate(gammaVar) { dg in for ch in 0..<c { dg[ch] += Float(sumDyXhat[ch]) } }
                     tape.accumulate(betaVar) { db in for ch in 0..<c { db[ch] += Float(sumDy[ch]) } }
-                    let coefficients = inputGradientCoefficients(gamma: gamma, affine, sumDy: sumDy, sumDyXhat: sumDyXhat,
-                                                                 rows: rows, training: training)
-                    tape.accumulate(x) { dx, add in applyInputGradient(dx, add: add, g: g, x: xp, coefficients, rows: rows, channels: c) }
+                    let map = InputGradientMap(gamma: gamma, affine, sumDy: sumDy, sumDyXhat: sumDyXhat, rows: rows, training: training)
+                    tape.accumulate(x) { dx, add in map.applyInParallel(into: dx, add: add, g: g, x: xp, rows: rows, channels: c) }
                 }
             }
             if activation != nil {

@@ -8,6 +8,11 @@
 // gradient at map(x) one input row at a time, turning it into the gradient at batch norm's input
 // and its channel sums while the row is in cache. The output is the same bits as the two ops
 // apart; the gradients differ from theirs by the order of batch norm's channel sums.
+//
+// When the op also takes the expand convolution (1×1) that makes batch norm's input, the gradient
+// at that input is not written either: each thread makes it a run of pixels at a time, about
+// 256 KiB, and the convolution's two backward GEMMs (input and kernel gradient) read the run from
+// cache, where written out it would be one pass to write and two to read.
 
 import Artifacts
 
@@ -19,6 +24,39 @@ extension Tape {
     public func depthwiseConv2d(normalising x: Var, name: String, store: ParameterStore, activation: Activation?,
                                 _ kernel: Var, stride: Int, padding: Padding = .same,
                                 momentum: Float = kerasBatchNormMomentum) -> Var {
+        normalisedDepthwise(x, expandedBy: nil, name: name, store: store, activation: activation, kernel, stride: stride,
+                            padding: padding, momentum: momentum)
+    }
+
+    /// `depthwiseConv2d(normalising: conv2d(x, expandKernel), …)` for a 1×1 `expandKernel`
+    /// [1, 1, Cin, C]: the same output bits, and in the backward pass the gradient at the 1×1
+    /// convolution's output is made and used a run of pixels at a time, never written whole (see
+    /// the file's head). Where its kernel is too large for runs of pixels to pay (Cin·C above
+    /// 16 384, where a run would be shorter than four times Cin pixels), the gradient is written
+    /// and the convolution's backward GEMMs run over all pixels, as the two ops would.
+    public func depthwiseConv2d(normalisingExpansionOf x: Var, _ expandKernel: Var, name: String, store: ParameterStore,
+                                activation: Activation?, _ kernel: Var, stride: Int, padding: Padding = .same,
+                                momentum: Float = kerasBatchNormMomentum) -> Var {
+        let k = shape(expandKernel), input = NHWC(shape(x))
+        precondition(k.count == 4 && k[0] == 1 && k[1] == 1 && k[2] == input.c, "expand kernel \(k) does not fit input \(input.shape)")
+        let expansion = Expansion(input: x, kernel: expandKernel, pixels: input.n * input.h * input.w, inputChannels: input.c,
+                                  channels: k[3])
+        forwardFlops += 2 * Double(expansion.pixels * input.c * k[3])
+        let xv = value(x), kv = value(expandKernel)
+        let expanded = Tensor(shape: [input.n, input.h, input.w, k[3]]) { e in
+            xv.withPointer { xp in kv.withPointer { w in
+                BLAS.gemmRowsSplit(m: expansion.pixels, n: k[3], k: input.c, a: xp, lda: input.c, b: w, ldb: k[3], beta: 0, c: e, ldc: k[3])
+            } }
+        }
+        // A node of its own so that the tape counts and frees it; its gradient goes to x and the kernel directly.
+        return normalisedDepthwise(record(expanded, backward: nil), expandedBy: expansion, name: name, store: store,
+                                   activation: activation, kernel, stride: stride, padding: padding, momentum: momentum)
+    }
+
+    /// Both ops above: `x` is batch norm's input, made by `expansion` when given.
+    private func normalisedDepthwise(_ x: Var, expandedBy expansion: Expansion?, name: String, store: ParameterStore,
+                                     activation: Activation?, _ kernel: Var, stride: Int, padding: Padding,
+                                     momentum: Float) -> Var {
         let c = shape(x).last ?? 1
         let gammaVar = parameter(name + "/gamma", in: store), betaVar = parameter(name + "/beta", in: store)
         let xv = value(x), gamma = value(gammaVar).data, beta = value(betaVar).data
@@ -36,9 +74,9 @@ extension Tape {
             geometry.forwardMappingBands(rows, x, map.callAsFunction, w, y)
         }
         let kv = value(kernel), training = self.training
+        let expansionInput = expansion.map { value($0.input) }, expansionKernel = expansion.map { value($0.kernel) }
         return record(out) { tape, dy in
-            let input = geometry.input, rowSize = input.w * c
-            let outputRows = input.n * geometry.oh, parts = Parallel.parts(outputRows, grain: 8)
+            let outputRows = geometry.input.n * geometry.oh, parts = Parallel.parts(outputRows, grain: 8)
             let taps = geometry.kh * geometry.kw * c
             var kernelPartials = [Float](repeating: 0, count: parts * taps)
             var sumPartials = [Double](repeating: 0, count: parts * 2 * c)
@@ -51,16 +89,8 @@ extension Tape {
                             let box = SendableBox((g, xp, w, UnsafePointer(flipped), dz, kp.baseAddress!, sp.baseAddress!, mu.baseAddress!))
                             Parallel.forEachPart(outputRows, grain: 8) { part, range in
                                 let (g, xp, w, flipped, dz, kp, sp, mu) = box.value
-                                withScratch(2 * c) { block in
-                                    geometry.backwardMappingBands(range, xp, map.callAsFunction, dy: g, w, flipped: flipped,
-                                                                  dw: kp + part * taps) { dxRow, row in
-                                        let xr = xp + row * rowSize, dzr = dz + row * rowSize
-                                        map.backward(dxRow, at: xr, into: dzr, pixels: input.w)
-                                        // Σ dz and Σ dz·(x − μ) of the row.
-                                        addGradientSums(dzr, xr, mean: mu, rows: 0..<input.w, channels: c, block: block,
-                                                        into: sp + part * 2 * c)
-                                    }
-                                }
+                                map.backward(geometry, rows: range, x: xp, dy: g, w, flipped: flipped, mean: mu,
+                                             dw: kp + part * taps, dz: dz, sums: sp + part * 2 * c)
                             }
                         }
                     } }
@@ -72,14 +102,81 @@ extension Tape {
                 tape.accumulate(kernel) { dw in
                     for part in 0..<parts { for i in 0..<taps { dw[i] += kernelPartials[part * taps + i] } }
                 }
-                let coefficients = inputGradientCoefficients(gamma: gamma, affine, sumDy: sumDz, sumDyXhat: sumDzXhat,
-                                                             rows: rows, training: training)
+                let gradient = InputGradientMap(gamma: gamma, affine, sumDy: sumDz, sumDyXhat: sumDzXhat, rows: rows, training: training)
                 xv.withPointer { xp in
-                    tape.accumulate(x) { dx, add in
-                        applyInputGradient(dx, add: add, g: UnsafePointer(dz), x: xp, coefficients, rows: rows, channels: c)
+                    if let expansion, let expansionInput, let expansionKernel {
+                        expansionInput.withPointer { input in expansionKernel.withPointer { w in
+                            expansion.backward(tape, gradient, dz: UnsafePointer(dz), expanded: xp, input: input, kernel: w)
+                        } }
+                    } else {
+                        tape.accumulate(x) { dx, add in
+                            gradient.applyInParallel(into: dx, add: add, g: UnsafePointer(dz), x: xp, rows: rows, channels: c)
+                        }
                     }
                 }
             }
+        }
+    }
+}
+
+/// The 1×1 convolution e = x·W that makes a normalised depthwise convolution's batch-norm input
+/// (`depthwiseConv2d(normalisingExpansionOf:…)`).
+private struct Expansion {
+    let input: Var
+    let kernel: Var
+    let pixels: Int
+    let inputChannels: Int
+    let channels: Int
+
+    /// Pixels per run of the backward pass: about 256 KiB of the gradient at e; zero where that
+    /// is fewer than four times the input channels (the kernel would be packed again too often).
+    var runPixels: Int {
+        let run = (64 << 10) / channels
+        return run >= 4 * inputChannels ? run : 0
+    }
+
+    /// The gradients of x and W, from batch norm's dz and input e through `gradient` (de = a·dz +
+    /// b·e + d): dx = de·Wᵀ and dW = xᵀ·de, de made a run of pixels at a time into scratch where
+    /// `runPixels` allows and each GEMM reading it from cache (per-thread partial dW summed in
+    /// part order), else written whole and the GEMMs run over all pixels.
+    func backward(_ tape: Tape, _ gradient: InputGradientMap, dz: UnsafePointer<Float>, expanded e: UnsafePointer<Float>,
+                  input x: UnsafePointer<Float>, kernel w: UnsafePointer<Float>) {
+        let (cin, c, pixels, run) = (inputChannels, channels, pixels, runPixels)
+        guard run > 0 else {
+            withScratch(pixels * c) { de in
+                gradient.applyInParallel(into: de, add: false, g: dz, x: e, rows: pixels, channels: c)
+                tape.accumulate(kernel) { dw in
+                    BLAS.gemmTransposedAccumulate(m: cin, n: c, k: pixels, a: x, lda: cin, b: de, ldb: c, c: dw)
+                }
+                tape.accumulate(input, writing: { dx, add in
+                    BLAS.gemmRowsSplit(m: pixels, n: cin, k: c, a: de, lda: c, b: w, ldb: c, beta: add ? 1 : 0, c: dx, ldc: cin,
+                                       transposeB: true)
+                })
+            }
+            return
+        }
+        let parts = Parallel.parts(pixels, grain: 256)
+        var partials = [Float](repeating: 0, count: parts * cin * c + BLAS.readSlack)
+        tape.accumulate(input, writing: { dx, add in
+            partials.withUnsafeMutableBufferPointer { p in
+                let box = SendableBox((dx, p.baseAddress!, dz, e, x, w))
+                Parallel.forEachPart(pixels, grain: 256) { part, range in
+                    let (dx, p, dz, e, x, w) = box.value
+                    withScratch(run * c) { de in
+                        for start in stride(from: range.lowerBound, to: range.upperBound, by: run) {
+                            let n = min(run, range.upperBound - start)
+                            gradient.apply(into: de, add: false, g: dz + start * c, x: e + start * c, rows: n, channels: c)
+                            BLAS.sgemm(transposeA: false, transposeB: true, m: n, n: cin, k: c, alpha: 1, a: de, lda: c, b: w, ldb: c,
+                                       beta: add ? 1 : 0, c: dx + start * cin, ldc: cin)
+                            BLAS.sgemm(transposeA: true, transposeB: false, m: cin, n: c, k: n, alpha: 1, a: x + start * cin, lda: cin,
+                                       b: de, ldb: c, beta: start == range.lowerBound ? 0 : 1, c: p + part * cin * c, ldc: c)
+                        }
+                    }
+                }
+            }
+        })
+        tape.accumulate(kernel) { dw in
+            for part in 0..<parts { for i in 0..<(cin * c) { dw[i] += partials[part * cin * c + i] } }
         }
     }
 }
@@ -116,5 +213,23 @@ private struct NormalisingMap: Sendable {
             activation.backward(gradient, normalising: x, scale: s.baseAddress!, shift: t.baseAddress!, dz,
                                 rows: 0..<pixels, channels: channels)
         } }
+    }
+}
+
+extension NormalisingMap {
+    /// Output rows `rows`' share of the backward pass of the normalised depthwise convolution
+    /// (`DepthwiseGeometry.backwardMappingBands`): their kernel gradient added to `dw`, and for
+    /// each input row they own, dz written and Σ dz, Σ dz·(x − μ) added to `sums` (c each).
+    func backward(_ geometry: DepthwiseGeometry, rows: Range<Int>, x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                  _ w: UnsafePointer<Float>, flipped: UnsafePointer<Float>, mean: UnsafePointer<Float>,
+                  dw: UnsafeMutablePointer<Float>, dz: UnsafeMutablePointer<Float>, sums: UnsafeMutablePointer<Double>) {
+        let c = channels, width = geometry.input.w, rowSize = width * c
+        withScratch(2 * c) { block in
+            geometry.backwardMappingBands(rows, x, callAsFunction, dy: dy, w, flipped: flipped, dw: dw) { dxRow, row in
+                let xr = x + row * rowSize, dzr = dz + row * rowSize
+                backward(dxRow, at: xr, into: dzr, pixels: width)
+                addGradientSums(dzr, xr, mean: mean, rows: 0..<width, channels: c, block: block, into: sums)
+            }
+        }
     }
 }
