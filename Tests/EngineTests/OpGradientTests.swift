@@ -645,14 +645,15 @@ final class OpGradientTests: XCTestCase {
 
     /// The expand convolution folded into the normalised depthwise convolution
     /// (`depthwiseConv2d(normalisingExpansionOf:…)`) against the 1×1 convolution and the normalised
-    /// depthwise convolution apart. Output, depthwise kernel gradient, dγ, dβ and moving statistics:
-    /// the same bits (the same batch-norm gradient, made the same way). dx and the expand kernel's
-    /// gradient, whose GEMMs read the gradient at the expansion a run of pixels at a time (the
-    /// kernel gradient in per-thread partials): within 10⁻⁴ of their largest element (a run
-    /// skipped, or its kernel gradient added twice, moves them by far more). With runs (200
-    /// channels from 7: runs of 327 pixels, several per thread, the last one short) and without
-    /// (840 channels from 20, a kernel too large for runs), in training and recording with running
-    /// statistics, on one to three threads; and finite differences for x, both kernels, γ and β.
+    /// depthwise convolution apart. The folded op runs the expansion's GEMMs on runs of pixels (in
+    /// training the forward too, with batch statistics of each run in cache; the kernel gradient in
+    /// per-thread partials), which the BLAS may round differently from one GEMM over all pixels
+    /// (OpenBLAS picks kernels by size), so every result is compared within 10⁻⁴ of its largest
+    /// element (10⁻⁵ for the moving statistics) rather than bit for bit: a run skipped, or its
+    /// kernel gradient added twice, moves them by far more. With runs (200 channels from 7: runs of
+    /// 320–327 pixels, several per thread, the last one short) and without (840 channels from 20, a
+    /// kernel too large for runs), in training and recording with running statistics, on one to
+    /// three threads; and finite differences for x, both kernels, γ and β.
     func testDepthwiseOfANormalisedExpansionEqualsTheOpsApart() {
         let cases: [(k: Int, stride: Int, h: Int, w: Int, cin: Int, c: Int)] = [(3, 1, 30, 40, 7, 200), (5, 2, 9, 11, 7, 200),
                                                                                   (3, 1, 4, 5, 20, 840)]
@@ -690,15 +691,13 @@ final class OpGradientTests: XCTestCase {
                         }
                     }
                     let folded = run(folded: true), apart = run(folded: false)
-                    for (k, name) in ["output", "depthwise kernel gradient", "dγ", "dβ", "moving statistics"].enumerated() {
+                    let names = ["output", "depthwise kernel gradient", "dγ", "dβ", "moving statistics", "dx", "expand kernel gradient"]
+                    for (k, name) in names.enumerated() {
                         XCTAssertFalse(folded[k].isEmpty, name)
-                        XCTAssertEqual(folded[k].map(\.bitPattern), apart[k].map(\.bitPattern), "\(name), \(what)")
-                    }
-                    for (k, name) in [(5, "dx"), (6, "expand kernel gradient")] {
                         XCTAssertEqual(folded[k].count, apart[k].count, "\(name), \(what)")
                         let largest = apart[k].map { abs(Double($0)) }.max() ?? 0
                         let worst = zip(folded[k], apart[k]).map { abs(Double($0) - Double($1)) }.max() ?? 0
-                        XCTAssertLessThanOrEqual(worst, 1e-4 * largest, "\(name), \(what)")
+                        XCTAssertLessThanOrEqual(worst, (name == "moving statistics" ? 1e-5 : 1e-4) * largest, "\(name), \(what)")
                     }
                 }
             }

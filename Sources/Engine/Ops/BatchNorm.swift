@@ -93,17 +93,33 @@ struct BatchNormAffine {
 /// blocks into Double, parts in order: the same bits); the variance is as accurate as the
 /// two-pass one's (Σ(x − μ)² after μ) without its second pass over memory.
 func batchStatistics(_ x: Tensor, rows: Int, channels c: Int) -> (mean: [Float], variance: [Float]) {
+    x.withPointer { batchStatistics($0, rows: rows, channels: c) }
+}
+
+/// `batchStatistics` of x [rows, c] at `x`; with `produce`, each thread writes its rows of x a run
+/// of about 256 KiB at a time (a whole number of 64-row blocks), by `produce(rows)` just before it
+/// sums them, while they are in cache: the same blocks in the same order, so the same bits.
+func batchStatistics(_ x: UnsafePointer<Float>, rows: Int, channels c: Int,
+                     produce: (@Sendable (Range<Int>) -> Void)? = nil) -> (mean: [Float], variance: [Float]) {
     let parts = Parallel.parts(rows, grain: 256)
+    let run = max(1, (64 << 10) / (64 * c)) * 64
     var partials = [Double](repeating: 0, count: parts * 2 * c)  // per part: Σ x, then M2
-    x.withPointer { xp in partials.withUnsafeMutableBufferPointer { p in
-        let box = SendableBox((xp, p.baseAddress!))
+    partials.withUnsafeMutableBufferPointer { p in
+        let box = SendableBox((x, p.baseAddress!))
         Parallel.forEachPart(rows, grain: 256) { part, range in
-            let (xp, p) = box.value
+            let (x, p) = box.value
             withScratch(3 * c) { block in
-                addMoments(xp, rows: range, channels: c, block: block, sum: p + part * 2 * c, m2: p + part * 2 * c + c)
+                var counted = 0
+                let step = produce == nil ? max(range.count, 1) : run
+                for start in stride(from: range.lowerBound, to: range.upperBound, by: step) {
+                    let end = min(range.upperBound, start + step)
+                    produce?(start..<end)
+                    addMoments(x, rows: start..<end, counted: &counted, channels: c, block: block, sum: p + part * 2 * c,
+                               m2: p + part * 2 * c + c)
+                }
             }
         }
-    } }
+    }
     var sum = [Double](repeating: 0, count: c), m2 = [Double](repeating: 0, count: c)
     var counted = 0
     for part in 0..<parts {
@@ -134,13 +150,14 @@ private func mergeMoments<Totals: MutableCollection<Double>>(sum: inout Totals, 
     }
 }
 
-/// Σ x and the sum of squares about the mean (M2) of rows `range` of x [*, c], written to `sum`
-/// and `m2` (c Doubles each), block by block (`batchStatistics`); `block` is scratch for 3c floats.
-private func addMoments(_ x: UnsafePointer<Float>, rows range: Range<Int>, channels c: Int, block: UnsafeMutablePointer<Float>,
-                        sum: UnsafeMutablePointer<Double>, m2: UnsafeMutablePointer<Double>) {
+/// Σ x and the sum of squares about the mean (M2) of rows `range` of x [*, c], merged block by
+/// block into `sum` and `m2` (c Doubles each, totals of `counted` rows so far, which it advances;
+/// `batchStatistics`); `block` is scratch for 3c floats.
+private func addMoments(_ x: UnsafePointer<Float>, rows range: Range<Int>, counted: inout Int, channels c: Int,
+                        block: UnsafeMutablePointer<Float>, sum: UnsafeMutablePointer<Double>, m2: UnsafeMutablePointer<Double>) {
     let blockSum = block, blockMean = block + c, blockM2 = block + 2 * c
     var totalSum = UnsafeMutableBufferPointer(start: sum, count: c), totalM2 = UnsafeMutableBufferPointer(start: m2, count: c)
-    var counted = 0, start = range.lowerBound
+    var start = range.lowerBound
     while start < range.upperBound {
         let end = min(start + 64, range.upperBound), rows = end - start
         blockSum.update(repeating: 0, count: c)

@@ -12,7 +12,8 @@
 // When the op also takes the expand convolution (1×1) that makes batch norm's input, the gradient
 // at that input is not written either: each thread makes it a run of pixels at a time, about
 // 256 KiB, and the convolution's two backward GEMMs (input and kernel gradient) read the run from
-// cache, where written out it would be one pass to write and two to read.
+// cache, where written out it would be one pass to write and two to read; and in training the
+// forward GEMM runs the same way, batch statistics summed from each run while it is in cache.
 
 import Artifacts
 
@@ -24,16 +25,17 @@ extension Tape {
     public func depthwiseConv2d(normalising x: Var, name: String, store: ParameterStore, activation: Activation?,
                                 _ kernel: Var, stride: Int, padding: Padding = .same,
                                 momentum: Float = kerasBatchNormMomentum) -> Var {
-        normalisedDepthwise(x, expandedBy: nil, name: name, store: store, activation: activation, kernel, stride: stride,
-                            padding: padding, momentum: momentum)
+        normalisedDepthwise(x, expandedBy: nil, statistics: nil, name: name, store: store, activation: activation, kernel,
+                            stride: stride, padding: padding, momentum: momentum)
     }
 
     /// `depthwiseConv2d(normalising: conv2d(x, expandKernel), …)` for a 1×1 `expandKernel`
-    /// [1, 1, Cin, C]: the same output bits, and in the backward pass the gradient at the 1×1
-    /// convolution's output is made and used a run of pixels at a time, never written whole (see
-    /// the file's head). Where its kernel is too large for runs of pixels to pay (Cin·C above
-    /// 16 384, where a run would be shorter than four times Cin pixels), the gradient is written
-    /// and the convolution's backward GEMMs run over all pixels, as the two ops would.
+    /// [1, 1, Cin, C]. In training the convolution runs a run of pixels at a time, each run's batch
+    /// statistics summed as it leaves the GEMM (the BLAS may round a run's GEMM differently from
+    /// one over all pixels), and in the backward pass the gradient at its output is made and used
+    /// a run at a time, never written whole (see the file's head). Where its kernel is too large
+    /// for runs of pixels to pay (Cin·C above 16 384, where a run would be shorter than four times
+    /// Cin pixels), both passes run over all pixels, as the two ops would.
     public func depthwiseConv2d(normalisingExpansionOf x: Var, _ expandKernel: Var, name: String, store: ParameterStore,
                                 activation: Activation?, _ kernel: Var, stride: Int, padding: Padding = .same,
                                 momentum: Float = kerasBatchNormMomentum) -> Var {
@@ -42,28 +44,40 @@ extension Tape {
         let expansion = Expansion(input: x, kernel: expandKernel, pixels: input.n * input.h * input.w, inputChannels: input.c,
                                   channels: k[3])
         forwardFlops += 2 * Double(expansion.pixels * input.c * k[3])
-        let xv = value(x), kv = value(expandKernel)
-        let expanded = Tensor(shape: [input.n, input.h, input.w, k[3]]) { e in
+        let xv = value(x), kv = value(expandKernel), (pixels, cin, c) = (expansion.pixels, input.c, k[3])
+        var statistics: (mean: [Float], variance: [Float])? = nil
+        let expanded = Tensor(shape: [input.n, input.h, input.w, c]) { e in
             xv.withPointer { xp in kv.withPointer { w in
-                BLAS.gemmRowsSplit(m: expansion.pixels, n: k[3], k: input.c, a: xp, lda: input.c, b: w, ldb: k[3], beta: 0, c: e, ldc: k[3])
+                guard training && expansion.runPixels > 0 else {
+                    return BLAS.gemmRowsSplit(m: pixels, n: c, k: cin, a: xp, lda: cin, b: w, ldb: c, beta: 0, c: e, ldc: c)
+                }
+                // In training, batch statistics of e as each run of pixels leaves the GEMM, in cache,
+                // where runs pay (`runPixels`).
+                let box = SendableBox((xp, w, e))
+                statistics = batchStatistics(e, rows: pixels, channels: c) { rows in
+                    let (xp, w, e) = box.value
+                    BLAS.sgemm(transposeA: false, transposeB: false, m: rows.count, n: c, k: cin, alpha: 1, a: xp + rows.lowerBound * cin,
+                               lda: cin, b: w, ldb: c, beta: 0, c: e + rows.lowerBound * c, ldc: c)
+                }
             } }
         }
         // A node of its own so that the tape counts and frees it; its gradient goes to x and the kernel directly.
-        return normalisedDepthwise(record(expanded, backward: nil), expandedBy: expansion, name: name, store: store,
-                                   activation: activation, kernel, stride: stride, padding: padding, momentum: momentum)
+        return normalisedDepthwise(record(expanded, backward: nil), expandedBy: expansion, statistics: statistics, name: name,
+                                   store: store, activation: activation, kernel, stride: stride, padding: padding, momentum: momentum)
     }
 
-    /// Both ops above: `x` is batch norm's input, made by `expansion` when given.
-    private func normalisedDepthwise(_ x: Var, expandedBy expansion: Expansion?, name: String, store: ParameterStore,
-                                     activation: Activation?, _ kernel: Var, stride: Int, padding: Padding,
-                                     momentum: Float) -> Var {
+    /// Both ops above: `x` is batch norm's input, made by `expansion` when given; in training its
+    /// batch `statistics` when already made.
+    private func normalisedDepthwise(_ x: Var, expandedBy expansion: Expansion?, statistics: (mean: [Float], variance: [Float])?,
+                                     name: String, store: ParameterStore, activation: Activation?, _ kernel: Var, stride: Int,
+                                     padding: Padding, momentum: Float) -> Var {
         let c = shape(x).last ?? 1
         let gammaVar = parameter(name + "/gamma", in: store), betaVar = parameter(name + "/beta", in: store)
         let xv = value(x), gamma = value(gammaVar).data, beta = value(betaVar).data
         let rows = xv.count / c
         let mean: [Float], variance: [Float]
         if training {
-            (mean, variance) = batchStatistics(xv, rows: rows, channels: c)
+            (mean, variance) = statistics ?? batchStatistics(xv, rows: rows, channels: c)
             updateRunningStatistics(store, name, mean: mean, variance: variance, rows: rows, momentum: momentum)
         } else {
             (mean, variance) = (store.value(name + "/moving_mean").data, store.value(name + "/moving_variance").data)
