@@ -273,6 +273,51 @@ struct InputGradientMap: Sendable {
     }
 }
 
+/// One batch-norm layer in one step: its γ and β nodes and the affine map it applies (from the
+/// batch's statistics in training, the running ones otherwise), and the way from its backward sums
+/// to dγ, dβ and the input gradient. What `Tape.batchNorm` and the ops that fold batch norm in share.
+struct BatchNormLayer {
+    let gamma: Var
+    let beta: Var
+    let gammaValue: [Float]
+    let affine: BatchNormAffine
+    let rows: Int
+    let channels: Int
+    let training: Bool
+
+    /// Adds dγ = Σ g·x̂ and dβ = Σ g to the parameters' gradients, from Σ g and Σ g·(x − μ) (the
+    /// gradient g at the affine map's output), and returns the input gradient's map.
+    func gradients(_ tape: Tape, sum: [Double], product: [Double]) -> InputGradientMap {
+        let sumXhat = zip(product, affine.invStd).map { $0 * Double($1) }
+        tape.accumulate(gamma) { dg in for ch in 0..<channels { dg[ch] += Float(sumXhat[ch]) } }
+        tape.accumulate(beta) { db in for ch in 0..<channels { db[ch] += Float(sum[ch]) } }
+        return InputGradientMap(gamma: gammaValue, affine, sumDy: sum, sumDyXhat: sumXhat, rows: rows, training: training)
+    }
+}
+
+extension Tape {
+    /// Batch-norm layer `name` over x (parameters `name/gamma`, `name/beta`, `name/moving_mean`,
+    /// `name/moving_variance` in `store`): in training with the batch's statistics (`statistics`
+    /// when the caller has made them) and the running ones moved toward them by `momentum`.
+    func batchNormLayer(_ x: Var, name: String, store: ParameterStore, momentum: Float,
+                        statistics: (mean: [Float], variance: [Float])? = nil) -> BatchNormLayer {
+        let c = shape(x).last ?? 1
+        let gamma = parameter(name + "/gamma", in: store), beta = parameter(name + "/beta", in: store)
+        let xv = value(x), gammaValue = value(gamma).data
+        let rows = xv.count / c
+        let mean: [Float], variance: [Float]
+        if training {
+            (mean, variance) = statistics ?? batchStatistics(xv, rows: rows, channels: c)
+            updateRunningStatistics(store, name, mean: mean, variance: variance, rows: rows, momentum: momentum)
+        } else {
+            (mean, variance) = (store.value(name + "/moving_mean").data, store.value(name + "/moving_variance").data)
+        }
+        let affine = BatchNormAffine(mean: mean, variance: variance, gamma: gammaValue, beta: value(beta).data)
+        return BatchNormLayer(gamma: gamma, beta: beta, gammaValue: gammaValue, affine: affine, rows: rows, channels: c,
+                              training: training)
+    }
+}
+
 extension Tape {
     /// y = γ·(x − μ)/√(σ² + ε) + β over the last axis of `x` (rank 2 or 4), followed by
     /// `activation` when given.
@@ -291,20 +336,9 @@ extension Tape {
     ///     keep it, trading its memory for a pass of normalisation and activation).
     public func batchNorm(_ x: Var, name: String, store: ParameterStore, activation: Activation? = nil,
                           momentum: Float = kerasBatchNormMomentum, rebuilt: Bool = true) -> Var {
-        let c = shape(x).last ?? 1
-        let gammaVar = parameter(name + "/gamma", in: store), betaVar = parameter(name + "/beta", in: store)
-        let xv = value(x), gamma = value(gammaVar).data, beta = value(betaVar).data
-        let rows = xv.count / c
-        let mean: [Float], variance: [Float]
-        if training {
-            (mean, variance) = batchStatistics(xv, rows: rows, channels: c)
-            updateRunningStatistics(store, name, mean: mean, variance: variance, rows: rows, momentum: momentum)
-        } else {
-            (mean, variance) = (store.value(name + "/moving_mean").data, store.value(name + "/moving_variance").data)
-        }
-        let affine = BatchNormAffine(mean: mean, variance: variance, gamma: gamma, beta: beta)
+        let layer = batchNormLayer(x, name: name, store: store, momentum: momentum)
+        let xv = value(x), affine = layer.affine, rows = layer.rows, c = layer.channels
         let out = batchNormForward(xv, affine, activation: activation, rows: rows, channels: c)
-        let training = self.training
         let recompute = { batchNormForward(xv, affine, activation: activation, rows: rows, channels: c) }
         return record(out, recompute: rebuilt ? recompute : nil) { tape, dy in
             // dγ = Σ dy·x̂, dβ = Σ dy, dx from InputGradientMap. With an activation, g is the
@@ -323,12 +357,9 @@ extension Tape {
                             } } }
                         }
                     }
-                    // Σ dy and Σ dy·x̂ = invStd·Σ dy·(x − μ), in one pass.
+                    // Σ dy and Σ dy·(x − μ), in one pass.
                     let sums = gradientSums(g, xp, mean: affine.mean, rows: rows, channels: c, produce: produce)
-                    let sumDy = sums.sum, sumDyXhat = zip(sums.product, affine.invStd).map { $0 * Double($1) }
-                    tape.accumulate(gammaVar) { dg in for ch in 0..<c { dg[ch] += Float(sumDyXhat[ch]) } }
-                    tape.accumulate(betaVar) { db in for ch in 0..<c { db[ch] += Float(sumDy[ch]) } }
-                    let map = InputGradientMap(gamma: gamma, affine, sumDy: sumDy, sumDyXhat: sumDyXhat, rows: rows, training: training)
+                    let map = layer.gradients(tape, sum: sums.sum, product: sums.product)
                     tape.accumulate(x) { dx, add in map.applyInParallel(into: dx, add: add, g: g, x: xp, rows: rows, channels: c) }
                 }
             }

@@ -71,23 +71,13 @@ extension Tape {
     private func normalisedDepthwise(_ x: Var, expandedBy expansion: Expansion?, statistics: (mean: [Float], variance: [Float])?,
                                      name: String, store: ParameterStore, activation: Activation?, _ kernel: Var, stride: Int,
                                      padding: Padding, momentum: Float) -> Var {
-        let c = shape(x).last ?? 1
-        let gammaVar = parameter(name + "/gamma", in: store), betaVar = parameter(name + "/beta", in: store)
-        let xv = value(x), gamma = value(gammaVar).data, beta = value(betaVar).data
-        let rows = xv.count / c
-        let mean: [Float], variance: [Float]
-        if training {
-            (mean, variance) = statistics ?? batchStatistics(xv, rows: rows, channels: c)
-            updateRunningStatistics(store, name, mean: mean, variance: variance, rows: rows, momentum: momentum)
-        } else {
-            (mean, variance) = (store.value(name + "/moving_mean").data, store.value(name + "/moving_variance").data)
-        }
-        let affine = BatchNormAffine(mean: mean, variance: variance, gamma: gamma, beta: beta)
+        let layer = batchNormLayer(x, name: name, store: store, momentum: momentum, statistics: statistics)
+        let xv = value(x), affine = layer.affine, c = layer.channels
         let map = NormalisingMap(affine: affine, activation: activation, channels: c)
         let (out, geometry) = depthwiseForward(x, kernel, stride: stride, padding: padding) { geometry, rows, x, w, y in
             geometry.forwardMappingBands(rows, x, map.callAsFunction, w, y)
         }
-        let kv = value(kernel), training = self.training
+        let kv = value(kernel)
         let expansionInput = expansion.map { value($0.input) }, expansionKernel = expansion.map { value($0.kernel) }
         return record(out) { tape, dy in
             let outputRows = geometry.input.n * geometry.oh, parts = Parallel.parts(outputRows, grain: 8)
@@ -110,13 +100,10 @@ extension Tape {
                     } }
                 } } } }
                 let sums = combinedGradientSums(sumPartials, parts: parts, channels: c)
-                let sumDz = sums.sum, sumDzXhat = zip(sums.product, affine.invStd).map { $0 * Double($1) }
-                tape.accumulate(gammaVar) { dg in for ch in 0..<c { dg[ch] += Float(sumDzXhat[ch]) } }
-                tape.accumulate(betaVar) { db in for ch in 0..<c { db[ch] += Float(sumDz[ch]) } }
+                let gradient = layer.gradients(tape, sum: sums.sum, product: sums.product)
                 tape.accumulate(kernel) { dw in
                     for part in 0..<parts { for i in 0..<taps { dw[i] += kernelPartials[part * taps + i] } }
                 }
-                let gradient = InputGradientMap(gamma: gamma, affine, sumDy: sumDz, sumDyXhat: sumDzXhat, rows: rows, training: training)
                 xv.withPointer { xp in
                     if let expansion, let expansionInput, let expansionKernel {
                         expansionInput.withPointer { input in expansionKernel.withPointer { w in
@@ -124,7 +111,7 @@ extension Tape {
                         } }
                     } else {
                         tape.accumulate(x) { dx, add in
-                            gradient.applyInParallel(into: dx, add: add, g: UnsafePointer(dz), x: xp, rows: rows, channels: c)
+                            gradient.applyInParallel(into: dx, add: add, g: UnsafePointer(dz), x: xp, rows: layer.rows, channels: c)
                         }
                     }
                 }
